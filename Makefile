@@ -1,0 +1,26 @@
+# Two commands do everything on a fresh machine:  make demo  and  make test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch is pinned to the CPU build that lies on this machine's disk (a looser pin pulls a CUDA build)
+TORCH  ?= torch==2.13.0
+
+.PHONY: setup demo test clean
+
+$(BIN)/attnkit: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(BIN)/attnkit
+
+demo: setup
+	$(BIN)/attnkit demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

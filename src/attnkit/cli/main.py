@@ -1,0 +1,116 @@
+"""``attnkit``: the command line. Each subcommand's code is in ``attnkit.cli.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from attnkit import __version__
+from attnkit.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from attnkit.cli import commands as c
+
+    p = argparse.ArgumentParser(
+        prog="attnkit",
+        description="Attention-based sequence models: train translation models (RNN encoder-decoders "
+                    "with none/mean/dot/general/additive context, Transformers), translate with greedy "
+                    "or beam search, and score with sacreBLEU.",
+        epilog="Run 'attnkit COMMAND --help' for a command's options.",
+    )
+    p.add_argument("--version", action="version", version=f"attnkit {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no progress bars")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser("train", help="train a model from a YAML config",
+                       description="Train a model from a YAML config into a run directory, which then "
+                                   "serves as the model directory of translate and evaluate.")
+    t.add_argument("config", nargs="?", help="YAML config (see configs/); not needed with --resume")
+    t.add_argument("--out", help="run directory (default: runs/<config name>)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set training.lr=0.001 (repeatable; values are YAML)")
+    t.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop after N updates in total")
+    t.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
+                   help="bound the whole run's wall time, validation included; it then ends as if converged")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out exactly where it stopped (optimizer, schedule, RNG, data position)")
+    t.set_defaults(func=c.cmd_train)
+
+    tr = sub.add_parser("translate", help="translate text with a trained model",
+                        description="Translate one sentence per line, stdin to stdout by default; as many lines "
+                                    "out as in (an empty line gives an empty line).")
+    tr.add_argument("model_dir", metavar="DIR", help="a trained model directory (the --out of train)")
+    tr.add_argument("--beam", type=int, default=None, metavar="N", help="beam size; 1 is greedy (default: the config's)")
+    tr.add_argument("--nbest", type=int, default=1, metavar="K",
+                    help="output the K best translations per line as 'LINE ||| TRANSLATION ||| SCORE' (K <= beam)")
+    tr.add_argument("--batch-size", type=int, default=None, metavar="N", help="sentences per batch")
+    tr.add_argument("--input", metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
+    tr.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    tr.set_defaults(func=c.cmd_translate)
+
+    e = sub.add_parser("evaluate", help="translate a test set and score it with sacreBLEU and chrF",
+                       description="Translate --src with the model and score the detokenized output against "
+                                   "--ref with sacreBLEU (cased BLEU) and chrF, printing their signatures.")
+    e.add_argument("model_dir", metavar="DIR", help="a trained model directory")
+    e.add_argument("--src", required=True, metavar="FILE", help="source sentences, one per line (plain or .gz)")
+    e.add_argument("--ref", required=True, metavar="FILE", help="reference translations, aligned with --src")
+    e.add_argument("--beam", type=int, default=None, metavar="N", help="beam size; 1 is greedy (default: the config's)")
+    e.add_argument("--batch-size", type=int, default=None, metavar="N", help="sentences per batch")
+    e.add_argument("--output", metavar="FILE", help="also write the translations to FILE")
+    e.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    e.set_defaults(func=c.cmd_evaluate)
+
+    d = sub.add_parser("demo", help="train a small Transformer on the embedded Multi30k en-de and show it",
+                       description="The main job: train a small Transformer on the Multi30k English-German data "
+                                   "shipped inside attnkit (no download), report its test2016 BLEU with beam 5, "
+                                   "and translate a few sentences.")
+    d.add_argument("--minutes", type=float, default=10.0, metavar="M", help="training time budget (default: 10)")
+    d.add_argument("--out", help="run directory (default: runs/demo-<time>)")
+    d.set_defaults(func=c.cmd_demo)
+
+    b = sub.add_parser("bench", help="measure training and translation speed",
+                       description="Measure one system in this process: 'bench train CONFIG' reports training "
+                                   "tokens/s, 'bench translate DIR --src FILE' reports sentences/s. bench/speed.py "
+                                   "runs each system in a process of its own and writes a table.")
+    bsub = b.add_subparsers(dest="what", metavar="WHAT", required=True)
+    bt = bsub.add_parser("train", help="training tokens/s of a config on its training data")
+    bt.add_argument("config", help="YAML config")
+    bt.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    bt.add_argument("--steps", type=int, default=30, help="timed updates (default: 30)")
+    bt.add_argument("--warmup", type=int, default=5, help="untimed updates first (default: 5)")
+    bt.set_defaults(func=c.cmd_bench_train)
+    bd = bsub.add_parser("translate", help="translation sentences/s of a trained model")
+    bd.add_argument("model_dir", metavar="DIR")
+    bd.add_argument("--src", required=True, metavar="FILE", help="real sentences to translate")
+    bd.add_argument("--beam", type=int, default=1, metavar="N")
+    bd.add_argument("--batch-size", type=int, default=None, metavar="N")
+    bd.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N sentences")
+    bd.set_defaults(func=c.cmd_bench_translate)
+    return p
+
+
+def setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="attnkit: %(message)s",
+                        stream=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.quiet)
+    try:
+        return args.func(args) or 0
+    except UserError as err:
+        print(f"attnkit: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attnkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Reading text files: one sentence per line, plain or gzip, UTF-8.
+
+Every problem a user's file can have is a :class:`UserError` naming the file (and line):
+missing, empty, not UTF-8, or two sides of a parallel corpus with different line counts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from attnkit.errors import UserError
+
+log = logging.getLogger(__name__)
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_lines(path: str | Path, allow_empty_file: bool = False) -> list[str]:
+    """All lines of a text file (gzip detected by its magic bytes), stripped of surrounding space."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file")
+    data = path.read_bytes()
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise UserError(f"{path}: broken gzip file ({err})") from None
+    if not data.strip() and not allow_empty_file:
+        raise UserError(f"{path}: file is empty")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise UserError(f"{path}: line {line}: invalid UTF-8 (byte {data[err.start]:#04x})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
+@dataclass
+class Parallel:
+    """Aligned source and target sentences."""
+
+    src: list[str]
+    tgt: list[str]
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+def read_parallel(src_path: str | Path, tgt_path: str | Path, skip_empty: bool = True) -> Parallel:
+    """Read a parallel corpus. Line counts must agree; pairs with an empty side are skipped
+    (with a warning that counts them) when ``skip_empty``, else kept."""
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise UserError(
+            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: "
+            "source and target files must be aligned line by line"
+        )
+    if skip_empty:
+        keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if s and t]
+        skipped = len(src) - len(keep)
+        if skipped:
+            log.warning("%s / %s: skipped %d pair(s) with an empty line", src_path, tgt_path, skipped)
+        src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
+        if not src:
+            raise UserError(f"{src_path} / {tgt_path}: no non-empty sentence pairs")
+    return Parallel(src, tgt)

@@ -1,0 +1,151 @@
+"""Greedy and beam search, driven through the decoder contract (``init_state`` / ``step`` /
+``reorder``) so they work for every model, and the logit constraints written once.
+
+Both return, per sentence, a list of :class:`Hypothesis` (best first), without BOS and EOS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from attnkit.models.base import Seq2Seq
+from attnkit.specials import BOS, EOS, PAD
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]
+    score: float  # what the search ranks by: log-prob, length-normalised in beam search
+    log_prob: float  # sum of token log-probabilities, EOS included
+
+
+def constrain(log_probs: Tensor, step: int, min_len: int, max_len: Tensor) -> Tensor:
+    """The one place where decoding rules touch the distribution (in place, returns it).
+
+    log_probs (N, V) for output position ``step`` (0-based); max_len (N,) per row. PAD and BOS are
+    never produced; EOS is forbidden before ``min_len`` tokens and forced at position ``max_len``.
+    """
+    log_probs[:, PAD] = NEG_INF
+    log_probs[:, BOS] = NEG_INF
+    if step < min_len:
+        log_probs[:, EOS] = NEG_INF
+    at_limit = step >= max_len
+    if at_limit.any():
+        eos_only = torch.full_like(log_probs[0], NEG_INF)
+        eos_only[EOS] = 0.0
+        log_probs[at_limit] = eos_only
+    return log_probs
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT's ((5 + |Y|) / 6)^alpha; alpha = 0 ranks by raw log-probability."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_lengths(src: Tensor, a: float, b: int, limit: int | None) -> Tensor:
+    """Per-sentence output limit (in tokens, EOS excluded): a * |x| + b, capped by the model's limit."""
+    src_len = (src != PAD).sum(1).float()
+    out = (src_len * a + b).floor().long()
+    if limit is not None:
+        out = out.clamp(max=limit - 1)
+    return out
+
+
+@torch.no_grad()
+def greedy(model: Seq2Seq, src: Tensor, max_len: Tensor, min_len: int = 0) -> list[list[Hypothesis]]:
+    """Pick the most probable token at every step. src (B, S); max_len (B,)."""
+    decoder = model.decoder
+    state = decoder.init_state(model.encode(src))
+    B = src.size(0)
+    tokens = torch.full((B,), BOS, dtype=torch.long, device=src.device)
+    out = torch.zeros(B, 0, dtype=torch.long, device=src.device)
+    log_prob = torch.zeros(B, device=src.device)
+    done = torch.zeros(B, dtype=torch.bool, device=src.device)
+    for step in range(int(max_len.max()) + 1):
+        logits, state = decoder.step(tokens, state)
+        lp = constrain(torch.log_softmax(logits.float(), dim=-1), step, min_len, max_len)
+        best, tokens = lp.max(dim=-1)
+        tokens = tokens.masked_fill(done, PAD)
+        log_prob += best.masked_fill(done, 0.0)
+        out = torch.cat([out, tokens.unsqueeze(1)], dim=1)
+        done |= tokens == EOS
+        if done.all():
+            break
+    hyps = []
+    for row, lp_row in zip(out.tolist(), log_prob.tolist()):
+        toks = row[: row.index(EOS)] if EOS in row else row
+        hyps.append([Hypothesis(toks, lp_row, lp_row)])
+    return hyps
+
+
+@torch.no_grad()
+def beam_search(model: Seq2Seq, src: Tensor, beam: int, max_len: Tensor, alpha: float = 1.0,
+                nbest: int = 1, min_len: int = 0) -> list[list[Hypothesis]]:
+    """Batched beam search with length normalisation.
+
+    Each sentence keeps ``beam`` live hypotheses; a hypothesis that ends in EOS within the top
+    ``beam`` candidates is finished, scored log P / lp(|Y|). A sentence is done once it has ``beam``
+    finished hypotheses (or reached its max length); finished sentences leave the batch (through
+    ``reorder``). Returns the ``nbest`` best finished hypotheses per sentence.
+    """
+    if nbest > beam:
+        raise ValueError(f"nbest ({nbest}) cannot exceed the beam size ({beam})")
+    decoder = model.decoder
+    B, k, device = src.size(0), beam, src.device
+    state = decoder.init_state(model.encode(src))
+    state = decoder.reorder(state, torch.arange(B, device=device).repeat_interleave(k))
+    active = torch.arange(B, device=device)  # original sentence ids still decoding
+    limits = max_len.to(device)
+    scores = torch.zeros(B, k, device=device)  # cumulative log-probs of live hypotheses
+    scores[:, 1:] = NEG_INF  # all beams start equal: expand only the first at step 0
+    prefixes = torch.full((B * k, 0), BOS, dtype=torch.long, device=device)
+    last = torch.full((B * k,), BOS, dtype=torch.long, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+
+    for step in range(int(limits.max()) + 1):
+        n = active.numel()
+        logits, state = decoder.step(last, state)
+        lp = torch.log_softmax(logits.float(), dim=-1)  # (n*k, V)
+        V = lp.size(-1)
+        lp = constrain(lp, step, min_len, limits[active].repeat_interleave(k))
+        cand = (scores.view(n * k, 1) + lp).view(n, k * V)
+        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (n, 2k)
+        top_beam, top_tok = top_idx // V, top_idx % V
+        # candidates ending in EOS within the top k finish; the rest compete for the k live slots
+        is_eos = (top_tok == EOS) & (top_scores > NEG_INF)
+        rank = torch.arange(2 * k, device=device).expand(n, -1)
+        for r, c in (is_eos & (rank < k)).nonzero().tolist():
+            b = int(active[r])
+            if len(finished[b]) < k:
+                src_row = r * k + int(top_beam[r, c])
+                lp_total = float(top_scores[r, c])
+                toks = prefixes[src_row].tolist()
+                finished[b].append(Hypothesis(toks, lp_total / length_penalty(len(toks) + 1, alpha), lp_total))
+        live_scores = top_scores.masked_fill(is_eos, NEG_INF)
+        live_scores, order = live_scores.topk(k, dim=1)  # (n, k)
+        beam_src = top_beam.gather(1, order) + torch.arange(n, device=device).unsqueeze(1) * k  # (n, k)
+        live_tok = top_tok.gather(1, order)
+
+        done = torch.tensor([len(finished[int(b)]) >= k for b in active], device=device)
+        done |= live_scores[:, 0] == NEG_INF
+        keep = (~done).nonzero().squeeze(1)
+        if keep.numel() == 0:
+            break
+        rows = beam_src[keep].view(-1)  # (n'*k,) rows of the current batch to carry on
+        prefixes = torch.cat([prefixes.index_select(0, rows), live_tok[keep].view(-1, 1)], dim=1)
+        last = live_tok[keep].view(-1)
+        scores = live_scores[keep]
+        state = decoder.reorder(state, rows)
+        active = active[keep]
+
+    results = []
+    for b in range(B):
+        hyps = sorted(finished[b], key=lambda h: -h.score)
+        results.append(hyps[:nbest])
+    return results

@@ -1,0 +1,126 @@
+"""Checkpoints: safetensors files plus JSON metadata, written atomically.
+
+A checkpoint file holds tensors under prefixed names (``model.``, ``optim.``, ``rng.``) and
+a JSON document in the safetensors header metadata. Nothing is ever unpickled. Files are
+written to a temporary name, flushed to disk and renamed over the old file, so a Ctrl-C or a kill
+leaves either the old checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from attnkit import FORMAT_VERSION, __version__
+from attnkit.errors import UserError
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, fsync, then rename to ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def model_tensors(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """State dict without tied duplicates, and the aliases (tied name -> stored name)."""
+    tensors, aliases, seen = {}, {}, {}
+    for name, t in model.state_dict().items():
+        key = (t.data_ptr(), t.shape, t.stride()) if t.numel() else None
+        if key is not None and key in seen:
+            aliases[name] = seen[key]
+            continue
+        if key is not None:
+            seen[key] = name
+        tensors[name] = t.detach().contiguous()
+    return tensors, aliases
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, slot in sd["state"].items():
+        for name, value in slot.items():
+            if isinstance(value, Tensor):
+                tensors[f"{idx}.{name}"] = value.detach().contiguous()
+            else:
+                scalars[f"{idx}.{name}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_state(tensors: dict[str, Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(path: Path, model: nn.Module, meta: dict,
+                    optimizer: torch.optim.Optimizer | None = None, extra: dict[str, Tensor] | None = None) -> None:
+    """Write model weights (and optionally optimizer state and extra tensors) with ``meta``."""
+    weights, aliases = model_tensors(model)
+    tensors = {f"model.{k}": v for k, v in weights.items()}
+    doc = {"format_version": FORMAT_VERSION, "attnkit_version": __version__, "aliases": aliases, **meta}
+    if optimizer is not None:
+        opt_tensors, doc["optimizer"] = optimizer_tensors(optimizer)
+        tensors.update({f"optim.{k}": v for k, v in opt_tensors.items()})
+    for k, v in (extra or {}).items():
+        tensors[f"extra.{k}"] = v.detach().contiguous()
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"attnkit": json.dumps(doc)}))
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, dict[str, Tensor]], dict]:
+    """(tensors by group: "model", "optim", "extra"), metadata. Errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    try:
+        groups: dict[str, dict[str, Tensor]] = {"model": {}, "optim": {}, "extra": {}}
+        with safe_open(str(path), framework="pt") as f:
+            doc = json.loads((f.metadata() or {}).get("attnkit", "null"))
+            for key in f.keys():
+                group, name = key.split(".", 1)
+                groups[group][name] = f.get_tensor(key)
+    except (SafetensorError, OSError, ValueError, KeyError) as err:
+        raise UserError(f"{path}: not a readable attnkit checkpoint ({err})") from None
+    if not isinstance(doc, dict) or "format_version" not in doc:
+        raise UserError(f"{path}: not an attnkit checkpoint (no attnkit metadata)")
+    if doc["format_version"] != FORMAT_VERSION:
+        raise UserError(f"{path}: written by attnkit {doc.get('attnkit_version')} in format "
+                        f"{doc['format_version']}; this attnkit reads format {FORMAT_VERSION}")
+    return groups, doc
+
+
+def load_weights(model: nn.Module, tensors: dict[str, Tensor], aliases: dict[str, str], source: Path) -> None:
+    full = dict(tensors)
+    for alias, name in aliases.items():
+        full[alias] = tensors[name]
+    try:
+        model.load_state_dict(full, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise UserError(f"{source}: weights do not fit the model in its config ({first[-1].strip()})") from None

@@ -1,0 +1,234 @@
+"""The training loop. It knows nothing about the model or the task: it gets a strategy that turns a
+batch into a loss, a function that lists an epoch's batches, and a function that validates.
+
+Checkpoints, in the run directory:
+    model.safetensors   the best weights so far (by validation BLEU or loss)
+    last.safetensors    the latest weights + optimiser + RNG + loop position: ``--resume`` starts here
+Both are written atomically; Ctrl-C or SIGTERM stops after the current step and saves ``last``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from attnkit.config import TrainingConfig
+from attnkit.data.batching import Batch
+from attnkit.errors import UserError
+from attnkit.training.checkpoint import (load_weights, optimizer_state, read_checkpoint,
+                                         save_checkpoint)
+from attnkit.training.schedule import make_schedule
+
+log = logging.getLogger(__name__)
+
+BEST, LAST, METRICS = "model.safetensors", "last.safetensors", "metrics.jsonl"
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of ``epoch`` already consumed
+    best: float | None = None
+    best_step: int = 0
+    bad_validations: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    stopped: str = ""  # why the last run ended: converged, max_steps, max_epochs, time, interrupted
+
+
+@dataclass
+class Result:
+    state: LoopState
+    last_validation: dict
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+
+
+@contextmanager
+def stop_on_signal(flag: dict):
+    """SIGINT / SIGTERM set ``flag["stop"]``; the loop stops after the current step. A second
+    Ctrl-C interrupts at once."""
+    def handler(signum, frame):
+        if flag.get("stop"):
+            raise KeyboardInterrupt
+        flag["stop"] = signal.Signals(signum).name
+        log.warning("%s received: stopping after this step (again to abort)", flag["stop"])
+
+    try:
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: no signal handling
+        old = {}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Trainer:
+    def __init__(self, model: torch.nn.Module, strategy, cfg: TrainingConfig, out_dir: Path,
+                 epoch_batches: Callable[[int], list[list[int]]], make_batch: Callable[[list[int]], Batch],
+                 validate: Callable[[torch.nn.Module], dict], meta: dict, progress: bool = True):
+        self.model, self.strategy, self.cfg, self.out = model, strategy, cfg, Path(out_dir)
+        self.epoch_batches, self.make_batch, self.validate_fn = epoch_batches, make_batch, validate
+        self.meta = meta  # saved with every checkpoint (what the model directory needs to be read back)
+        self.optimizer = make_optimizer(model, cfg)
+        self.schedule = make_schedule(cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.plateau_factor,
+                                      cfg.plateau_patience, cfg.min_lr)
+        self.state = LoopState()
+        self.progress = progress
+        self.metric = cfg.early_stopping
+        self.higher_is_better = self.metric == "bleu"
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save_last(self) -> None:
+        extra = {"torch_rng": torch.get_rng_state()}
+        meta = {**self.meta, "loop": asdict(self.state), "schedule": self.schedule.state_dict(),
+                "python_rng": _json_rng(random.getstate())}
+        save_checkpoint(self.out / LAST, self.model, meta, self.optimizer, extra)
+
+    def resume(self) -> None:
+        groups, doc = read_checkpoint(self.out / LAST)
+        load_weights(self.model, groups["model"], doc["aliases"], self.out / LAST)
+        self.optimizer.load_state_dict(optimizer_state(groups["optim"], doc["optimizer"]))
+        self.schedule.load_state_dict(doc["schedule"])
+        self.state = LoopState(**{**doc["loop"], "stopped": ""})
+        torch.set_rng_state(groups["extra"]["torch_rng"])
+        random.setstate(_py_rng(doc["python_rng"]))
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", self.out / LAST, self.state.step,
+                 self.state.epoch, self.state.batch_in_epoch)
+
+    def log_metrics(self, record: dict) -> None:
+        with open(self.out / METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # -- the loop -------------------------------------------------------------------------
+    def train_step(self, batch: Batch) -> tuple[float, int]:
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule.lr()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            loss_sum, n_tokens, _ = self.strategy.loss(self.model, batch, self.state.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss_sum / n_tokens).backward()
+        if self.cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        self.optimizer.step()
+        self.schedule.step()
+        return loss_sum.item() / n_tokens, n_tokens
+
+    def validate(self, count_for_stopping: bool = True) -> dict:
+        start = time.monotonic()
+        self.model.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            scores = self.validate_fn(self.model)
+        value = scores[self.metric]
+        better = (self.state.best is None or (value > self.state.best if self.higher_is_better
+                                              else value < self.state.best))
+        if better:
+            self.state.best, self.state.best_step = value, self.state.step
+            save_checkpoint(self.out / BEST, self.model, {**self.meta, "step": self.state.step, "valid": scores})
+        if count_for_stopping:
+            self.state.bad_validations = 0 if better else self.state.bad_validations + 1
+            self.schedule.validated(better)
+        seconds = time.monotonic() - start
+        record = {"step": self.state.step, **{f"valid_{k}": v for k, v in scores.items()},
+                  "best": better, "valid_seconds": round(seconds, 2)}
+        self.log_metrics(record)
+        log.info("step %d: %s%s", self.state.step,
+                 "  ".join(f"{k} {v:.4g}" for k, v in scores.items()), "  (best)" if better else "")
+        self.last_valid_seconds = seconds
+        return scores
+
+    def run(self, max_steps: int = 0, deadline: float | None = None, reserve_factor: float = 1.0) -> Result:
+        """Train until convergence (early stopping), ``max_steps``, ``max_epochs`` or ``deadline``
+        (a ``time.monotonic()`` value; the loop leaves ``reserve_factor`` x the last validation's
+        duration for the final validation)."""
+        cfg, st = self.cfg, self.state
+        max_steps = max_steps or cfg.max_steps
+        self.last_valid_seconds = 0.0
+        flag: dict = {}
+        last_scores: dict = {}
+        validated_at = -1
+        bar = tqdm(total=max_steps or None, initial=st.step, disable=not self.progress, unit="step",
+                   dynamic_ncols=True, desc="train")
+        window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
+        with stop_on_signal(flag):
+            while not st.stopped:
+                if cfg.max_epochs and st.epoch >= cfg.max_epochs:
+                    st.stopped = "max_epochs"
+                    break
+                batches = self.epoch_batches(st.epoch)
+                while st.batch_in_epoch < len(batches):
+                    t0 = time.monotonic()
+                    loss, n_tok = self.train_step(self.make_batch(batches[st.batch_in_epoch]))
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss} at step {st.step + 1}; lower training.lr")
+                    st.batch_in_epoch += 1
+                    st.step += 1
+                    st.tokens += n_tok
+                    st.train_seconds += time.monotonic() - t0
+                    window_loss += loss * n_tok
+                    window_tokens += n_tok
+                    bar.update(1)
+                    if st.step % cfg.log_every == 0:
+                        elapsed = time.monotonic() - window_start
+                        record = {"step": st.step, "epoch": st.epoch, "loss": window_loss / window_tokens,
+                                  "lr": self.schedule.lr(), "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
+                        self.log_metrics(record)
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
+                                        tok_s=f"{record['tokens_per_s']:.0f}")
+                        window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
+                    if st.step % cfg.valid_every == 0:
+                        last_scores, validated_at = self.validate(), st.step
+                        self.save_last()
+                        if cfg.patience and st.bad_validations >= cfg.patience:
+                            st.stopped = "converged"
+                        window_start = time.monotonic()
+                    if flag.get("stop"):
+                        st.stopped = "interrupted"
+                    elif max_steps and st.step >= max_steps:
+                        st.stopped = "max_steps"
+                    elif deadline is not None and time.monotonic() + self.last_valid_seconds * reserve_factor >= deadline:
+                        st.stopped = "time"
+                    if st.stopped:
+                        break
+                else:
+                    st.epoch += 1
+                    st.batch_in_epoch = 0
+        bar.close()
+        # ``last`` keeps the loop exactly as it was after the final step, so --resume reproduces an
+        # uninterrupted run; the closing validation only updates the best model.
+        self.save_last()
+        if st.stopped != "interrupted" and validated_at != st.step:
+            last_scores = self.validate(count_for_stopping=False)
+        return Result(st, last_scores)
+
+
+def _json_rng(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _py_rng(doc: list) -> tuple:
+    return (doc[0], tuple(doc[1]), doc[2])
+
+
+def check_resumable(out_dir: Path) -> None:
+    if not (Path(out_dir) / LAST).is_file():
+        raise UserError(f"{out_dir}: nothing to resume ({LAST} is missing)")
