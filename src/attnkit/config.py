@@ -19,10 +19,10 @@ from __future__ import annotations
 import copy
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from attnkit.errors import UserError
 
@@ -71,6 +71,17 @@ class RNNConfig(Section):
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     tie_embeddings: bool = False
 
+    @field_validator("context")
+    @classmethod
+    def _dot_sizes(cls, context: str, info: ValidationInfo) -> str:
+        d = info.data
+        if context == "dot" and {"encoder_hidden", "decoder_hidden", "bidirectional"} <= d.keys():
+            enc = d["encoder_hidden"] * (2 if d["bidirectional"] else 1)
+            if enc != d["decoder_hidden"]:
+                raise ValueError(f"dot attention needs decoder_hidden ({d['decoder_hidden']}) equal to the "
+                                 f"encoder's output size ({enc}); use context general or change the sizes")
+        return context
+
 
 class TransformerConfig(Section):
     arch: Literal["transformer"] = "transformer"
@@ -87,8 +98,15 @@ class TransformerConfig(Section):
     share_src_tgt_embeddings: bool = False
     max_positions: int = Field(512, ge=2)
 
+    @field_validator("num_heads")
+    @classmethod
+    def _heads_divide(cls, num_heads: int, info: ValidationInfo) -> int:
+        if "d_model" in info.data and info.data["d_model"] % num_heads:
+            raise ValueError(f"d_model ({info.data['d_model']}) is not divisible by num_heads ({num_heads})")
+        return num_heads
 
-ModelConfig = Annotated[Union[RNNConfig, TransformerConfig], Field(discriminator="arch")]
+
+ModelConfig = Annotated[RNNConfig | TransformerConfig, Field(discriminator="arch")]
 
 
 class TrainingConfig(Section):
@@ -133,6 +151,14 @@ class Config(Section):
     training: TrainingConfig = TrainingConfig()
     decoding: DecodingConfig = DecodingConfig()
 
+    @field_validator("model")
+    @classmethod
+    def _shared_needs_joint(cls, model, info: ValidationInfo):
+        vocab = info.data.get("vocab")
+        if getattr(model, "share_src_tgt_embeddings", False) and vocab is not None and not vocab.joint:
+            raise ValueError("share_src_tgt_embeddings needs a joint vocabulary (vocab.joint: true)")
+        return model
+
 
 def _format_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
@@ -142,10 +168,16 @@ def _format_error(source: str, err: ValidationError) -> str:
         loc.pop(1)
     key = ".".join(loc) or "(top level)"
     kind = first["type"]
-    if kind == "extra_forbidden":
+    if kind == "union_tag_not_found":
+        msg = f"missing key '{key}.arch' (rnn or transformer)"
+    elif kind == "union_tag_invalid":
+        msg = f"key '{key}.arch': expected rnn or transformer (got {first['ctx'].get('tag')!r})"
+    elif kind == "extra_forbidden":
         msg = f"unknown key '{key}'"
     elif kind == "missing":
         msg = f"missing key '{key}'"
+    elif isinstance(first.get("input"), dict):  # a whole section: too long to repeat on one line
+        msg = f"key '{key}': {first['msg']}"
     else:
         msg = f"key '{key}': {first['msg']} (got {first.get('input')!r})"
     more = len(err.errors()) - 1
@@ -208,8 +240,8 @@ def dump_config(cfg: Config) -> str:
 
 
 def resolve_path(path: str, base: Path | None = None) -> Path:
-    """Resolve a data path: ``attnkit:NAME`` is a file shipped in the package, a relative path is
-    taken relative to ``base`` (the config file's folder) when given."""
+    """Resolve a data path: ``attnkit:NAME`` is a file shipped in the package; a relative path is
+    taken relative to ``base`` when given, else to the current directory."""
     if path.startswith(EMBEDDED_PREFIX):
         return Path(str(resources.files("attnkit") / "resources" / path[len(EMBEDDED_PREFIX):]))
     p = Path(path).expanduser()

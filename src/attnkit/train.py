@@ -50,13 +50,16 @@ def make_tokenizers(cfg: Config, train: Parallel) -> tuple[Tokenizer, Tokenizer]
     return make(train.src), make(train.tgt)
 
 
-def encode(data: Parallel, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None = None) -> Encoded:
+def encode(data: Parallel, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None = None,
+           what: str = "training") -> Encoded:
+    """Token ids of every pair; pairs with a side of ``max_len`` tokens or more (EOS included) are
+    skipped with a warning that counts them."""
     src, tgt = [src_tok.encode(s) for s in data.src], [tgt_tok.encode(t) for t in data.tgt]
     if max_len is not None:
         keep = [i for i in range(len(src)) if len(src[i]) < max_len and len(tgt[i]) < max_len]
         if len(keep) < len(src):
-            log.warning("skipped %d training pair(s) longer than data.max_len = %d tokens",
-                        len(src) - len(keep), max_len)
+            log.warning("skipped %d %s pair(s) of %d tokens or more (data.max_len, or the model's "
+                        "max_positions)", len(src) - len(keep), what, max_len)
         src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
     return Encoded(src, tgt)
 
@@ -67,7 +70,7 @@ def validation_loss(model: torch.nn.Module, data: Encoded, batch_tokens: int) ->
         b = make_batch([data.src[i] for i in idx], [data.tgt[i] for i in idx], idx)
         total += float(token_nll(model(b.src, b.tgt_in).logits, b.tgt_out))
         tokens += b.num_tokens
-    return total / tokens
+    return total / tokens if tokens else float("nan")
 
 
 def evaluate_split(translator: Translator, data: Parallel, beam: int) -> dict:
@@ -78,7 +81,7 @@ def evaluate_split(translator: Translator, data: Parallel, beam: int) -> dict:
 def prepare_out_dir(out: Path, resume: bool) -> None:
     if resume:
         check_resumable(out)
-    elif out.exists() and any((out / name).exists() for name in (CONFIG, BEST, LAST)):
+    elif any((out / name).exists() for name in (BEST, LAST)):
         raise UserError(f"{out}: already holds a run; use --resume to continue it or --out for a new one")
     out.mkdir(parents=True, exist_ok=True)
 
@@ -112,10 +115,11 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         save_tokenizer(src_tok, out, "src")
         save_tokenizer(tgt_tok, out, "tgt")
         atomic_write_text(out / CONFIG, dump_config(cfg))
-    train_ids = encode(train_data, src_tok, tgt_tok, cfg.data.max_len)
+    max_len = min(cfg.data.max_len, getattr(cfg.model, "max_positions", cfg.data.max_len))
+    train_ids = encode(train_data, src_tok, tgt_tok, max_len)
     if not train_ids.src:
-        raise UserError(f"{cfg.data.train.src}: no training pair is shorter than data.max_len = {cfg.data.max_len}")
-    valid_ids = encode(valid_data, src_tok, tgt_tok)
+        raise UserError(f"{cfg.data.train.src}: no training pair is shorter than {max_len} tokens (data.max_len)")
+    valid_ids = encode(valid_data, src_tok, tgt_tok, max_len, what="validation (loss only)")
 
     torch.manual_seed(cfg.training.seed)
     model = build_model(cfg.model, len(src_tok), len(tgt_tok))
@@ -144,9 +148,11 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     result = trainer.run(max_steps=max_steps, deadline=deadline, reserve_factor=reserve)
     st = result.state
 
-    # final scores with the best weights
-    groups, doc = read_checkpoint(out / BEST)
-    load_weights(model, groups["model"], doc["aliases"], out / BEST)
+    # final scores with the best weights (there are none yet when stopped before the first validation)
+    doc: dict = {}
+    if (out / BEST).is_file():
+        groups, doc = read_checkpoint(out / BEST)
+        load_weights(model, groups["model"], doc["aliases"], out / BEST)
     model.eval()
     summary = {"stopped": st.stopped, "steps": st.step, "epochs": st.epoch, "best_step": st.best_step,
                "params": n_params, "train_seconds": round(st.train_seconds, 1),

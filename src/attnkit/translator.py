@@ -7,9 +7,9 @@ A model directory holds ``config.yaml``, the tokenizers (``src.*``, ``tgt.*``) a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Translate one sentence per line, stdin to stdout by default; as many lines "
                                     "out as in (an empty line gives an empty line).")
     tr.add_argument("model_dir", metavar="DIR", help="a trained model directory (the --out of train)")
-    tr.add_argument("--beam", type=int, default=None, metavar="N", help="beam size; 1 is greedy (default: the config's)")
+    tr.add_argument("--beam", type=int, default=None, metavar="N",
+                    help="beam size; 1 is greedy (default: the config's)")
     tr.add_argument("--nbest", type=int, default=1, metavar="K",
                     help="output the K best translations per line as 'LINE ||| TRANSLATION ||| SCORE' (K <= beam)")
     tr.add_argument("--batch-size", type=int, default=None, metavar="N", help="sentences per batch")

@@ -9,8 +9,8 @@ function of ``(seed, epoch)``, which is what lets ``--resume`` continue at the e
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 import sentencepiece as spm
 
@@ -39,7 +40,7 @@ class SubwordTokenizer:
 
     @classmethod
     def train(cls, lines: list[str], size: int, model_type: str = "unigram",
-              character_coverage: float = 1.0, seed: int = 1) -> "SubwordTokenizer":
+              character_coverage: float = 1.0, seed: int = 1) -> SubwordTokenizer:
         buf = io.BytesIO()
         spm.set_random_generator_seed(seed)
         spm.SentencePieceTrainer.train(
@@ -67,7 +68,7 @@ class SubwordTokenizer:
         path.write_bytes(self.model_proto)
 
     @classmethod
-    def load(cls, path: Path) -> "SubwordTokenizer":
+    def load(cls, path: Path) -> SubwordTokenizer:
         try:
             return cls(path.read_bytes())
         except (RuntimeError, OSError) as err:
@@ -90,7 +91,7 @@ class ListTokenizer:
         return text.split() if kind == "word" else list(" ".join(text.split()).replace(" ", SPACE))
 
     @classmethod
-    def train(cls, lines: list[str], kind: str, min_freq: int = 1, size: int | None = None) -> "ListTokenizer":
+    def train(cls, lines: list[str], kind: str, min_freq: int = 1, size: int | None = None) -> ListTokenizer:
         counts = Counter(tok for line in lines for tok in cls.split(line, kind))
         ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
         if size is not None:
@@ -116,7 +117,7 @@ class ListTokenizer:
         path.write_text("\n".join(self.itos) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path, kind: str) -> "ListTokenizer":
+    def load(cls, path: Path, kind: str) -> ListTokenizer:
         tokens = path.read_text(encoding="utf-8").split("\n")[:-1]
         if tokens[: len(SPECIALS)] != SPECIALS:
             raise UserError(f"{path}: not an attnkit vocabulary (must start with {' '.join(SPECIALS)})")

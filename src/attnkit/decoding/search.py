@@ -6,7 +6,6 @@ Both return, per sentence, a list of :class:`Hypothesis` (best first), without B
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnkit.layers.dropout import dropout
+
 
 def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
     """Softmax over the last dim; positions where ``mask`` is False get exactly zero weight."""
@@ -140,7 +142,7 @@ class MultiHeadAttention(nn.Module):
         if need_weights:
             scores = q @ keys.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, h, T, S)
             alpha = masked_softmax(scores, mask)
-            heads = F.dropout(alpha, p, self.training) @ values  # (B, h, T, d_k)
+            heads = dropout(alpha, p, self.training) @ values  # (B, h, T, d_k)
         else:
             alpha = None
             heads = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=p)

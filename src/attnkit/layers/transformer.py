@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnkit.layers.attention import MultiHeadAttention
+from attnkit.layers.dropout import dropout
 
 
 class FeedForward(nn.Module):
@@ -28,7 +29,7 @@ class FeedForward(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.W_2(F.dropout(F.relu(self.W_1(x)), self.dropout, self.training))
+        return self.W_2(dropout(F.relu(self.W_1(x)), self.dropout, self.training))
 
 
 class Sublayer(nn.Module):
@@ -44,7 +45,7 @@ class Sublayer(nn.Module):
 
     def out(self, x: Tensor, y: Tensor) -> Tensor:
         """Combine the residual stream ``x`` with the sublayer's output ``y``."""
-        x = x + F.dropout(y, self.dropout, self.training)
+        x = x + dropout(y, self.dropout, self.training)
         return x if self.pre else self.norm(x)
 
 

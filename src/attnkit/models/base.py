@@ -25,7 +25,7 @@ class EncoderOutput:
     final: Any = None  # what the decoder starts from (RNN final states); None for the Transformer
     attention: dict[str, Tensor] = field(default_factory=dict)  # "encoder" self-attention, if asked for
 
-    def select(self, index: Tensor) -> "EncoderOutput":
+    def select(self, index: Tensor) -> EncoderOutput:
         """Rows ``index`` of the batch (beam expansion, dropping finished sentences)."""
         pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
         final = tuple(pick(t) for t in self.final) if isinstance(self.final, tuple) else pick(self.final)

@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnkit.layers.attention import make_attention
+from attnkit.layers.dropout import dropout
 from attnkit.layers.rnn import CELLS, RNNEncoder
 from attnkit.masks import padding_mask
 from attnkit.models.base import DecoderOutput, EncoderOutput
@@ -38,7 +38,7 @@ class RNNSourceEncoder(nn.Module):
 
     def forward(self, src: Tensor, need_weights: bool = False) -> EncoderOutput:
         mask = padding_mask(src)  # (B, S)
-        x = F.dropout(self.embed(src), self.dropout, self.training)
+        x = dropout(self.embed(src), self.dropout, self.training)
         memory, final_h, final_c = self.rnn(x, mask.sum(1))
         return EncoderOutput(memory, mask, (final_h, final_c) if final_c is not None else (final_h,))
 
@@ -125,7 +125,7 @@ class RNNDecoder(nn.Module):
     def _run(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, Tensor | None, RNNState]:
         """tokens (B, T) -> logits (B, T, V), attention weights (B, T, S) or None, new state.
         T must be 1 with input feeding."""
-        x = F.dropout(self.embed(tokens), self.dropout, self.training)  # (B, T, E)
+        x = dropout(self.embed(tokens), self.dropout, self.training)  # (B, T, E)
         if self.input_feeding:
             x = torch.cat([x, state.feed.unsqueeze(1)], dim=-1)  # (B, 1, E + D_out)
         h, hidden = self.rnn(x, state.hidden)  # h: (B, T, H), the top layer
@@ -138,6 +138,6 @@ class RNNDecoder(nn.Module):
             context, alpha = self.attention(h, state.keys, state.enc.memory, state.enc.src_mask.unsqueeze(1))
             features = torch.cat([context, h], dim=-1)  # (B, T, D_enc + H)
         attentional = torch.tanh(self.W_c(features))  # h~ (B, T, D_out)
-        logits = self.W_out(F.dropout(attentional, self.dropout, self.training))
+        logits = self.W_out(dropout(attentional, self.dropout, self.training))
         feed = attentional[:, -1] if self.input_feeding else None
         return logits, alpha, replace(state, hidden=hidden, feed=feed)

@@ -15,9 +15,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnkit.layers.dropout import dropout
 from attnkit.layers.positional import make_positions
 from attnkit.layers.transformer import DecoderLayer, EncoderLayer
 from attnkit.masks import causal_mask, padding_mask
@@ -38,7 +38,7 @@ class Embeddings(nn.Module):
     def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
         """ids (B, T) -> (B, T, d_model), positions starting at ``offset``."""
         x = self.positions(self.token(ids) * self.scale, offset)
-        return F.dropout(x, self.dropout, self.training)
+        return dropout(x, self.dropout, self.training)
 
 
 def stack_weights(alphas: list[Tensor | None]) -> Tensor | None:

@@ -16,7 +16,8 @@ class Schedule:
         return min(1.0, step / self.warmup) if self.warmup else 1.0
 
     def lr(self) -> float:
-        return self.base * self.scale * self.factor(max(1, self.step_count))
+        """The learning rate of the next update (update number ``step_count + 1``)."""
+        return self.base * self.scale * self.factor(self.step_count + 1)
 
     def step(self) -> None:
         self.step_count += 1

@@ -15,10 +15,10 @@ import math
 import random
 import signal
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -26,8 +26,7 @@ from tqdm import tqdm
 from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
 from attnkit.errors import UserError
-from attnkit.training.checkpoint import (load_weights, optimizer_state, read_checkpoint,
-                                         save_checkpoint)
+from attnkit.training.checkpoint import load_weights, optimizer_state, read_checkpoint, save_checkpoint
 from attnkit.training.schedule import make_schedule
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,9 @@ class Result:
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    # fused: one kernel updates every parameter (much faster than a Python loop over them on CPU)
+    return cls(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay,
+               fused=True)
 
 
 @contextmanager
@@ -204,7 +205,8 @@ class Trainer:
                         st.stopped = "interrupted"
                     elif max_steps and st.step >= max_steps:
                         st.stopped = "max_steps"
-                    elif deadline is not None and time.monotonic() + self.last_valid_seconds * reserve_factor >= deadline:
+                    elif deadline is not None and (
+                            time.monotonic() + self.last_valid_seconds * reserve_factor >= deadline):
                         st.stopped = "time"
                     if st.stopped:
                         break

@@ -1,0 +1,79 @@
+"""The dependency direction inside attnkit: layers know nothing of data, config, CLI, training or
+decoding; models know nothing of the CLI, training or decoding. Checked on the source (ast), so an
+import hidden inside a function counts too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import attnkit
+
+PACKAGE = Path(attnkit.__file__).parent
+
+
+def modules_in(source: str, package: str) -> set[str]:
+    """Absolute names of every module ``source`` (a module of ``package``) imports, and of every name
+    it imports from a module (``from a import b`` gives ``a`` and ``a.b``); relative imports resolved."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = parts[: len(parts) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def imported_modules(path: Path) -> set[str]:
+    package = ".".join(("attnkit", *path.relative_to(PACKAGE).parent.parts))
+    return modules_in(path.read_text(encoding="utf-8"), package)
+
+
+def violations_in(names: set[str], forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(name for name in names if any(name == f or name.startswith(f + ".") for f in forbidden))
+
+
+def violations(path: Path, forbidden: tuple[str, ...]) -> list[str]:
+    return violations_in(imported_modules(path), forbidden)
+
+
+LAYER_FILES = sorted((PACKAGE / "layers").glob("*.py"))
+MODEL_FILES = sorted((PACKAGE / "models").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", LAYER_FILES, ids=lambda p: p.name)
+def test_layers_import_nothing_above_them(path):
+    forbidden = ("attnkit.data", "attnkit.config", "attnkit.cli", "attnkit.training", "attnkit.decoding",
+                 "attnkit.models", "attnkit.train", "attnkit.translator", "matplotlib")
+    assert violations(path, forbidden) == []
+
+
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.name)
+def test_models_import_nothing_from_cli_training_or_decoding(path):
+    forbidden = ("attnkit.cli", "attnkit.training", "attnkit.decoding", "attnkit.train", "attnkit.translator",
+                 "matplotlib")
+    assert violations(path, forbidden) == []
+
+
+def test_the_checker_sees_imports():
+    assert len(LAYER_FILES) >= 4 and len(MODEL_FILES) >= 3
+    assert "attnkit.layers.attention.MultiHeadAttention" in imported_modules(PACKAGE / "layers" / "transformer.py")
+    assert violations(PACKAGE / "train.py", ("attnkit.training",))  # train.py does use the trainer
+
+
+def test_relative_and_nested_imports_are_resolved():
+    source = ("import torch\nfrom ..data import batching\nfrom . import rnn\n"
+              "def f():\n    import matplotlib.pyplot as plt\n")
+    names = modules_in(source, "attnkit.layers")
+    assert {"torch", "attnkit.data", "attnkit.data.batching", "attnkit.layers.rnn", "matplotlib.pyplot"} <= names
+    assert violations_in(names, ("attnkit.data", "matplotlib")) == ["attnkit.data", "attnkit.data.batching",
+                                                                    "matplotlib.pyplot"]

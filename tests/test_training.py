@@ -1,0 +1,343 @@
+"""attnkit.training (schedules, strategies, the Trainer) and attnkit.train.train: resuming an
+interrupted run reproduces the uninterrupted one exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import random_src, random_tgt_in, tiny_rnn
+
+import attnkit.train as train_module
+from attnkit.config import TrainingConfig
+from attnkit.data.batching import make_batch, token_batches
+from attnkit.errors import UserError
+from attnkit.models import build_model
+from attnkit.specials import PAD
+from attnkit.train import train
+from attnkit.training.checkpoint import load_weights, read_checkpoint
+from attnkit.training.schedule import InverseSqrt, Plateau, Schedule, make_schedule
+from attnkit.training.strategies import TeacherForcing, make_strategy, token_nll
+from attnkit.training.trainer import BEST, LAST, METRICS, Trainer
+from attnkit.translator import load_model_dir
+
+# -- schedules -----------------------------------------------------------------------------------------
+
+
+def lrs(schedule: Schedule, steps: int) -> list[float]:
+    """The learning rate each of updates 1..steps uses (``lr()`` is read before the update)."""
+    out = []
+    for _ in range(steps):
+        out.append(schedule.lr())
+        schedule.step()
+    return out
+
+
+def test_inverse_sqrt_peaks_at_warmup_then_decays_as_inverse_sqrt():
+    lr, warmup = 2e-3, 100
+    values = lrs(make_schedule("inverse_sqrt", lr, warmup, 0.5, 2, 0.0), 1000)
+    assert max(values) == pytest.approx(lr)
+    assert values.index(max(values)) == warmup - 1  # update number `warmup` uses the peak
+    for step in (1, 25, 50, 99):
+        assert values[step - 1] == pytest.approx(lr * step / warmup)  # linear warmup
+    for step in (100, 400, 900, 1000):
+        assert values[step - 1] == pytest.approx(lr * math.sqrt(warmup / step))
+        assert values[step - 1] * math.sqrt(step) == pytest.approx(lr * math.sqrt(warmup))
+    assert values[399] == pytest.approx(lr / 2)
+    assert InverseSqrt(lr, 0).lr() == lr  # no warmup: constant
+
+
+def test_constant_schedule_with_warmup():
+    values = lrs(make_schedule("constant", 1e-3, 10, 0.5, 2, 0.0), 30)
+    assert values[4] == pytest.approx(5e-4)
+    assert values[9:] == [pytest.approx(1e-3)] * 21
+    with pytest.raises(ValueError):
+        make_schedule("cosine", 1e-3, 10, 0.5, 2, 0.0)
+
+
+def test_plateau_halves_after_patience_bad_validations():
+    sched = Plateau(1e-3, warmup=0, factor=0.5, patience=2, min_lr=1e-4)
+    history = []
+    for improved in [True, False, False, False, False, True, False, False, False, False, False, False,
+                     False, False, False, False]:
+        sched.validated(improved)
+        history.append(sched.lr())
+    assert history[:3] == [pytest.approx(1e-3)] * 3  # two bad validations: patience
+    assert history[3] == pytest.approx(5e-4)  # the third bad one halves
+    assert history[4:8] == [pytest.approx(5e-4)] * 4  # the improvement at 5 resets the count
+    assert history[8] == pytest.approx(2.5e-4)  # third bad one since the improvement
+    assert history[11] == pytest.approx(1.25e-4)
+    assert history[-1] == pytest.approx(1e-4)  # floored at min_lr
+    state = sched.state_dict()
+    clone = Plateau(1e-3, 0, 0.5, 2, 1e-4)
+    clone.load_state_dict(json.loads(json.dumps(state)))
+    assert clone.lr() == sched.lr() and clone.bad == sched.bad
+
+
+def test_plateau_matches_torch_reduce_lr_on_plateau():
+    values = [1.0, 2.0, 1.5, 1.9, 1.8, 2.5, 2.5, 2.4, 2.1, 2.6, 1.0, 1.0, 1.0, 0.5, 3.0, 2.0, 2.0, 2.0]
+    ours = Plateau(1.0, warmup=0, factor=0.5, patience=2, min_lr=0.0)
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=2, threshold=0.0,
+                                                     threshold_mode="abs")
+    best = None
+    for v in values:
+        ours.validated(best is None or v > best)
+        best = v if best is None else max(best, v)
+        ref.step(v)
+        assert ours.lr() == pytest.approx(opt.param_groups[0]["lr"])
+
+
+# -- strategies ----------------------------------------------------------------------------------------
+
+
+def test_token_nll_ignores_padding():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 9)
+    gold = torch.tensor([[5, 6, 3, PAD], [7, 3, PAD, PAD]])
+    expected = -sum(float(torch.log_softmax(logits[b, t], -1)[gold[b, t]])
+                    for b in range(2) for t in range(4) if gold[b, t] != PAD)
+    assert float(token_nll(logits, gold)) == pytest.approx(expected, rel=1e-5)
+    noisy = logits.clone()
+    noisy[gold == PAD] = 100.0
+    assert float(token_nll(noisy, gold, 0.1)) == pytest.approx(float(token_nll(logits, gold, 0.1)), rel=1e-6)
+    smoothed = F.cross_entropy(logits.flatten(0, 1), gold.flatten(), ignore_index=PAD, label_smoothing=0.1,
+                               reduction="sum")
+    assert float(token_nll(logits, gold, 0.1)) == pytest.approx(float(smoothed), rel=1e-6)
+
+
+def test_teacher_forcing_loss():
+    torch.manual_seed(0)
+    model = build_model(tiny_rnn(), 13, 13).eval()
+    batch = make_batch([[5, 6], [7, 8, 9]], [[4, 4, 4], [5]], [0, 1])
+    with torch.no_grad():
+        loss, n, stats = make_strategy("teacher_forcing", 0.0).loss(model, batch, step=0)
+        expected = token_nll(model(batch.src, batch.tgt_in).logits, batch.tgt_out)
+    assert n == batch.num_tokens == 6
+    assert float(loss) == pytest.approx(float(expected))
+    assert isinstance(stats, dict)
+    with pytest.raises(ValueError):
+        make_strategy("professor_forcing", 0.0)
+
+
+# -- the Trainer on its own ----------------------------------------------------------------------------
+
+
+def trainer_for(tmp_path: Path, validate, strategy=None, **cfg_kw) -> Trainer:
+    r = random.Random(0)
+    src = [[r.randrange(4, 13) for _ in range(r.randint(2, 6))] for _ in range(24)]
+    tgt = [s[::-1] for s in src]
+    lengths = [(len(s), len(t)) for s, t in zip(src, tgt)]
+    cfg = TrainingConfig(**{"batch_tokens": 40, "valid_every": 2, "log_every": 1, "schedule": "constant",
+                            "warmup_steps": 0, "lr": 1e-3, "patience": 2, **cfg_kw})
+    torch.manual_seed(0)
+    model = build_model(tiny_rnn(), 13, 13)
+    return Trainer(model, strategy or TeacherForcing(), cfg, tmp_path,
+                   epoch_batches=lambda epoch: token_batches(lengths, cfg.batch_tokens, cfg.seed, epoch),
+                   make_batch=lambda idx: make_batch([src[i] for i in idx], [tgt[i] for i in idx], idx),
+                   validate=validate, meta={"what": "test"}, progress=False)
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / METRICS).read_text().splitlines()]
+
+
+def test_trainer_early_stopping_and_best_checkpoint(tmp_path):
+    bleus = iter([5.0, 7.0, 6.0, 6.5, 1.0, 9.0])
+    trainer = trainer_for(tmp_path, lambda m: {"bleu": next(bleus), "loss": 1.0}, patience=2)
+    result = trainer.run()
+    st = result.state
+    # best at the 2nd validation (step 4); two validations without improvement (steps 6, 8) stop it
+    assert st.stopped == "converged" and st.step == 8 and st.best == 7.0 and st.best_step == 4
+    _, doc = read_checkpoint(tmp_path / BEST)
+    assert doc["step"] == 4 and doc["valid"]["bleu"] == 7.0 and doc["what"] == "test"
+    _, last = read_checkpoint(tmp_path / LAST)
+    assert last["loop"]["step"] == 8
+    recs = records(tmp_path)
+    assert [r["step"] for r in recs if "loss" in r] == list(range(1, 9))
+    assert [(r["step"], r["best"]) for r in recs if "valid_bleu" in r] == [(2, True), (4, True), (6, False),
+                                                                           (8, False)]
+
+
+def test_trainer_loss_early_stopping_and_max_epochs(tmp_path):
+    losses = iter([3.0, 2.0, 2.5] + [2.9] * 50)
+    trainer = trainer_for(tmp_path, lambda m: {"bleu": 0.0, "loss": next(losses)}, early_stopping="loss",
+                          patience=0, max_epochs=2)
+    result = trainer.run()
+    n_batches = len(trainer.epoch_batches(0)) + len(trainer.epoch_batches(1))
+    assert result.state.stopped == "max_epochs" and result.state.step == n_batches
+    assert result.state.best == 2.0 and result.state.best_step == 4
+
+
+def test_trainer_max_steps_and_closing_validation(tmp_path):
+    trainer = trainer_for(tmp_path, lambda m: {"bleu": 1.0, "loss": 1.0}, valid_every=100)
+    result = trainer.run(max_steps=3)
+    assert result.state.stopped == "max_steps" and result.state.step == 3
+    assert [r["step"] for r in records(tmp_path) if "valid_bleu" in r] == [3]  # validated once at the end
+    assert (tmp_path / BEST).is_file()
+
+
+def test_trainer_refuses_a_non_finite_loss(tmp_path):
+    class Exploding(TeacherForcing):
+        def loss(self, model, batch, step):
+            loss, n, stats = super().loss(model, batch, step)
+            return loss * float("nan") if step == 2 else loss, n, stats
+
+    trainer = trainer_for(tmp_path, lambda m: {"bleu": 1.0, "loss": 1.0}, strategy=Exploding())
+    with pytest.raises(FloatingPointError, match="step 3"):
+        trainer.run(max_steps=10)
+
+
+# -- whole runs: resume reproduces the uninterrupted run -----------------------------------------------
+
+
+def train_records(out: Path) -> dict[int, dict]:
+    return {r["step"]: r for r in records(out) if "loss" in r}
+
+
+def valid_records(out: Path) -> dict[int, dict]:
+    return {r["step"]: r for r in records(out) if "valid_loss" in r}
+
+
+def assert_same_run(a: Path, b: Path, steps: int = 12):
+    ra, rb = train_records(a), train_records(b)
+    assert sorted(ra) == sorted(rb) == list(range(1, steps + 1))
+    for step in ra:
+        assert rb[step]["loss"] == pytest.approx(ra[step]["loss"], abs=1e-6), step
+        assert rb[step]["lr"] == pytest.approx(ra[step]["lr"], rel=1e-12)
+        assert rb[step]["epoch"] == ra[step]["epoch"]
+    va, vb = valid_records(a), valid_records(b)
+    for step, rec in va.items():  # b validated at least where a did (plus where it stopped)
+        assert vb[step]["valid_loss"] == pytest.approx(rec["valid_loss"], abs=1e-6)
+    ga, _ = read_checkpoint(a / LAST)
+    gb, _ = read_checkpoint(b / LAST)
+    for name, t in ga["model"].items():
+        torch.testing.assert_close(gb["model"][name], t, atol=1e-6, rtol=0)
+    for name, t in ga["optim"].items():
+        torch.testing.assert_close(gb["optim"][name], t, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "rnn"])
+def test_resumed_run_reproduces_uninterrupted_run(tmp_path, toy_config, arch):
+    cfg = toy_config(arch)
+    a = train(cfg, tmp_path / "A", max_steps=12, progress=False)
+    assert a["stopped"] == "max_steps" and a["steps"] == 12 and a["epochs"] >= 1  # crosses an epoch
+    first = train(cfg, tmp_path / "B", max_steps=5, progress=False)
+    assert first["steps"] == 5
+    _, doc = read_checkpoint(tmp_path / "B" / LAST)
+    assert doc["loop"]["step"] == 5 and doc["loop"]["batch_in_epoch"] > 0  # stopped inside an epoch
+    b = train(None, tmp_path / "B", resume=True, max_steps=12, progress=False)
+    assert b["steps"] == 12 and b["stopped"] == "max_steps"
+    assert_same_run(tmp_path / "A", tmp_path / "B")
+    assert b["test"]["bleu"] == a["test"]["bleu"]
+
+
+def interrupt_at(monkeypatch, *steps: int):
+    """Make the strategy send SIGINT to this process while computing the loss of the given steps."""
+    original = train_module.make_strategy
+
+    def make(name, label_smoothing):
+        strategy = original(name, label_smoothing)
+        loss = strategy.loss
+
+        def interrupting_loss(model, batch, step):
+            if step in steps:
+                os.kill(os.getpid(), signal.SIGINT)
+            return loss(model, batch, step)
+
+        strategy.loss = interrupting_loss
+        return strategy
+
+    monkeypatch.setattr(train_module, "make_strategy", make)
+
+
+def test_sigint_stops_after_the_step_and_resume_reproduces(tmp_path, toy_config, monkeypatch):
+    cfg = toy_config("transformer")
+    train(cfg, tmp_path / "A", max_steps=12, progress=False)
+    with monkeypatch.context() as m:
+        interrupt_at(m, 6)  # during the 7th update
+        summary = train(cfg, tmp_path / "B", max_steps=12, progress=False)
+    assert summary["stopped"] == "interrupted" and summary["steps"] == 7
+    assert "test" not in summary
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert max(train_records(tmp_path / "B")) == 7
+    train(None, tmp_path / "B", resume=True, max_steps=12, progress=False)
+    assert_same_run(tmp_path / "A", tmp_path / "B")
+
+
+def test_sigint_before_the_first_validation(tmp_path, toy_config, monkeypatch):
+    """Stopped before any validation: no best model yet, but last.safetensors is complete and loadable."""
+    cfg = toy_config("rnn")
+    with monkeypatch.context() as m:
+        interrupt_at(m, 0)
+        summary = train(cfg, tmp_path / "B", max_steps=12, progress=False)
+    assert summary["stopped"] == "interrupted" and summary["steps"] == 1 and summary["valid"] == {}
+    out = tmp_path / "B"
+    assert not (out / BEST).exists()
+    groups, doc = read_checkpoint(out / LAST)
+    assert doc["loop"]["step"] == 1
+    from attnkit.config import load_config
+    from attnkit.data.vocab import load_tokenizer
+    saved = load_config(out / "config.yaml")
+    tok = load_tokenizer(out, "src", "word")
+    model = build_model(saved.model, len(tok), len(tok))
+    load_weights(model, groups["model"], doc["aliases"], out / LAST)
+    resumed = train(None, out, resume=True, max_steps=4, progress=False)
+    assert resumed["steps"] == 4 and (out / BEST).is_file()
+    assert load_model_dir(out).translate(["ab cd"], beam=1)[0][0].tokens is not None
+
+
+def test_training_refuses_to_overwrite_or_resume_nothing(tmp_path, toy_config):
+    cfg = toy_config("rnn")
+    train(cfg, tmp_path / "run", max_steps=2, progress=False)
+    with pytest.raises(UserError, match="already holds a run"):
+        train(cfg, tmp_path / "run", max_steps=2, progress=False)
+    with pytest.raises(UserError, match="nothing to resume"):
+        train(None, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_empty_training_lines_are_skipped_with_a_warning(tmp_path, toy_config, toy_corpus, caplog):
+    src, tgt = toy_corpus / "train.src", toy_corpus / "train.tgt"
+    src.write_text(src.read_text() + "\nab cd\n\n")
+    tgt.write_text(tgt.read_text() + "cd ab\n\n\n")
+    summary = train(toy_config("rnn"), tmp_path / "run", max_steps=3, progress=False)
+    assert summary["steps"] == 3
+    assert "skipped 3 pair(s) with an empty line" in caplog.text
+
+
+def test_trained_model_is_in_eval_mode_and_translates(tmp_path, toy_config):
+    train(toy_config("transformer"), tmp_path / "run", max_steps=3, progress=False)
+    translator = load_model_dir(tmp_path / "run")
+    assert not translator.model.training
+    src, tgt_in = random_src(vocab=10), random_tgt_in(vocab=10)
+    assert translator.model(src, tgt_in).logits.shape[:2] == tgt_in.shape
+
+
+def test_time_budget_stops_the_run(tmp_path, toy_config):
+    summary = train(toy_config("rnn"), tmp_path / "run", max_minutes=1e-6, progress=False)
+    assert summary["stopped"] == "time" and summary["steps"] == 1
+    assert (tmp_path / "run" / BEST).is_file()  # the closing validation still ran
+
+
+def test_pairs_longer_than_max_positions_are_skipped_not_fatal(tmp_path, toy_config, toy_corpus, caplog):
+    """A sentence longer than the Transformer's positions, in training or validation data, is skipped
+    (with a warning that counts it) for the loss, and still translated (cut) for validation BLEU."""
+    long = " ".join(["ab"] * 40)
+    for split in ("train", "valid"):
+        src, tgt = toy_corpus / f"{split}.src", toy_corpus / f"{split}.tgt"
+        src.write_text(src.read_text() + long + "\n")
+        tgt.write_text(tgt.read_text() + long + "\n")
+    config = toy_config("transformer", data={"max_len": 100})  # the model's 32 positions are the limit
+    summary = train(config, tmp_path / "run", max_steps=3, progress=False)
+    assert summary["steps"] == 3 and "bleu" in summary["valid"]
+    assert "skipped 1 training pair(s) of 32 tokens or more" in caplog.text
+    assert "line 9: source has 41 tokens, more than the model's limit of 32" in caplog.text
+    assert "skipped 1 validation (loss only) pair(s)" in caplog.text
