@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_lines(path: str | Path, allow_empty_file: bool = False) -> list[str]:
-    """All lines of a text file (gzip detected by its magic bytes), stripped of surrounding space."""
+def read_lines(path: str | Path, allow_empty_file: bool = False, strip: bool = True) -> list[str]:
+    """All lines of a text file (gzip detected by its magic bytes), stripped of surrounding space
+    unless ``strip`` is False."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: file not found")
@@ -41,7 +42,7 @@ def read_lines(path: str | Path, allow_empty_file: bool = False) -> list[str]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [line.strip() for line in lines]
+    return [line.strip() for line in lines] if strip else lines
 
 
 @dataclass

@@ -1,17 +1,22 @@
-"""Greedy and beam search, driven through the decoder contract (``init_state`` / ``step`` /
-``reorder``) so they work for every model, and the logit constraints written once.
+"""Greedy search, beam search and sampling, driven through the decoder contract (``init_state`` /
+``step`` / ``reorder``) so they work for every model, and the logit constraints written once.
 
-Both return, per sentence, a list of :class:`Hypothesis` (best first), without BOS and EOS.
+``greedy_decode``, ``beam_decode`` and ``sample_decode`` take a decoder, its initial state and the
+first input token of each row (BOS for translation, the last prompt token for a language model);
+``greedy`` and ``beam_search`` start them from a seq2seq model and a source batch. All return, per
+row, a list of :class:`Hypothesis` (best first), without the start token and EOS.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from attnkit.models.base import Seq2Seq
+from attnkit.models.base import Decoder, Seq2Seq
 from attnkit.specials import BOS, EOS, PAD
 
 NEG_INF = float("-inf")
@@ -56,20 +61,40 @@ def max_lengths(src: Tensor, a: float, b: int, limit: int | None) -> Tensor:
     return out
 
 
+def start_tokens(src: Tensor) -> Tensor:
+    """(B,) BOS tokens: what a seq2seq decoder reads first."""
+    return torch.full((src.size(0),), BOS, dtype=torch.long, device=src.device)
+
+
 @torch.no_grad()
 def greedy(model: Seq2Seq, src: Tensor, max_len: Tensor, min_len: int = 0) -> list[list[Hypothesis]]:
-    """Pick the most probable token at every step. src (B, S); max_len (B,)."""
-    decoder = model.decoder
-    state = decoder.init_state(model.encode(src))
-    B = src.size(0)
-    tokens = torch.full((B,), BOS, dtype=torch.long, device=src.device)
-    out = torch.zeros(B, 0, dtype=torch.long, device=src.device)
-    log_prob = torch.zeros(B, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
+    """Greedy translation of src (B, S); max_len (B,)."""
+    state = model.decoder.init_state(model.encode(src))
+    return greedy_decode(model.decoder, state, start_tokens(src), max_len, min_len)
+
+
+@torch.no_grad()
+def beam_search(model: Seq2Seq, src: Tensor, beam: int, max_len: Tensor, alpha: float = 1.0,
+                nbest: int = 1, min_len: int = 0) -> list[list[Hypothesis]]:
+    """Beam-search translation of src (B, S); see :func:`beam_decode`."""
+    state = model.decoder.init_state(model.encode(src))
+    return beam_decode(model.decoder, state, start_tokens(src), beam, max_len, alpha, nbest, min_len)
+
+
+def _decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, min_len: int,
+            log_probs: Callable[[Tensor], Tensor], choose: Callable[[Tensor], Tensor]) -> list[list[Hypothesis]]:
+    """Feed ``start`` (B,), then each chosen token, until every row has produced EOS.
+    ``log_probs`` turns logits into the distribution to choose from (before the constraints)."""
+    B, device = start.size(0), start.device
+    tokens = start
+    out = torch.zeros(B, 0, dtype=torch.long, device=device)
+    log_prob = torch.zeros(B, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
     for step in range(int(max_len.max()) + 1):
         logits, state = decoder.step(tokens, state)
-        lp = constrain(torch.log_softmax(logits.float(), dim=-1), step, min_len, max_len)
-        best, tokens = lp.max(dim=-1)
+        lp = constrain(log_probs(logits.float()), step, min_len, max_len)
+        tokens = choose(lp)
+        best = lp.gather(1, tokens.unsqueeze(1)).squeeze(1)
         tokens = tokens.masked_fill(done, PAD)
         log_prob += best.masked_fill(done, 0.0)
         out = torch.cat([out, tokens.unsqueeze(1)], dim=1)
@@ -84,9 +109,46 @@ def greedy(model: Seq2Seq, src: Tensor, max_len: Tensor, min_len: int = 0) -> li
 
 
 @torch.no_grad()
-def beam_search(model: Seq2Seq, src: Tensor, beam: int, max_len: Tensor, alpha: float = 1.0,
+def greedy_decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor,
+                  min_len: int = 0) -> list[list[Hypothesis]]:
+    """Pick the most probable token at every step. start (B,) first inputs; max_len (B,)."""
+    return _decode(decoder, state, start, max_len, min_len, lambda x: torch.log_softmax(x, dim=-1),
+                   lambda lp: lp.argmax(dim=-1))
+
+
+def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Log-probabilities of the sampling distribution: logits / temperature, then only the ``top_k``
+    most probable tokens (0: all), then the smallest set whose probability reaches ``top_p``
+    (nucleus sampling; 1: all). logits (N, V) -> log-probs (N, V), -inf outside the kept set."""
+    lp = torch.log_softmax(logits / temperature, dim=-1)
+    if 0 < top_k < lp.size(-1):
+        kth = lp.topk(top_k, dim=-1).values[:, -1:]
+        lp = lp.masked_fill(lp < kth, NEG_INF)
+    if top_p < 1.0:
+        sorted_lp, order = lp.sort(dim=-1, descending=True)
+        before = sorted_lp.exp().cumsum(-1) - sorted_lp.exp()  # mass of the tokens ranked above
+        drop = torch.zeros_like(lp, dtype=torch.bool).scatter(1, order, before >= top_p)
+        lp = lp.masked_fill(drop, NEG_INF)
+    return torch.log_softmax(lp, dim=-1)
+
+
+@torch.no_grad()
+def sample_decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, temperature: float = 1.0,
+                  top_k: int = 0, top_p: float = 1.0, min_len: int = 0,
+                  generator: torch.Generator | None = None) -> list[list[Hypothesis]]:
+    """Draw each token from the (tempered, top-k, top-p) distribution; log_prob is under that
+    distribution."""
+    def choose(lp: Tensor) -> Tensor:
+        return torch.multinomial(lp.exp(), 1, generator=generator).squeeze(1)
+
+    return _decode(decoder, state, start, max_len, min_len,
+                   lambda x: filter_logits(x, temperature, top_k, top_p), choose)
+
+
+@torch.no_grad()
+def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len: Tensor, alpha: float = 1.0,
                 nbest: int = 1, min_len: int = 0) -> list[list[Hypothesis]]:
-    """Batched beam search with length normalisation.
+    """Batched beam search with length normalisation; start (B,) first inputs, max_len (B,).
 
     Each sentence keeps ``beam`` live hypotheses; a hypothesis that ends in EOS within the top
     ``beam`` candidates is finished, scored log P / lp(|Y|). A sentence is done once it has ``beam``
@@ -95,16 +157,14 @@ def beam_search(model: Seq2Seq, src: Tensor, beam: int, max_len: Tensor, alpha: 
     """
     if nbest > beam:
         raise ValueError(f"nbest ({nbest}) cannot exceed the beam size ({beam})")
-    decoder = model.decoder
-    B, k, device = src.size(0), beam, src.device
-    state = decoder.init_state(model.encode(src))
+    B, k, device = start.size(0), beam, start.device
     state = decoder.reorder(state, torch.arange(B, device=device).repeat_interleave(k))
     active = torch.arange(B, device=device)  # original sentence ids still decoding
     limits = max_len.to(device)
     scores = torch.zeros(B, k, device=device)  # cumulative log-probs of live hypotheses
     scores[:, 1:] = NEG_INF  # all beams start equal: expand only the first at step 0
     prefixes = torch.full((B * k, 0), BOS, dtype=torch.long, device=device)
-    last = torch.full((B * k,), BOS, dtype=torch.long, device=device)
+    last = start.repeat_interleave(k)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
 
     for step in range(int(limits.max()) + 1):

@@ -76,20 +76,26 @@ class DecoderLayerOutput:
 
 
 class DecoderLayer(nn.Module):
+    """Masked self-attention, encoder-decoder attention, feed-forward. Without ``cross_attention``
+    it is the block of a decoder-only language model."""
+
     def __init__(self, d_model: int, num_heads: int, ff_dim: int, dropout: float,
-                 attention_dropout: float, norm: str):
+                 attention_dropout: float, norm: str, cross_attention: bool = True):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout)
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, attention_dropout)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, attention_dropout) if cross_attention else None
         self.ff = FeedForward(d_model, ff_dim, dropout)
         self.sub_self, self.sub_cross, self.sub_ff = (Sublayer(d_model, dropout, norm) for _ in range(3))
+        if not cross_attention:
+            self.sub_cross = None
 
-    def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor], src_mask: Tensor,
+    def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor] | None, src_mask: Tensor | None,
                 self_mask: Tensor | None, past_kv: tuple[Tensor, Tensor] | None = None,
                 need_weights: bool = False) -> DecoderLayerOutput:
         """x (B, T, d): the T newest target positions; ``past_kv`` caches earlier ones.
 
-        memory_kv: the encoder output projected by ``cross_attn.project_kv``, each (B, h, S, d_k).
+        memory_kv: the encoder output projected by ``cross_attn.project_kv``, each (B, h, S, d_k)
+        (None without cross-attention).
         self_mask: (T, T_total) causal mask, or None when T == 1 (one new position sees all the past).
         """
         h = self.sub_self.inp(x)
@@ -98,7 +104,9 @@ class DecoderLayer(nn.Module):
             keys, values = torch.cat([past_kv[0], keys], dim=2), torch.cat([past_kv[1], values], dim=2)
         y, self_alpha = self.self_attn(h, keys, values, self_mask, need_weights)
         x = self.sub_self.out(x, y)
-        y, cross_alpha = self.cross_attn(self.sub_cross.inp(x), *memory_kv, src_mask, need_weights)
-        x = self.sub_cross.out(x, y)
+        cross_alpha = None
+        if self.cross_attn is not None:
+            y, cross_alpha = self.cross_attn(self.sub_cross.inp(x), *memory_kv, src_mask, need_weights)
+            x = self.sub_cross.out(x, y)
         x = self.sub_ff.out(x, self.ff(self.sub_ff.inp(x)))
         return DecoderLayerOutput(x, (keys, values), self_alpha, cross_alpha)

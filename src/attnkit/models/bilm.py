@@ -1,0 +1,83 @@
+"""A bidirectional language model whose layers give contextual word vectors (ELMo, Peters et al. 2018).
+
+Each word is read through its characters (``CharWordEncoder``) into x_t. A forward LSTM stack reads
+x_1..x_t and predicts w_{t+1}; a separate backward stack reads x_T..x_t and predicts w_{t-1}. Neither
+direction ever sees the word it predicts. The contextual vector of word t mixes the layers
+
+    layer 0:  [x_t ; x_t]               layer j:  [h_fwd_{t,j} ; h_bwd_{t,j}]
+
+with learned softmax weights and a scale (``ScalarMix``), one mix per downstream task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from attnkit.layers.char import CharWordEncoder
+from attnkit.layers.dropout import dropout
+from attnkit.masks import padding_mask
+
+
+@dataclass
+class BiLMOutput:
+    forward_logits: Tensor  # (B, T, V): position t predicts word t+1
+    backward_logits: Tensor  # (B, T, V): position t predicts word t-1
+    layers: Tensor  # (L + 1, B, T, 2 * D) the representations ELMo mixes
+
+
+class LSTMStack(nn.Module):
+    """Single-layer LSTMs stacked with residual connections above the first, exposing every layer."""
+
+    def __init__(self, dim: int, num_layers: int, dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.LSTM(dim, dim, batch_first=True) for _ in range(num_layers))
+        self.dropout = dropout
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        outs = []
+        for i, lstm in enumerate(self.layers):
+            h, _ = lstm(x)
+            x = h + x if i > 0 else h
+            outs.append(x)
+            x = dropout(x, self.dropout, self.training)
+        return outs
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each row's first ``lengths[b]`` positions, leaving padding in place. x (B, T, ...)."""
+    B, T = x.shape[:2]
+    pos = torch.arange(T, device=x.device).expand(B, T)
+    idx = torch.where(pos < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - pos, pos)  # (B, T)
+    return x.gather(1, idx.view(B, T, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class BidirectionalLM(nn.Module):
+    def __init__(self, num_chars: int, vocab_size: int, char_dim: int, char_hidden: int, dim: int,
+                 num_layers: int, dropout: float):
+        super().__init__()
+        self.chars = CharWordEncoder(num_chars, char_dim, char_hidden)
+        self.project = nn.Linear(self.chars.output_dim, dim)
+        self.forward_lm = LSTMStack(dim, num_layers, dropout)
+        self.backward_lm = LSTMStack(dim, num_layers, dropout)
+        self.W_out = nn.Linear(dim, vocab_size)  # one softmax shared by both directions
+        self.dropout, self.num_layers, self.dim = dropout, num_layers, dim
+
+    @property
+    def output_dim(self) -> int:
+        return 2 * self.dim
+
+    def forward(self, chars: Tensor) -> BiLMOutput:
+        """chars (B, T, C) character ids of each word -> logits of both directions and all layers."""
+        mask = padding_mask(chars[..., 0])  # (B, T) a word is real if it has a first character
+        lengths = mask.sum(1)
+        x = self.project(self.chars(chars))  # (B, T, D)
+        x_in = dropout(x, self.dropout, self.training)
+        fwd = self.forward_lm(x_in)  # each (B, T, D)
+        bwd = [reverse_padded(h, lengths) for h in self.backward_lm(reverse_padded(x_in, lengths))]
+        layers = torch.stack([torch.cat([x, x], -1)] + [torch.cat([f, b], -1) for f, b in zip(fwd, bwd)])
+        top_f = dropout(fwd[-1], self.dropout, self.training)
+        top_b = dropout(bwd[-1], self.dropout, self.training)
+        return BiLMOutput(self.W_out(top_f), self.W_out(top_b), layers)  # layers (L+1, B, T, 2D)

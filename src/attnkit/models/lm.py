@@ -1,0 +1,128 @@
+"""Neural language models: p(w_1 .. w_T) = prod_t p(w_t | w_<t).
+
+``LSTMLanguageModel`` (embedding, LSTM layers, tied softmax) and ``TransformerLanguageModel``
+(decoder-only: masked self-attention blocks without encoder-decoder attention). Both are their
+own decoders: ``init_state(batch_size)``, ``step(tokens, state)`` and ``reorder(state, index)``
+drive the same greedy, beam and sampling code as translation, and ``forward(tokens)`` is the
+teacher-forced pass (tested equal to stepping).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from attnkit.layers.dropout import dropout
+from attnkit.layers.positional import make_positions
+from attnkit.layers.transformer import DecoderLayer
+from attnkit.masks import causal_mask
+
+
+@dataclass
+class LMOutput:
+    logits: Tensor  # (B, T, V)
+    state: object = None  # LSTM: the state after the last token (truncated BPTT carries it on)
+    attention: list[Tensor | None] | None = None  # Transformer: per layer self-attention (B, h, T, T)
+
+
+@dataclass
+class LSTMState:
+    hidden: tuple[Tensor, Tensor] | None  # (layers, B, H) each; None before the first token
+    batch_size: int
+
+
+class LSTMLanguageModel(nn.Module):
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, num_layers: int, dropout: float,
+                 tie_embeddings: bool):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.rnn = nn.LSTM(embed_dim, hidden, num_layers, batch_first=True,
+                           dropout=dropout if num_layers > 1 else 0.0)
+        self.proj = nn.Linear(hidden, embed_dim) if tie_embeddings and hidden != embed_dim else None
+        self.W_out = nn.Linear(embed_dim if tie_embeddings else hidden, vocab_size)
+        if tie_embeddings:
+            self.W_out.weight = self.embed.weight
+        self.dropout = dropout
+        self.max_positions = None
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+
+    def _logits(self, h: Tensor) -> Tensor:
+        h = dropout(h, self.dropout, self.training)
+        return self.W_out(self.proj(h) if self.proj is not None else h)
+
+    def forward(self, tokens: Tensor, state: LSTMState | None = None, need_weights: bool = False) -> LMOutput:
+        """tokens (B, T) -> logits (B, T, V), and the state after the last token (for truncated BPTT)."""
+        x = dropout(self.embed(tokens), self.dropout, self.training)
+        h, hidden = self.rnn(x, state.hidden if state is not None else None)  # (B, T, H)
+        return LMOutput(self._logits(h), LSTMState(hidden, tokens.size(0)))
+
+    def init_state(self, batch_size: int) -> LSTMState:
+        return LSTMState(None, batch_size)
+
+    def step(self, tokens: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        out = self(tokens.unsqueeze(1), state)
+        return out.logits.squeeze(1), out.state
+
+    def reorder(self, state: LSTMState, index: Tensor) -> LSTMState:
+        if state.hidden is None:
+            return LSTMState(None, index.numel())
+        return LSTMState(tuple(h.index_select(1, index) for h in state.hidden), index.numel())
+
+
+@dataclass
+class TransformerLMState:
+    self_kv: list[tuple[Tensor, Tensor] | None]  # per layer (B, h, t, d_k) each
+    position: int
+
+
+class TransformerLanguageModel(nn.Module):
+    def __init__(self, vocab_size: int, d_model: int, num_heads: int, ff_dim: int, num_layers: int,
+                 dropout: float, attention_dropout: float, positional: str, norm: str, max_positions: int,
+                 tie_embeddings: bool):
+        super().__init__()
+        self.token = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        nn.init.normal_(self.token.weight, std=d_model**-0.5)
+        self.positions = make_positions(positional, d_model, max_positions)
+        self.layers = nn.ModuleList(
+            DecoderLayer(d_model, num_heads, ff_dim, dropout, attention_dropout, norm, cross_attention=False)
+            for _ in range(num_layers))
+        self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
+        self.W_out = nn.Linear(d_model, vocab_size, bias=False)
+        if tie_embeddings:
+            self.W_out.weight = self.token.weight
+        self.scale, self.dropout, self.max_positions = math.sqrt(d_model), dropout, max_positions
+
+    def _embed(self, tokens: Tensor, offset: int) -> Tensor:
+        x = self.positions(self.token(tokens) * self.scale, offset)
+        return dropout(x, self.dropout, self.training)
+
+    def forward(self, tokens: Tensor, state: None = None, need_weights: bool = False) -> LMOutput:
+        """tokens (B, T) -> logits (B, T, V), and per layer the self-attention weights (B, h, T, T)."""
+        x = self._embed(tokens, 0)
+        mask = causal_mask(tokens.size(1), tokens.device)
+        alphas = []
+        for layer in self.layers:
+            out = layer(x, None, None, mask, None, need_weights)
+            x = out.x
+            alphas.append(out.self_alpha)
+        return LMOutput(self.W_out(self.final_norm(x)), None, alphas if need_weights else None)
+
+    def init_state(self, batch_size: int) -> TransformerLMState:
+        return TransformerLMState([None] * len(self.layers), 0)
+
+    def step(self, tokens: Tensor, state: TransformerLMState) -> tuple[Tensor, TransformerLMState]:
+        x = self._embed(tokens.unsqueeze(1), state.position)  # (B, 1, d)
+        new_kv = []
+        for layer, past in zip(self.layers, state.self_kv):
+            out = layer(x, None, None, None, past)
+            x = out.x
+            new_kv.append(out.self_kv)
+        logits = self.W_out(self.final_norm(x)).squeeze(1)
+        return logits, TransformerLMState(new_kv, state.position + 1)
+
+    def reorder(self, state: TransformerLMState, index: Tensor) -> TransformerLMState:
+        def pick(kv):
+            return None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
+        return TransformerLMState([pick(kv) for kv in state.self_kv], state.position)

@@ -1,0 +1,58 @@
+"""Sequence taggers (many to many, synchronous): one tag per input word.
+
+``RNNTagger``: word embeddings (+ a character BiLSTM per word, + optional contextual vectors such as
+ELMo's) -> BiLSTM -> a linear layer per position. ``TransformerTagger``: a Transformer encoder over
+the words -> a linear layer per position.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from attnkit.layers.char import CharWordEncoder
+from attnkit.layers.dropout import dropout
+from attnkit.layers.rnn import RNNEncoder
+from attnkit.masks import padding_mask
+from attnkit.models.transformer import Embeddings, TransformerEncoder
+
+
+class RNNTagger(nn.Module):
+    def __init__(self, num_words: int, num_tags: int, embed_dim: int, hidden: int, num_layers: int,
+                 dropout: float, cell: str = "lstm", num_chars: int = 0, char_dim: int = 0,
+                 char_hidden: int = 0, extra_dim: int = 0):
+        super().__init__()
+        self.embed = nn.Embedding(num_words, embed_dim, padding_idx=0)
+        self.chars = CharWordEncoder(num_chars, char_dim, char_hidden) if num_chars else None
+        input_dim = embed_dim + (self.chars.output_dim if self.chars else 0) + extra_dim
+        self.rnn = RNNEncoder(cell, input_dim, hidden, num_layers, bidirectional=True, dropout=dropout)
+        self.W_out = nn.Linear(self.rnn.output_dim, num_tags)
+        self.dropout = dropout
+
+    def forward(self, words: Tensor, chars: Tensor | None = None, extra: Tensor | None = None) -> Tensor:
+        """words (B, T), chars (B, T, C), extra (B, T, E) -> tag logits (B, T, num_tags)."""
+        mask = padding_mask(words)
+        parts = [self.embed(words)]
+        if self.chars is not None:
+            parts.append(self.chars(chars))
+        if extra is not None:
+            parts.append(extra.to(parts[0].dtype))
+        x = dropout(torch.cat(parts, dim=-1), self.dropout, self.training)
+        states, _, _ = self.rnn(x, mask.sum(1).clamp(min=1))
+        return self.W_out(dropout(states, self.dropout, self.training))
+
+
+class TransformerTagger(nn.Module):
+    def __init__(self, num_words: int, num_tags: int, d_model: int, num_heads: int, ff_dim: int,
+                 num_layers: int, dropout: float, attention_dropout: float, positional: str, norm: str,
+                 max_positions: int):
+        super().__init__()
+        embed = Embeddings(num_words, d_model, positional, max_positions, dropout)
+        self.encoder = TransformerEncoder(embed, num_layers, d_model, num_heads, ff_dim, dropout,
+                                          attention_dropout, norm)
+        self.W_out = nn.Linear(d_model, num_tags)
+        self.max_positions = max_positions
+
+    def forward(self, words: Tensor, chars: Tensor | None = None, extra: Tensor | None = None) -> Tensor:
+        """words (B, T) -> tag logits (B, T, num_tags)."""
+        return self.W_out(self.encoder(words).memory)

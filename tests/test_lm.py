@@ -1,0 +1,101 @@
+"""Neural language models and sampling: the causal invariant, the decoder contract, the sampler."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import randomize
+
+from attnkit.decoding.search import beam_decode, filter_logits, greedy_decode, sample_decode
+from attnkit.models.lm import LSTMLanguageModel, TransformerLanguageModel
+from attnkit.specials import EOS, PAD
+
+V = 17
+
+
+def lstm_lm():
+    return randomize(LSTMLanguageModel(V, 12, 16, 2, 0.1, tie_embeddings=True), std=0.5).eval()
+
+
+def transformer_lm(positional="sinusoidal", norm="pre"):
+    m = TransformerLanguageModel(V, 16, 2, 32, 2, 0.1, 0.1, positional, norm, 64, tie_embeddings=True)
+    return randomize(m, std=0.5).eval()
+
+
+MODELS = [pytest.param(lstm_lm, id="lstm"), pytest.param(transformer_lm, id="transformer"),
+          pytest.param(lambda: transformer_lm("learned", "post"), id="transformer-learned-post")]
+
+
+@pytest.mark.parametrize("make", MODELS)
+def test_changing_a_future_token_never_changes_earlier_logits(make):
+    model = make()
+    torch.manual_seed(0)
+    x = torch.randint(4, V, (3, 9))
+    base = model(x).logits
+    for t in range(9):
+        y = x.clone()
+        y[:, t] = (y[:, t] + 1 - 4) % (V - 4) + 4
+        out = model(y).logits
+        torch.testing.assert_close(out[:, :t], base[:, :t], atol=1e-6, rtol=0)
+        assert not torch.allclose(out[:, t:], base[:, t:])
+
+
+@pytest.mark.parametrize("make", MODELS)
+def test_stepping_equals_the_teacher_forced_pass(make):
+    model = make()
+    x = torch.randint(4, V, (4, 7), generator=torch.Generator().manual_seed(1))
+    full = model(x).logits
+    state = model.init_state(4)
+    steps = []
+    for t in range(7):
+        logits, state = model.step(x[:, t], state)
+        steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+    # reorder keeps each row's own history
+    state = model.reorder(state, torch.tensor([2, 0]))
+    logits, _ = model.step(torch.tensor([5, 5]), state)
+    again = model(torch.cat([x[[2, 0]], torch.tensor([[5], [5]])], 1)).logits[:, -1]
+    torch.testing.assert_close(logits, again, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make", MODELS)
+def test_beam_one_equals_greedy_and_sampling_at_low_temperature_is_greedy(make):
+    model = make()
+    start = torch.tensor([4, 7, 9])
+    limit = torch.tensor([6, 6, 6])
+    g = greedy_decode(model, model.init_state(3), start, limit)
+    b = beam_decode(model, model.init_state(3), start, 1, limit)
+    assert [h[0].tokens for h in g] == [h[0].tokens for h in b]
+    s = sample_decode(model, model.init_state(3), start, limit, temperature=1e-4,
+                      generator=torch.Generator().manual_seed(0))
+    assert [h[0].tokens for h in s] == [h[0].tokens for h in g]
+    s1 = sample_decode(model, model.init_state(3), start, limit, top_k=1, generator=torch.Generator().manual_seed(5))
+    assert [h[0].tokens for h in s1] == [h[0].tokens for h in g]
+
+
+def test_sampling_is_seeded_and_draws_from_the_distribution():
+    model = lstm_lm()
+    start = torch.full((400,), 4)
+    limit = torch.full((400,), 1)
+    draw = lambda seed: sample_decode(model, model.init_state(400), start, limit,  # noqa: E731
+                                      generator=torch.Generator().manual_seed(seed))
+    a, b = draw(3), draw(3)
+    assert [h[0].tokens for h in a] == [h[0].tokens for h in b]
+    first = torch.tensor([h[0].tokens[0] if h[0].tokens else EOS for h in a])
+    logits, _ = model.step(torch.tensor([4]), model.init_state(1))
+    p = torch.softmax(logits[0].float(), -1)
+    p[[PAD, 2]] = 0  # never PAD or BOS (the search's constraints)
+    p = p / p.sum()
+    freq = torch.bincount(first, minlength=V).float() / 400
+    assert (freq - p).abs().max() < 0.1
+
+
+def test_filter_logits_top_k_and_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert filter_logits(logits, top_k=2).exp().tolist()[0] == pytest.approx([0.625, 0.375, 0, 0])
+    assert filter_logits(logits, top_p=0.8).exp().tolist()[0] == pytest.approx([0.625, 0.375, 0, 0])
+    assert filter_logits(logits, top_p=0.81).exp().tolist()[0] == pytest.approx([0.5 / 0.95, 0.3 / 0.95,
+                                                                                   0.15 / 0.95, 0])
+    assert filter_logits(logits, temperature=1.0).exp().sum() == pytest.approx(1.0)
+    sharp = filter_logits(logits, temperature=0.5).exp()[0]
+    assert sharp[0] > 0.5 and sharp.sum() == pytest.approx(1.0)
