@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from helpers import random_src, random_tgt_in, tiny_rnn
 
-import attnkit.train as train_module
+import attnkit.tasks.translation as translation_task
 from attnkit.config import TrainingConfig
 from attnkit.data.batching import make_batch, token_batches
 from attnkit.errors import UserError
@@ -152,7 +152,8 @@ def records(out: Path) -> list[dict]:
 
 def test_trainer_early_stopping_and_best_checkpoint(tmp_path):
     bleus = iter([5.0, 7.0, 6.0, 6.5, 1.0, 9.0])
-    trainer = trainer_for(tmp_path, lambda m: {"bleu": next(bleus), "loss": 1.0}, patience=2)
+    trainer = trainer_for(tmp_path, lambda m: {"bleu": next(bleus), "loss": 1.0}, patience=2,
+                          early_stopping="bleu")
     result = trainer.run()
     st = result.state
     # best at the 2nd validation (step 4); two validations without improvement (steps 6, 8) stop it
@@ -242,7 +243,7 @@ def test_resumed_run_reproduces_uninterrupted_run(tmp_path, toy_config, arch):
 
 def interrupt_at(monkeypatch, *steps: int):
     """Make the strategy send SIGINT to this process while computing the loss of the given steps."""
-    original = train_module.make_strategy
+    original = translation_task.make_strategy
 
     def make(name, label_smoothing):
         strategy = original(name, label_smoothing)
@@ -256,7 +257,7 @@ def interrupt_at(monkeypatch, *steps: int):
         strategy.loss = interrupting_loss
         return strategy
 
-    monkeypatch.setattr(train_module, "make_strategy", make)
+    monkeypatch.setattr(translation_task, "make_strategy", make)
 
 
 def test_sigint_stops_after_the_step_and_resume_reproduces(tmp_path, toy_config, monkeypatch):
@@ -341,3 +342,11 @@ def test_pairs_longer_than_max_positions_are_skipped_not_fatal(tmp_path, toy_con
     assert "skipped 1 training pair(s) of 32 tokens or more" in caplog.text
     assert "line 9: source has 41 tokens, more than the model's limit of 32" in caplog.text
     assert "skipped 1 validation (loss only) pair(s)" in caplog.text
+
+
+def test_trainer_picks_its_direction_from_the_metric(tmp_path):
+    auto = trainer_for(tmp_path / "a", lambda m: {"loss": 1.0})
+    assert auto.metric == "loss" and not auto.higher_is_better  # early_stopping: auto, with no task to ask
+    for metric, higher in (("bleu", True), ("accuracy", True), ("perplexity", False), ("loss", False)):
+        t = trainer_for(tmp_path / metric, lambda m: {metric: 1.0}, early_stopping=metric)
+        assert t.metric == metric and t.higher_is_better == higher

@@ -1,81 +1,24 @@
-"""Training a translation model from a config: data, tokenizers, model, trainer, final scores."""
+"""Training any task from a config: the run directory, the task's data and model, the trainer loop,
+the final scores."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from attnkit.config import Config, dump_config, load_config, parse_config, resolve_path
-from attnkit.data.batching import make_batch, token_batches
-from attnkit.data.text import Parallel, read_parallel
-from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
+from attnkit.config import AnyConfig, dump_config, load_config, parse_config, resolve_path
 from attnkit.errors import UserError
-from attnkit.evaluation import score_corpus
-from attnkit.models import build_model
+from attnkit.tasks import TASKS
+from attnkit.tasks.base import Fitted
 from attnkit.training.checkpoint import atomic_write_text, load_weights, read_checkpoint
-from attnkit.training.strategies import make_strategy, token_nll
 from attnkit.training.trainer import BEST, LAST, Trainer, check_resumable
-from attnkit.translator import CONFIG, Translator
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Encoded:
-    src: list[list[int]]
-    tgt: list[list[int]]
-
-    def lengths(self) -> list[tuple[int, int]]:
-        return [(len(s), len(t)) for s, t in zip(self.src, self.tgt)]
-
-
-def read_split(cfg: Config, split: str) -> Parallel | None:
-    pair = getattr(cfg.data, split)
-    if pair is None:
-        return None
-    return read_parallel(resolve_path(pair.src), resolve_path(pair.tgt), skip_empty=(split == "train"))
-
-
-def make_tokenizers(cfg: Config, train: Parallel) -> tuple[Tokenizer, Tokenizer]:
-    v = cfg.vocab
-    make = lambda lines: train_tokenizer(lines, v.level, v.size, v.subword_model, v.min_freq,  # noqa: E731
-                                         v.character_coverage, cfg.training.seed)
-    if v.joint:
-        tok = make(train.src + train.tgt)
-        return tok, tok
-    return make(train.src), make(train.tgt)
-
-
-def encode(data: Parallel, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None = None,
-           what: str = "training") -> Encoded:
-    """Token ids of every pair; pairs with a side of ``max_len`` tokens or more (EOS included) are
-    skipped with a warning that counts them."""
-    src, tgt = [src_tok.encode(s) for s in data.src], [tgt_tok.encode(t) for t in data.tgt]
-    if max_len is not None:
-        keep = [i for i in range(len(src)) if len(src[i]) < max_len and len(tgt[i]) < max_len]
-        if len(keep) < len(src):
-            log.warning("skipped %d %s pair(s) of %d tokens or more (data.max_len, or the model's "
-                        "max_positions)", len(src) - len(keep), what, max_len)
-        src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
-    return Encoded(src, tgt)
-
-
-def validation_loss(model: torch.nn.Module, data: Encoded, batch_tokens: int) -> float:
-    total, tokens = 0.0, 0
-    for idx in token_batches(data.lengths(), batch_tokens, seed=0, epoch=0):
-        b = make_batch([data.src[i] for i in idx], [data.tgt[i] for i in idx], idx)
-        total += float(token_nll(model(b.src, b.tgt_in).logits, b.tgt_out))
-        tokens += b.num_tokens
-    return total / tokens if tokens else float("nan")
-
-
-def evaluate_split(translator: Translator, data: Parallel, beam: int) -> dict:
-    hyps = [t[0].text for t in translator.translate(data.src, beam=beam)]
-    return score_corpus(hyps, data.tgt)
+CONFIG = "config.yaml"
 
 
 def prepare_out_dir(out: Path, resume: bool) -> None:
@@ -86,9 +29,28 @@ def prepare_out_dir(out: Path, resume: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def absolute_data_paths(cfg: AnyConfig) -> AnyConfig:
+    """The same config with every data file path made absolute (``config.yaml`` of a run records it)."""
+    raw = cfg.model_dump(mode="json")
+
+    def fix(value):
+        if isinstance(value, str):
+            return str(resolve_path(value).resolve())
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        return value
+
+    for split in ("train", "valid", "test"):
+        if raw["data"].get(split) is not None:
+            raw["data"][split] = fix(raw["data"][split])
+    return parse_config(raw)
+
+
 def train(config: str | Path | None, out: Path, overrides: list[str] | None = None, resume: bool = False,
           max_steps: int = 0, max_minutes: float = 0.0, progress: bool = True) -> dict:
-    """Train (or resume) a translation model into ``out``; returns the final scores."""
+    """Train (or resume) the task of ``config`` into ``out``; returns the final scores."""
     start = time.monotonic()
     out = Path(out)
     prepare_out_dir(out, resume)
@@ -97,55 +59,21 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         log.info("resuming %s with its saved config", out)
     else:
         cfg = load_config(config, overrides)
-    # config.yaml in the run directory records every setting, data paths made absolute
-    raw = cfg.model_dump(mode="json")
-    for split in ("train", "valid", "test"):
-        if raw["data"][split]:
-            raw["data"][split] = {k: str(resolve_path(v).resolve()) for k, v in raw["data"][split].items()}
-    cfg = parse_config(raw)
-
-    train_data, valid_data = read_split(cfg, "train"), read_split(cfg, "valid")
-    test_data = read_split(cfg, "test")
-    if resume:
-        src_tok = load_tokenizer(out, "src", cfg.vocab.level)
-        tgt_tok = load_tokenizer(out, "tgt", cfg.vocab.level)
-    else:
-        log.info("training %s tokenizer(s) on %d sentence pairs", cfg.vocab.level, len(train_data))
-        src_tok, tgt_tok = make_tokenizers(cfg, train_data)
-        save_tokenizer(src_tok, out, "src")
-        save_tokenizer(tgt_tok, out, "tgt")
+    cfg = absolute_data_paths(cfg)
+    prepared = TASKS[cfg.task](cfg, out, resume)
+    if not resume:
         atomic_write_text(out / CONFIG, dump_config(cfg))
-    max_len = min(cfg.data.max_len, getattr(cfg.model, "max_positions", cfg.data.max_len))
-    train_ids = encode(train_data, src_tok, tgt_tok, max_len)
-    if not train_ids.src:
-        raise UserError(f"{cfg.data.train.src}: no training pair is shorter than {max_len} tokens (data.max_len)")
-    valid_ids = encode(valid_data, src_tok, tgt_tok, max_len, what="validation (loss only)")
+    if isinstance(prepared, Fitted):  # counted, not trained: nothing to resume, no trainer
+        return {**prepared.fit(), "wall_seconds": round(time.monotonic() - start, 1)}
 
-    torch.manual_seed(cfg.training.seed)
-    model = build_model(cfg.model, len(src_tok), len(tgt_tok))
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("%s model with %s parameters; %d training pairs, vocab %d/%d", cfg.model.arch,
-             f"{n_params:,}", len(train_ids.src), len(src_tok), len(tgt_tok))
-    translator = Translator(model, src_tok, tgt_tok, cfg)
-    t = cfg.training
-
-    def validate(m: torch.nn.Module) -> dict:
-        scores = evaluate_split(translator, valid_data, t.valid_beam)
-        return {"loss": round(validation_loss(m, valid_ids, t.batch_tokens), 4),
-                "bleu": scores["bleu"], "chrf": scores["chrf"]}
-
-    lengths = train_ids.lengths()
-    trainer = Trainer(
-        model, make_strategy(t.strategy, t.label_smoothing), t, out,
-        epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
-        make_batch=lambda idx: make_batch([train_ids.src[i] for i in idx], [train_ids.tgt[i] for i in idx], idx),
-        validate=validate, meta={"params": n_params}, progress=progress,
-    )
+    model = prepared.model
+    trainer = Trainer(model, prepared.strategy, cfg.training, out, prepared.epoch_batches, prepared.make_batch,
+                      prepared.validate, prepared.meta, progress=progress, metric=prepared.metric,
+                      higher_is_better=prepared.higher_is_better)
     if resume:
         trainer.resume()
     deadline = start + max_minutes * 60 if max_minutes else None
-    reserve = 1.0 + (len(test_data) / max(1, len(valid_data)) if test_data else 0.0)
-    result = trainer.run(max_steps=max_steps, deadline=deadline, reserve_factor=reserve)
+    result = trainer.run(max_steps=max_steps, deadline=deadline, reserve_factor=prepared.reserve_factor)
     st = result.state
 
     # final scores with the best weights (there are none yet when stopped before the first validation)
@@ -154,13 +82,13 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         groups, doc = read_checkpoint(out / BEST)
         load_weights(model, groups["model"], doc["aliases"], out / BEST)
     model.eval()
-    summary = {"stopped": st.stopped, "steps": st.step, "epochs": st.epoch, "best_step": st.best_step,
-               "params": n_params, "train_seconds": round(st.train_seconds, 1),
+    summary = {"task": cfg.task, "stopped": st.stopped, "steps": st.step, "epochs": st.epoch,
+               "best_step": st.best_step, "params": prepared.meta.get("params"),
+               "train_seconds": round(st.train_seconds, 1),
                "train_tokens_per_s": round(st.tokens / max(st.train_seconds, 1e-9), 1),
-               "wall_seconds": round(time.monotonic() - start, 1), "valid": doc.get("valid", {})}
-    if test_data is not None and st.stopped != "interrupted":
+               "valid": doc.get("valid", {})}
+    if prepared.test is not None and st.stopped != "interrupted":
         with torch.no_grad():
-            summary["test"] = evaluate_split(translator, test_data, t.valid_beam)
-        summary["test"]["beam"] = t.valid_beam
+            summary["test"] = prepared.test(model)
     summary["wall_seconds"] = round(time.monotonic() - start, 1)
     return summary

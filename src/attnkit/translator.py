@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from attnkit.config import Config, load_config
+from attnkit.config import TranslationConfig, load_config
 from attnkit.data.batching import inference_batches, pad
 from attnkit.data.vocab import Tokenizer, load_tokenizer
 from attnkit.decoding.search import beam_search, greedy, max_lengths
@@ -35,7 +35,7 @@ class Translation:
 
 
 class Translator:
-    def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: Config):
+    def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: TranslationConfig):
         self.model, self.src_tok, self.tgt_tok, self.cfg = model.eval(), src_tok, tgt_tok, cfg
 
     def encode_source(self, line: str, line_no: int | None = None) -> list[int]:
@@ -86,6 +86,8 @@ def load_model_dir(path: str | Path) -> Translator:
         if not (path / name).is_file():
             raise UserError(f"{path}: model directory is incomplete, {name} is missing")
     cfg = load_config(path / CONFIG)
+    if cfg.task != "translation":
+        raise UserError(f"{path}: holds a {cfg.task} model, not a translation model")
     src_tok = load_tokenizer(path, "src", cfg.vocab.level)
     tgt_tok = load_tokenizer(path, "tgt", cfg.vocab.level)
     groups, doc = read_checkpoint(path / WEIGHTS)

@@ -66,16 +66,22 @@ def run_training(config, out: Path, overrides, resume, max_steps, max_minutes, p
     return summary
 
 
+def _scores(scores: dict) -> str:
+    return "  ".join(f"{k} {v}" for k, v in scores.items() if not k.endswith(("signature", "detail")))
+
+
 def report(summary: dict, out: Path) -> None:
-    v = summary.get("valid", {})
-    print(f"run: {out}  stopped: {summary['stopped']} after {summary['steps']} steps "
-          f"({summary['train_seconds']:.0f} s training, {summary['train_tokens_per_s']:.0f} target tokens/s)")
-    if v:
-        print(f"valid (best, step {summary['best_step']}): BLEU {v.get('bleu')}  chrF {v.get('chrf')}  "
-              f"loss {v.get('loss')}")
+    line = f"run: {out}  stopped: {summary['stopped']}"
+    if "steps" in summary:
+        line += (f" after {summary['steps']} steps ({summary['train_seconds']:.0f} s training, "
+                 f"{summary['train_tokens_per_s']:.0f} tokens/s)")
+    print(line)
+    if summary.get("valid"):
+        best = f", best at step {summary['best_step']}" if "best_step" in summary else ""
+        print(f"valid{best}: {_scores(summary['valid'])}")
     if "test" in summary:
         t = summary["test"]
-        print(f"test (beam {t['beam']}): BLEU {t['bleu']}  chrF {t['chrf']}  [{t['bleu_signature']}]")
+        print(f"test: {_scores(t)}" + (f"  [{t['bleu_signature']}]" if "bleu_signature" in t else ""))
 
 
 def cmd_train(args) -> int:
@@ -91,6 +97,47 @@ def cmd_train(args) -> int:
                            _progress(args))
     report(summary, out)
     return 130 if summary["stopped"] == "interrupted" else 0
+
+
+def cmd_tag(args) -> int:
+    from attnkit.data.conllu import format_conllu, parse_conllu, read_conllu, sentences_from_tokens
+    from attnkit.tasks.tagging import Tagger
+
+    tagger = Tagger.load(args.model_dir)
+    if args.tokens:
+        sentences = sentences_from_tokens(read_input(args.input))
+    elif args.input:
+        sentences = read_conllu(args.input)
+    else:
+        sentences = parse_conllu(read_input(None), "<stdin>")
+    tags = tagger.tag(sentences)
+    text = format_conllu(sentences, [{tagger.cfg.data.tag: t} for t in tags])
+    write_output(args.output, text.rstrip("\n").split("\n") + [""])
+    return 0
+
+
+def cmd_classify(args) -> int:
+    from attnkit.tasks.classification import Classifier
+
+    classifier = Classifier.load(args.model_dir)
+    results = classifier.classify(read_input(args.input))
+    write_output(args.output, [f"{label}\t{prob:.4f}" for label, prob in results])
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from attnkit.tasks.language_model import LanguageModel
+
+    lm = LanguageModel.load(args.model_dir)
+    g = lm.cfg.generation
+    pick = lambda value, default: default if value is None else value  # noqa: E731
+    prompts = [args.prompt] if args.prompt is not None else read_input(args.input)
+    out = [lm.generate(p, pick(args.method, g.method), pick(args.beam, g.beam), pick(args.max_tokens, g.max_tokens),
+                       pick(args.temperature, g.temperature), pick(args.top_k, g.top_k), pick(args.top_p, g.top_p),
+                       None if args.seed is None else args.seed + i)
+           for i, p in enumerate(prompts)]
+    write_output(args.output, out)
+    return 0
 
 
 def cmd_translate(args) -> int:
@@ -110,7 +157,57 @@ def cmd_translate(args) -> int:
     return 0
 
 
+def model_task(model_dir: str) -> str:
+    """The task of a trained model directory, from its config.yaml."""
+    from attnkit.config import load_config
+
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise UserError(f"{path}: model directory not found")
+    if not (path / "config.yaml").is_file():
+        raise UserError(f"{path}: model directory is incomplete, config.yaml is missing")
+    return load_config(path / "config.yaml").task
+
+
+def print_scores(scores: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(scores))
+    else:
+        print("  ".join(f"{k} {v}" for k, v in scores.items()))
+
+
 def cmd_evaluate(args) -> int:
+    task = model_task(args.model_dir)
+    if task == "tagging":
+        from attnkit.data.conllu import read_conllu
+        from attnkit.tasks.tagging import Tagger, accuracy
+
+        tagger = Tagger.load(args.model_dir)
+        gold = read_conllu(args.src)
+        tag = tagger.cfg.data.tag
+        print_scores({tag + "_accuracy": accuracy(tagger.tag(gold), gold, tag), "sentences": len(gold)}, args.json)
+        return 0
+    if task == "classification":
+        from attnkit.tasks.classification import Classifier, read_tsv
+
+        clf = Classifier.load(args.model_dir)
+        d = clf.cfg.data
+        data = read_tsv(args.src, d.text_column, d.label_column, d.header)
+        predicted = [label for label, _ in clf.classify(data.texts)]
+        acc = round(100.0 * sum(p == g for p, g in zip(predicted, data.labels)) / len(data.labels), 2)
+        print_scores({"accuracy": acc, "texts": len(data.labels)}, args.json)
+        return 0
+    if task == "language_model":
+        from attnkit.tasks.language_model import LanguageModel
+
+        lines = read_lines(args.src)
+        print_scores({"perplexity": round(LanguageModel.load(args.model_dir).perplexity(lines), 2),
+                      "lines": len(lines)}, args.json)
+        return 0
+    if task != "translation":
+        raise UserError(f"{args.model_dir}: evaluate does not score {task} models")
+    if not args.ref:
+        raise UserError("evaluate: a translation model needs --ref (the reference translations)")
     from attnkit.data.text import read_parallel
     from attnkit.evaluation import score_corpus
     from attnkit.translator import load_model_dir
@@ -167,11 +264,13 @@ def cmd_bench_train(args) -> int:
     from attnkit.config import load_config
     from attnkit.data.batching import make_batch, token_batches
     from attnkit.models import build_model
-    from attnkit.train import encode, make_tokenizers, read_split
+    from attnkit.tasks.translation import encode, make_tokenizers, read_split
     from attnkit.training.strategies import make_strategy
     from attnkit.training.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
+    if cfg.task != "translation":
+        raise UserError(f"{args.config}: bench train measures translation configs, not {cfg.task}")
     train_data = read_split(cfg, "train")
     src_tok, tgt_tok = make_tokenizers(cfg, train_data)
     ids = encode(train_data, src_tok, tgt_tok, cfg.data.max_len)

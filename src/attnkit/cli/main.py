@@ -51,12 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
     tr.set_defaults(func=c.cmd_translate)
 
-    e = sub.add_parser("evaluate", help="translate a test set and score it with sacreBLEU and chrF",
-                       description="Translate --src with the model and score the detokenized output against "
-                                   "--ref with sacreBLEU (cased BLEU) and chrF, printing their signatures.")
+    e = sub.add_parser("evaluate", help="score a trained model on a test file",
+                       description="Score a model on a test file. Translation: translate --src and score the "
+                                   "detokenized output against --ref with sacreBLEU (cased BLEU) and chrF, printing "
+                                   "their signatures. Tagging: accuracy on the gold CoNLL-U --src. Classification: "
+                                   "accuracy on the TSV --src. Language model: perplexity of the text --src.")
     e.add_argument("model_dir", metavar="DIR", help="a trained model directory")
-    e.add_argument("--src", required=True, metavar="FILE", help="source sentences, one per line (plain or .gz)")
-    e.add_argument("--ref", required=True, metavar="FILE", help="reference translations, aligned with --src")
+    e.add_argument("--src", required=True, metavar="FILE",
+                   help="the test file: source sentences, CoNLL-U, TSV or text (plain or .gz)")
+    e.add_argument("--ref", metavar="FILE", help="translation: reference translations, aligned with --src")
     e.add_argument("--beam", type=int, default=None, metavar="N", help="beam size; 1 is greedy (default: the config's)")
     e.add_argument("--batch-size", type=int, default=None, metavar="N", help="sentences per batch")
     e.add_argument("--output", metavar="FILE", help="also write the translations to FILE")
@@ -70,6 +73,42 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--minutes", type=float, default=10.0, metavar="M", help="training time budget (default: 10)")
     d.add_argument("--out", help="run directory (default: runs/demo-<time>)")
     d.set_defaults(func=c.cmd_demo)
+
+    g = sub.add_parser("tag", help="tag words with a trained tagger",
+                       description="Read CoNLL-U (or, with --tokens, one whitespace-tokenized sentence per line) "
+                                   "and write CoNLL-U with the predicted tags in the UPOS or XPOS column the "
+                                   "tagger was trained on; every other column is copied unchanged.")
+    g.add_argument("model_dir", metavar="DIR", help="a trained tagger directory")
+    g.add_argument("--input", metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
+    g.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    g.add_argument("--tokens", action="store_true", help="input is one tokenized sentence per line, not CoNLL-U")
+    g.set_defaults(func=c.cmd_tag)
+
+    k = sub.add_parser("classify", help="label texts with a trained classifier",
+                       description="Read one text per line and write 'LABEL<TAB>PROBABILITY' per line, "
+                                   "as many lines out as in.")
+    k.add_argument("model_dir", metavar="DIR", help="a trained classifier directory")
+    k.add_argument("--input", metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
+    k.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    k.set_defaults(func=c.cmd_classify)
+
+    n = sub.add_parser("generate", help="continue prompts with a trained language model",
+                       description="Continue each prompt (one per line of stdin or --input, or --prompt) to the end "
+                                   "of its line, with greedy search, beam search or sampling; one continuation per "
+                                   "prompt, as many lines out as in. Defaults come from the config's generation "
+                                   "section.")
+    n.add_argument("model_dir", metavar="DIR", help="a trained language-model directory")
+    n.add_argument("--prompt", help="one prompt instead of reading stdin")
+    n.add_argument("--input", metavar="FILE", help="read prompts from FILE instead of stdin")
+    n.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    n.add_argument("--method", choices=["greedy", "beam", "sample"], help="how to choose each next token")
+    n.add_argument("--beam", type=int, metavar="N", help="beam size for --method beam")
+    n.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (< 1 sharper, > 1 flatter)")
+    n.add_argument("--top-k", type=int, metavar="K", help="sample among the K most probable tokens (0: all)")
+    n.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling: the smallest set with mass P")
+    n.add_argument("--max-tokens", type=int, metavar="N", help="at most N new tokens per prompt")
+    n.add_argument("--seed", type=int, default=None, help="random seed for sampling (default: unseeded)")
+    n.set_defaults(func=c.cmd_generate)
 
     b = sub.add_parser("bench", help="measure training and translation speed",
                        description="Measure one system in this process: 'bench train CONFIG' reports training "

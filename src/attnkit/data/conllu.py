@@ -33,9 +33,14 @@ def _is_word(token_id: str) -> bool:
 
 
 def read_conllu(path: str | Path) -> list[Sentence]:
+    return parse_conllu(read_lines(path, strip=False), str(path))
+
+
+def parse_conllu(lines: list[str], path: str) -> list[Sentence]:
+    """Sentences of CoNLL-U ``lines``; errors name ``path`` and the line."""
     sentences: list[Sentence] = []
     current = Sentence([], {"upos": [], "xpos": []})
-    for no, line in enumerate(read_lines(path, strip=False), start=1):
+    for no, line in enumerate(lines, start=1):
         line = line.rstrip("\r\n")
         if not line.strip():
             if current.forms:

@@ -93,7 +93,9 @@ class ListTokenizer:
     @classmethod
     def train(cls, lines: list[str], kind: str, min_freq: int = 1, size: int | None = None) -> ListTokenizer:
         counts = Counter(tok for line in lines for tok in cls.split(line, kind))
-        ranked = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        # a literal "<unk>" in the text (Penn Treebank has them) is the UNK token, not a word of its own
+        ranked = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIALS),
+                        key=lambda t: (-counts[t], t))
         if size is not None:
             ranked = ranked[: max(0, size - len(SPECIALS))]
         return cls(SPECIALS + ranked, kind)

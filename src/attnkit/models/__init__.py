@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from attnkit.config import RNNConfig, TransformerConfig
+from torch import nn
+
+from attnkit.config import (
+    BagOfEmbeddingsConfig,
+    LSTMLMConfig,
+    RNNClassifierConfig,
+    RNNConfig,
+    RNNTaggerConfig,
+    TransformerClassifierConfig,
+    TransformerConfig,
+    TransformerLMConfig,
+    TransformerTaggerConfig,
+)
 from attnkit.models.base import DecoderOutput, EncoderOutput, Seq2Seq
+from attnkit.models.classifier import BagOfEmbeddings, RNNClassifier, TransformerClassifier
+from attnkit.models.lm import LSTMLanguageModel, TransformerLanguageModel
 from attnkit.models.rnn import RNNDecoder, RNNSourceEncoder
+from attnkit.models.tagger import RNNTagger, TransformerTagger
 from attnkit.models.transformer import Embeddings, TransformerDecoder, TransformerEncoder
 
-__all__ = ["build_model", "Seq2Seq", "EncoderOutput", "DecoderOutput"]
+__all__ = ["DecoderOutput", "EncoderOutput", "Seq2Seq", "build_classifier", "build_language_model", "build_model",
+           "build_tagger"]
 
 
 def build_rnn(cfg: RNNConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
@@ -38,3 +54,32 @@ def build_model(cfg: RNNConfig | TransformerConfig, src_vocab: int, tgt_vocab: i
     if getattr(cfg, "share_src_tgt_embeddings", False) and src_vocab != tgt_vocab:
         raise ValueError("share_src_tgt_embeddings needs a joint vocabulary")
     return BUILDERS[cfg.arch](cfg, src_vocab, tgt_vocab)
+
+
+def build_tagger(cfg: RNNTaggerConfig | TransformerTaggerConfig, num_words: int, num_chars: int,
+                 num_tags: int, extra_dim: int = 0) -> RNNTagger | TransformerTagger:
+    if cfg.arch == "rnn_tagger":
+        return RNNTagger(num_words, num_tags, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.dropout, cfg.cell,
+                         num_chars if cfg.char_dim else 0, cfg.char_dim, cfg.char_hidden, extra_dim)
+    return TransformerTagger(num_words, num_tags, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers,
+                             cfg.dropout, cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions)
+
+
+def build_classifier(cfg: BagOfEmbeddingsConfig | RNNClassifierConfig | TransformerClassifierConfig,
+                     num_words: int, num_labels: int, extra_dim: int = 0) -> nn.Module:
+    if cfg.arch == "bag_of_embeddings":
+        return BagOfEmbeddings(num_words, num_labels, cfg.embed_dim, cfg.hidden, cfg.dropout)
+    if cfg.arch == "rnn_classifier":
+        return RNNClassifier(num_words, num_labels, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.pooling,
+                             cfg.attention_dim, cfg.dropout, cfg.cell, extra_dim)
+    return TransformerClassifier(num_words, num_labels, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers,
+                                 cfg.dropout, cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
+                                 cfg.pooling, cfg.attention_dim)
+
+
+def build_language_model(cfg: LSTMLMConfig | TransformerLMConfig, vocab: int) -> nn.Module:
+    if cfg.arch == "lstm_lm":
+        return LSTMLanguageModel(vocab, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.dropout, cfg.tie_embeddings)
+    return TransformerLanguageModel(vocab, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers, cfg.dropout,
+                                    cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
+                                    cfg.tie_embeddings)

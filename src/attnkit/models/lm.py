@@ -34,6 +34,8 @@ class LSTMState:
 
 
 class LSTMLanguageModel(nn.Module):
+    carries_state = True  # its state after one chunk of text is the context of the next
+
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, num_layers: int, dropout: float,
                  tie_embeddings: bool):
         super().__init__()
@@ -78,6 +80,8 @@ class TransformerLMState:
 
 
 class TransformerLanguageModel(nn.Module):
+    carries_state = False  # sees only the tokens of its own window
+
     def __init__(self, vocab_size: int, d_model: int, num_heads: int, ff_dim: int, num_layers: int,
                  dropout: float, attention_dropout: float, positional: str, norm: str, max_positions: int,
                  tie_embeddings: bool):

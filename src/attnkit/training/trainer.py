@@ -84,7 +84,8 @@ def stop_on_signal(flag: dict):
 class Trainer:
     def __init__(self, model: torch.nn.Module, strategy, cfg: TrainingConfig, out_dir: Path,
                  epoch_batches: Callable[[int], list[list[int]]], make_batch: Callable[[list[int]], Batch],
-                 validate: Callable[[torch.nn.Module], dict], meta: dict, progress: bool = True):
+                 validate: Callable[[torch.nn.Module], dict], meta: dict, progress: bool = True,
+                 metric: str | None = None, higher_is_better: bool | None = None):
         self.model, self.strategy, self.cfg, self.out = model, strategy, cfg, Path(out_dir)
         self.epoch_batches, self.make_batch, self.validate_fn = epoch_batches, make_batch, validate
         self.meta = meta  # saved with every checkpoint (what the model directory needs to be read back)
@@ -93,8 +94,10 @@ class Trainer:
                                       cfg.plateau_patience, cfg.min_lr)
         self.state = LoopState()
         self.progress = progress
-        self.metric = cfg.early_stopping
-        self.higher_is_better = self.metric == "bleu"
+        # the validation score that picks the best model, and its direction
+        self.metric = metric or ("loss" if cfg.early_stopping == "auto" else cfg.early_stopping)
+        self.higher_is_better = (higher_is_better if higher_is_better is not None
+                                 else self.metric in ("bleu", "accuracy"))
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_last(self) -> None:

@@ -1,0 +1,139 @@
+"""Model sections, one per architecture; ``arch`` names it. Each task accepts its own union of
+them (``config/tasks.py``) and ``attnkit/models/__init__.py`` maps each ``arch`` to its builder."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from attnkit.config.sections import Section
+
+
+class TransformerBlocks(Section):
+    """What every Transformer stack shares."""
+
+    d_model: int = Field(256, ge=1)
+    num_heads: int = Field(4, ge=1)
+    ff_dim: int = Field(1024, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    attention_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    positional: Literal["sinusoidal", "learned"] = "sinusoidal"
+    norm: Literal["pre", "post"] = "pre"
+    max_positions: int = Field(512, ge=2)
+
+    @field_validator("num_heads")
+    @classmethod
+    def _heads_divide(cls, num_heads: int, info: ValidationInfo) -> int:
+        if "d_model" in info.data and info.data["d_model"] % num_heads:
+            raise ValueError(f"d_model ({info.data['d_model']}) is not divisible by num_heads ({num_heads})")
+        return num_heads
+
+
+# -- translation ------------------------------------------------------------------------------------
+class RNNConfig(Section):
+    arch: Literal["rnn"] = "rnn"
+    cell: Literal["lstm", "gru"] = "lstm"
+    embed_dim: int = Field(256, ge=1)
+    encoder_hidden: int = Field(256, ge=1, description="per direction")
+    decoder_hidden: int = Field(512, ge=1)
+    bidirectional: bool = True
+    encoder_layers: int = Field(2, ge=1)
+    decoder_layers: int = Field(2, ge=1)
+    context: Literal["none", "mean", "dot", "general", "additive"] = "additive"
+    attention_dim: int = Field(256, ge=1, description="hidden size of the additive score")
+    input_feeding: bool = True
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    tie_embeddings: bool = False
+
+    @field_validator("context")
+    @classmethod
+    def _dot_sizes(cls, context: str, info: ValidationInfo) -> str:
+        d = info.data
+        if context == "dot" and {"encoder_hidden", "decoder_hidden", "bidirectional"} <= d.keys():
+            enc = d["encoder_hidden"] * (2 if d["bidirectional"] else 1)
+            if enc != d["decoder_hidden"]:
+                raise ValueError(f"dot attention needs decoder_hidden ({d['decoder_hidden']}) equal to the "
+                                 f"encoder's output size ({enc}); use context general or change the sizes")
+        return context
+
+
+class TransformerConfig(TransformerBlocks):
+    arch: Literal["transformer"] = "transformer"
+    encoder_layers: int = Field(3, ge=1)
+    decoder_layers: int = Field(3, ge=1)
+    tie_embeddings: bool = True
+    share_src_tgt_embeddings: bool = False
+
+
+# -- tagging ----------------------------------------------------------------------------------------
+class RNNTaggerConfig(Section):
+    arch: Literal["rnn_tagger"] = "rnn_tagger"
+    cell: Literal["lstm", "gru"] = "lstm"
+    embed_dim: int = Field(128, ge=1)
+    hidden: int = Field(256, ge=1, description="per direction")
+    num_layers: int = Field(2, ge=1)
+    char_dim: int = Field(32, ge=0, description="0: no character features")
+    char_hidden: int = Field(64, ge=1, description="per direction of the character BiLSTM")
+    dropout: float = Field(0.33, ge=0.0, lt=1.0)
+
+
+class TransformerTaggerConfig(TransformerBlocks):
+    arch: Literal["transformer_tagger"] = "transformer_tagger"
+    num_layers: int = Field(4, ge=1)
+
+
+# -- classification ---------------------------------------------------------------------------------
+class BagOfEmbeddingsConfig(Section):
+    arch: Literal["bag_of_embeddings"] = "bag_of_embeddings"
+    embed_dim: int = Field(300, ge=1)
+    hidden: int = Field(256, ge=1)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class RNNClassifierConfig(Section):
+    arch: Literal["rnn_classifier"] = "rnn_classifier"
+    cell: Literal["lstm", "gru"] = "lstm"
+    embed_dim: int = Field(300, ge=1)
+    hidden: int = Field(256, ge=1, description="per direction")
+    num_layers: int = Field(1, ge=1)
+    pooling: Literal["last", "mean", "attention"] = "attention"
+    attention_dim: int = Field(128, ge=1)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class TransformerClassifierConfig(TransformerBlocks):
+    arch: Literal["transformer_classifier"] = "transformer_classifier"
+    num_layers: int = Field(2, ge=1)
+    pooling: Literal["mean", "attention"] = "attention"
+    attention_dim: int = Field(128, ge=1)
+
+
+# -- language models --------------------------------------------------------------------------------
+class KneserNeyConfig(Section):
+    arch: Literal["kneser_ney"] = "kneser_ney"
+    order: int = Field(5, ge=1, le=10)
+
+
+class LSTMLMConfig(Section):
+    arch: Literal["lstm_lm"] = "lstm_lm"
+    embed_dim: int = Field(650, ge=1)
+    hidden: int = Field(650, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    tie_embeddings: bool = True
+
+
+class TransformerLMConfig(TransformerBlocks):
+    arch: Literal["transformer_lm"] = "transformer_lm"
+    num_layers: int = Field(4, ge=1)
+    tie_embeddings: bool = True
+
+
+class BiLMConfig(Section):
+    arch: Literal["bilm"] = "bilm"
+    char_dim: int = Field(32, ge=1)
+    char_hidden: int = Field(128, ge=1)
+    dim: int = Field(256, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)

@@ -1,0 +1,118 @@
+"""The sections every task shares: data files, vocabulary, training, decoding."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
+
+
+# -- data ------------------------------------------------------------------------------------------
+class FilePair(Section):
+    src: str
+    tgt: str
+
+
+class ParallelData(Section):
+    """Translation: one sentence per line, source and target files aligned line by line."""
+
+    train: FilePair
+    valid: FilePair
+    test: FilePair | None = None
+    src_lang: str = "src"
+    tgt_lang: str = "tgt"
+    max_len: int = Field(128, ge=2, description="training pairs longer than this (in tokens) are skipped")
+
+
+class TaggedData(Section):
+    """Tagging: CoNLL-U files (gold tokenization)."""
+
+    train: str
+    valid: str
+    test: str | None = None
+    tag: Literal["upos", "xpos"] = "upos"
+    max_len: int = Field(256, ge=2, description="training sentences longer than this (in words) are skipped")
+
+
+class LabelledData(Section):
+    """Classification: TSV files with a text column and a label column."""
+
+    train: str
+    valid: str
+    test: str | None = None
+    text_column: int = Field(0, ge=0)
+    label_column: int = Field(1, ge=0)
+    header: bool = True
+    max_len: int = Field(256, ge=2, description="longer training texts (in tokens) are cut")
+
+
+class TextData(Section):
+    """Language modelling: plain text, one sentence (or line) per line; train may list several files."""
+
+    train: str | list[str]
+    valid: str
+    test: str | None = None
+    max_len: int = Field(256, ge=2, description="longer training lines (in tokens) are skipped")
+
+
+# -- vocabulary -----------------------------------------------------------------------------------
+class VocabConfig(Section):
+    level: Literal["subword", "word", "char"] = "subword"
+    joint: bool = True
+    size: int = Field(8000, ge=16, description="subword vocabulary size; at word level the most frequent")
+    subword_model: Literal["unigram", "bpe"] = "unigram"
+    min_freq: int = Field(1, ge=1, description="word/char level: rarer tokens become <unk>")
+    character_coverage: float = Field(1.0, gt=0.0, le=1.0)
+    lowercase: bool = False
+
+
+# -- training, decoding ---------------------------------------------------------------------------
+class TrainingConfig(Section):
+    seed: int = 1
+    batch_tokens: int = Field(4096, ge=1, description="target tokens per batch")
+    max_steps: int = Field(0, ge=0, description="0: no limit")
+    max_epochs: int = Field(0, ge=0, description="0: no limit")
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(5e-4, gt=0.0)
+    adam_betas: list[float] = [0.9, 0.98]
+    weight_decay: float = Field(0.0, ge=0.0)
+    schedule: Literal["inverse_sqrt", "plateau", "constant"] = "inverse_sqrt"
+    warmup_steps: int = Field(4000, ge=0)
+    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    plateau_patience: int = Field(2, ge=0)
+    min_lr: float = Field(1e-6, ge=0.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    clip_norm: float = Field(1.0, ge=0.0, description="0: no clipping")
+    valid_every: int = Field(1000, ge=1, description="steps between validations")
+    valid_beam: int = Field(1, ge=1, description="beam used to compute validation BLEU")
+    early_stopping: Literal["auto", "bleu", "loss", "accuracy", "perplexity"] = Field(
+        "auto", description="the validation score that picks the best model; auto: the task's main score")
+    patience: int = Field(10, ge=0, description="validations without improvement before stopping; 0: never")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    log_every: int = Field(100, ge=1)
+    strategy: Literal["teacher_forcing"] = "teacher_forcing"
+
+
+class DecodingConfig(Section):
+    beam: int = Field(5, ge=1)
+    nbest: int = Field(1, ge=1)
+    length_penalty: float = Field(1.0, ge=0.0, description="alpha of ((5+len)/6)^alpha; 0: raw log-probs")
+    max_len_a: float = Field(1.5, ge=0.0)
+    max_len_b: int = Field(10, ge=1)
+    min_len: int = Field(1, ge=0)
+    batch_size: int = Field(64, ge=1, description="sentences per batch when translating")
+
+
+class GenerationConfig(Section):
+    """Language-model continuation (``attnkit generate``)."""
+
+    method: Literal["greedy", "beam", "sample"] = "sample"
+    beam: int = Field(5, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    top_k: int = Field(0, ge=0, description="sample among the k most probable tokens; 0: all")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus: the smallest set with this mass; 1: all")
+    max_tokens: int = Field(50, ge=1)

@@ -1,0 +1,117 @@
+"""One config class per task, each a set of sections; ``task`` names it (default: translation)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from attnkit.config.models import (
+    BagOfEmbeddingsConfig,
+    BiLMConfig,
+    KneserNeyConfig,
+    LSTMLMConfig,
+    RNNClassifierConfig,
+    RNNConfig,
+    RNNTaggerConfig,
+    TransformerClassifierConfig,
+    TransformerConfig,
+    TransformerLMConfig,
+    TransformerTaggerConfig,
+)
+from attnkit.config.sections import (
+    DecodingConfig,
+    GenerationConfig,
+    LabelledData,
+    ParallelData,
+    Section,
+    TaggedData,
+    TextData,
+    TrainingConfig,
+    VocabConfig,
+)
+
+
+class EmbeddingsConfig(Section):
+    """Pretrained static vectors for the word embeddings of taggers and classifiers."""
+
+    pretrained: str | None = Field(None, description="word2vec or GloVe text file loaded into the word embeddings")
+    freeze_pretrained: bool = False
+
+
+class TranslationConfig(Section):
+    task: Literal["translation"] = "translation"
+    data: ParallelData
+    vocab: VocabConfig = VocabConfig()
+    model: Annotated[RNNConfig | TransformerConfig, Field(discriminator="arch")] = Field(
+        default_factory=TransformerConfig)
+    training: TrainingConfig = TrainingConfig()
+    decoding: DecodingConfig = DecodingConfig()
+
+    @field_validator("model")
+    @classmethod
+    def _shared_needs_joint(cls, model, info: ValidationInfo):
+        vocab = info.data.get("vocab")
+        if getattr(model, "share_src_tgt_embeddings", False) and vocab is not None and not vocab.joint:
+            raise ValueError("share_src_tgt_embeddings needs a joint vocabulary (vocab.joint: true)")
+        return model
+
+
+class TaggingConfig(Section):
+    task: Literal["tagging"]
+    data: TaggedData
+    vocab: VocabConfig = VocabConfig(level="word", size=100_000, min_freq=2)
+    model: Annotated[RNNTaggerConfig | TransformerTaggerConfig, Field(discriminator="arch")] = Field(
+        default_factory=RNNTaggerConfig)
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    training: TrainingConfig = TrainingConfig()
+
+
+class ClassificationConfig(Section):
+    task: Literal["classification"]
+    data: LabelledData
+    vocab: VocabConfig = VocabConfig(level="word", size=100_000, min_freq=1)
+    model: Annotated[BagOfEmbeddingsConfig | RNNClassifierConfig | TransformerClassifierConfig,
+                     Field(discriminator="arch")] = Field(default_factory=RNNClassifierConfig)
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    @field_validator("embeddings")
+    @classmethod
+    def _vectors_need_words(cls, embeddings: EmbeddingsConfig, info: ValidationInfo) -> EmbeddingsConfig:
+        vocab = info.data.get("vocab")
+        if embeddings.pretrained and vocab is not None and vocab.level != "word":
+            raise ValueError("pretrained word vectors need vocab.level: word")
+        return embeddings
+
+
+class LanguageModelConfig(Section):
+    task: Literal["language_model"]
+    data: TextData
+    vocab: VocabConfig = VocabConfig(level="word", size=100_000)
+    model: Annotated[KneserNeyConfig | LSTMLMConfig | TransformerLMConfig, Field(discriminator="arch")] = Field(
+        default_factory=LSTMLMConfig)
+    training: TrainingConfig = TrainingConfig()
+    generation: GenerationConfig = GenerationConfig()
+
+
+class BiLMTaskConfig(Section):
+    task: Literal["bilm"]
+    data: TextData
+    vocab: VocabConfig = VocabConfig(level="word", size=50_000, min_freq=2)
+    model: BiLMConfig = BiLMConfig()
+    training: TrainingConfig = TrainingConfig()
+
+
+TASK_CONFIGS = {
+    "translation": TranslationConfig,
+    "tagging": TaggingConfig,
+    "classification": ClassificationConfig,
+    "language_model": LanguageModelConfig,
+    "bilm": BiLMTaskConfig,
+}
+ARCHS = ("rnn", "transformer", "rnn_tagger", "transformer_tagger", "bag_of_embeddings", "rnn_classifier",
+         "transformer_classifier", "kneser_ney", "lstm_lm", "transformer_lm", "bilm")
+
+AnyConfig = Annotated[TranslationConfig | TaggingConfig | ClassificationConfig | LanguageModelConfig | BiLMTaskConfig,
+                      Field(discriminator="task")]

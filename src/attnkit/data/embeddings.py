@@ -1,0 +1,56 @@
+"""Static word vectors (word2vec / GloVe / fastText ``.vec`` text format) into an embedding matrix.
+
+A file is one word per line followed by its numbers; word2vec and fastText files start with a
+``COUNT DIM`` header line, GloVe files do not. Plain or gzip.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+
+import torch
+
+from attnkit.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def load_vectors(path: str | Path, words: list[str], dim: int, lowercase_fallback: bool = True) -> tuple[
+        torch.Tensor, int]:
+    """A (len(words), dim) matrix holding the file's vector of each word (rows of words the file lacks
+    are zero, and a word can fall back to its lowercased form); and how many words were found."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: embeddings file not found")
+    needed = set(words) | ({w.lower() for w in words} if lowercase_fallback else set())
+    vectors: dict[str, torch.Tensor] = {}
+    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
+    no = 0
+    with opener(path, "rt", encoding="utf-8", errors="strict") as f:
+        try:
+            for no, line in enumerate(f, start=1):
+                parts = line.rstrip().split(" ")
+                if no == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):  # word2vec header
+                    if int(parts[1]) != dim:
+                        raise UserError(f"{path}: vectors have {parts[1]} dimensions, the model's embeddings {dim}")
+                    continue
+                if len(parts) != dim + 1:
+                    raise UserError(f"{path}: line {no}: expected a word and {dim} numbers, found {len(parts) - 1}")
+                if parts[0] in needed and parts[0] not in vectors:
+                    try:
+                        vectors[parts[0]] = torch.tensor([float(x) for x in parts[1:]])
+                    except ValueError:
+                        raise UserError(f"{path}: line {no}: a value is not a number") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: line {no + 1}: invalid UTF-8") from None
+    matrix = torch.zeros(len(words), dim)
+    hits = 0
+    for i, w in enumerate(words):
+        vec = vectors.get(w, vectors.get(w.lower()) if lowercase_fallback else None)
+        if vec is not None:
+            matrix[i] = vec
+            hits += 1
+    log.info("%s: vectors for %d of %d vocabulary words (%.1f%%)", path, hits, len(words), 100.0 * hits / len(words))
+    return matrix, hits

@@ -1,0 +1,243 @@
+"""Language modelling: plain text in, perplexity and continuations out.
+
+The text is one stream: every line followed by ``</s>`` (so each line end is a predicted token, as
+in the Penn Treebank benchmark). Neural LMs train on shuffled chunks of ``chunk`` tokens and are
+scored on the whole validation / test stream in order (the LSTM carries its state from one chunk to
+the next). The n-gram LM is counted, not trained, and scores sentence by sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from attnkit.config import LanguageModelConfig, load_config, resolve_path
+from attnkit.data.batching import token_batches
+from attnkit.data.text import read_lines
+from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
+from attnkit.decoding.search import beam_decode, greedy_decode, sample_decode
+from attnkit.errors import UserError
+from attnkit.models import build_language_model
+from attnkit.models.ngram import EOS_WORD, UNK_WORD, KneserNeyLM
+from attnkit.specials import EOS, SPECIALS, UNK
+from attnkit.tasks.base import Fitted, Prepared
+from attnkit.training.checkpoint import atomic_write_text, load_weights, read_checkpoint
+from attnkit.training.strategies import make_strategy, token_nll
+
+log = logging.getLogger(__name__)
+
+NGRAM_FILE = "model.kneser_ney.json"
+
+
+@dataclass
+class LMBatch:
+    tgt_in: Tensor  # (B, T) tokens
+    tgt_out: Tensor  # (B, T) the next token of each
+    index: list[int]
+    src: None = None  # no source: see TeacherForcing
+
+    @property
+    def num_tokens(self) -> int:
+        return self.tgt_out.numel()
+
+
+def read_text(paths: str | list[str]) -> list[str]:
+    lines: list[str] = []
+    for p in [paths] if isinstance(paths, str) else paths:
+        lines += [line for line in read_lines(resolve_path(p)) if line]
+    return lines
+
+
+def stream(tok: Tokenizer, lines: list[str]) -> Tensor:
+    """(N,) token ids of all lines, each followed by EOS."""
+    ids: list[int] = []
+    for line in lines:
+        ids += tok.encode(line) + [EOS]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+@torch.no_grad()
+def stream_perplexity(model: torch.nn.Module, ids: Tensor, chunk: int, rows: int = 16) -> float:
+    """exp(mean NLL) of every token of the stream after the first, read in order: the stream is cut
+    into ``rows`` parallel parts scored chunk by chunk, an LSTM carrying its state across chunks."""
+    model.eval()
+    n = (ids.numel() - 1) // rows
+    x = ids[: n * rows].view(rows, n)  # (rows, n)
+    y = ids[1 : n * rows + 1].view(rows, n)
+    total, count, state = 0.0, 0, None
+    for start in range(0, n, chunk):
+        inp, gold = x[:, start : start + chunk], y[:, start : start + chunk]
+        out = model(inp, state)
+        state = out.state if model.carries_state else None
+        total += float(token_nll(out.logits, gold))
+        count += gold.numel()
+    return math.exp(total / count)
+
+
+def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fitted:
+    d, v, t = cfg.data, cfg.vocab, cfg.training
+    train, valid = read_text(d.train), read_text(d.valid)
+    test = read_text(d.test) if d.test else None
+    if cfg.model.arch == "kneser_ney":
+        return Fitted(lambda: fit_ngram(cfg, out, train, valid, test))
+    if resume:
+        tok = load_tokenizer(out, "words", v.level)
+    else:
+        tok = train_tokenizer(train, v.level, v.size, v.subword_model, v.min_freq, v.character_coverage, t.seed)
+        save_tokenizer(tok, out, "words")
+    torch.manual_seed(t.seed)
+    model = build_language_model(cfg.model, len(tok))
+    chunk = min(d.max_len, model.max_positions or d.max_len)
+    train_ids, valid_ids = stream(tok, train), stream(tok, valid)
+    test_ids = stream(tok, test) if test else None
+    n_chunks = (train_ids.numel() - 1) // chunk
+    if n_chunks < 1:
+        raise UserError(f"{d.train}: fewer than {chunk + 1} tokens of training text")
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s with %s parameters; %d training tokens in chunks of %d, vocab %d", cfg.model.arch,
+             f"{n_params:,}", train_ids.numel(), chunk, len(tok))
+
+    def make_batch(idx: list[int]) -> LMBatch:
+        starts = torch.tensor(idx) * chunk
+        span = starts.unsqueeze(1) + torch.arange(chunk + 1)  # (B, chunk + 1)
+        tokens = train_ids[span]
+        return LMBatch(tokens[:, :-1], tokens[:, 1:], idx)
+
+    metric = "perplexity" if t.early_stopping == "auto" else t.early_stopping
+    if metric not in ("perplexity", "loss"):
+        raise UserError(f"training.early_stopping: a language model picks its best model by perplexity or loss, "
+                        f"not {metric}")
+    return Prepared(
+        model=model, strategy=make_strategy(t.strategy, t.label_smoothing),
+        epoch_batches=lambda epoch: token_batches([(chunk, chunk)] * n_chunks, t.batch_tokens, t.seed, epoch),
+        make_batch=make_batch,
+        validate=lambda m: {"perplexity": round(stream_perplexity(m, valid_ids, chunk), 2)},
+        test=(lambda m: {"perplexity": round(stream_perplexity(m, test_ids, chunk), 2)}) if test else None,
+        metric="perplexity", higher_is_better=False,
+        reserve_factor=1.0 + (test_ids.numel() / valid_ids.numel() if test else 0.0),
+        meta={"params": n_params, "chunk": chunk},
+    )
+
+
+def fit_ngram(cfg: LanguageModelConfig, out: Path, train: list[str], valid: list[str],
+              test: list[str] | None) -> dict:
+    log.info("counting %d-grams of %d training lines", cfg.model.order, len(train))
+    lm = KneserNeyLM.train([line.split() for line in train], cfg.model.order)
+    atomic_write_text(out / NGRAM_FILE, lm.to_json())
+    summary = {"task": cfg.task, "stopped": "counted", "params": sum(len(ws) for lv in lm.counts for ws in lv.values()),
+               "valid": {"perplexity": round(lm.perplexity([s.split() for s in valid]), 2)}}
+    if test:
+        summary["test"] = {"perplexity": round(lm.perplexity([s.split() for s in test]), 2)}
+    return summary
+
+
+class LanguageModel:
+    """A trained language model directory: perplexity of text and continuations of prompts."""
+
+    def __init__(self, cfg: LanguageModelConfig, model: torch.nn.Module | None, tok: Tokenizer | None,
+                 ngram: KneserNeyLM | None):
+        self.cfg, self.model, self.tok, self.ngram = cfg, model, tok, ngram
+
+    @classmethod
+    def load(cls, path: str | Path) -> LanguageModel:
+        path = Path(path)
+        if not (path / "config.yaml").is_file():
+            raise UserError(f"{path}: not a model directory (config.yaml is missing)")
+        cfg = load_config(path / "config.yaml")
+        if cfg.task != "language_model":
+            raise UserError(f"{path}: holds a {cfg.task} model, not a language model")
+        if cfg.model.arch == "kneser_ney":
+            if not (path / NGRAM_FILE).is_file():
+                raise UserError(f"{path}: model directory is incomplete, {NGRAM_FILE} is missing")
+            return cls(cfg, None, None, KneserNeyLM.from_json((path / NGRAM_FILE).read_text(encoding="utf-8")))
+        tok = load_tokenizer(path, "words", cfg.vocab.level)
+        model = build_language_model(cfg.model, len(tok))
+        if not (path / "model.safetensors").is_file():
+            raise UserError(f"{path}: model directory is incomplete, model.safetensors is missing")
+        groups, doc = read_checkpoint(path / "model.safetensors")
+        load_weights(model, groups["model"], doc["aliases"], path / "model.safetensors")
+        return cls(cfg, model.eval(), tok, None)
+
+    def perplexity(self, lines: list[str]) -> float:
+        lines = [line for line in lines if line.strip()]
+        if self.ngram is not None:
+            return self.ngram.perplexity([line.split() for line in lines])
+        chunk = min(self.cfg.data.max_len, self.model.max_positions or self.cfg.data.max_len)
+        return stream_perplexity(self.model, stream(self.tok, lines), chunk, rows=1)
+
+    # -- continuation -------------------------------------------------------------------------
+    def generate(self, prompt: str, method: str = "sample", beam: int = 5, max_tokens: int = 50,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> str:
+        """Continue ``prompt`` to the end of its line (or ``max_tokens``), through the same greedy,
+        beam and sampling code as translation."""
+        if self.ngram is not None:
+            decoder, vocab = NgramDecoder(self.ngram), None
+            ids = decoder.encode(prompt.split())
+        else:
+            decoder, vocab = self.model, self.tok
+            ids = vocab.encode(prompt)
+        context = [EOS] + ids  # a line starts after the previous line's end
+        limit = self.model.max_positions if self.model is not None else None
+        if limit is not None and len(context) + max_tokens > limit:
+            keep = max(1, limit - max_tokens)
+            log.warning("prompt of %d tokens is longer than the model's context of %d allows with %d new tokens: "
+                        "continuing its last %d tokens", len(ids), limit, max_tokens, keep)
+            context = context[-keep:]
+        state = decoder.init_state(1)
+        for token in context[:-1]:
+            _, state = decoder.step(torch.tensor([token]), state)
+        start, max_len = torch.tensor([context[-1]]), torch.tensor([max_tokens])
+        with torch.no_grad():
+            if method == "greedy":
+                hyp = greedy_decode(decoder, state, start, max_len)[0][0]
+            elif method == "beam":
+                hyp = beam_decode(decoder, state, start, beam, max_len)[0][0]
+            else:
+                gen = torch.Generator().manual_seed(seed) if seed is not None else None
+                hyp = sample_decode(decoder, state, start, max_len, temperature, top_k, top_p, generator=gen)[0][0]
+        return decoder.decode(hyp.tokens) if vocab is None else vocab.decode(hyp.tokens)
+
+
+class NgramDecoder:
+    """The n-gram LM behind the decoder contract, so the same searches drive it: ids are the special
+    tokens followed by the model's words."""
+
+    def __init__(self, lm: KneserNeyLM):
+        self.lm = lm
+        self.words = [w for w in lm.vocab if w not in (EOS_WORD, UNK_WORD)]
+        self.index = {w: i + len(SPECIALS) for i, w in enumerate(self.words)}
+        self.index[UNK_WORD], self.index[EOS_WORD] = UNK, EOS
+        # position of each model word's probability in the logits
+        self.columns = torch.tensor([self.index[w] for w in lm.vocab])
+        self.size = len(SPECIALS) + len(self.words)
+
+    def encode(self, words: list[str]) -> list[int]:
+        return [self.index.get(w, UNK) for w in words]
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(self.words[i - len(SPECIALS)] if i >= len(SPECIALS) else UNK_WORD for i in ids if i != EOS)
+
+    def init_state(self, batch_size: int) -> list[list[str]]:
+        return [[] for _ in range(batch_size)]
+
+    def step(self, tokens: Tensor, state: list[list[str]]) -> tuple[Tensor, list[list[str]]]:
+        rows = []
+        new_state = []
+        for token, history in zip(tokens.tolist(), state):
+            if token == EOS:  # a line ended: the n-gram context restarts
+                history = []
+            elif token >= len(SPECIALS) or token == UNK:
+                history = history + [self.words[token - len(SPECIALS)] if token >= len(SPECIALS) else UNK_WORD]
+            logits = torch.full((self.size,), float("-inf"))
+            logits[self.columns] = torch.from_numpy(self.lm.distribution(history)).float().log()
+            rows.append(logits)
+            new_state.append(history)
+        return torch.stack(rows), new_state
+
+    def reorder(self, state: list[list[str]], index: Tensor) -> list[list[str]]:
+        return [list(state[i]) for i in index.tolist()]

@@ -1,0 +1,189 @@
+"""Tagging (many to many, synchronous): CoNLL-U in, one UPOS or XPOS tag per word out.
+
+The run directory holds ``words.vocab.txt`` (word level), ``chars.vocab.txt`` (the characters of
+the training words) and ``tags.txt`` next to ``config.yaml`` and the checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from attnkit.config import TaggingConfig, load_config, resolve_path
+from attnkit.data.batching import pad, token_batches
+from attnkit.data.conllu import Sentence, read_conllu
+from attnkit.data.vocab import ListTokenizer
+from attnkit.errors import UserError
+from attnkit.models import build_tagger
+from attnkit.specials import UNK
+from attnkit.tasks.base import Prepared, apply_pretrained
+from attnkit.training.checkpoint import load_weights, read_checkpoint
+from attnkit.training.strategies import IGNORE, Supervised
+
+log = logging.getLogger(__name__)
+
+MAX_WORD_CHARS = 24
+
+
+@dataclass
+class TagBatch:
+    words: Tensor  # (B, T) word ids, PAD on the right
+    chars: Tensor  # (B, T, C) character ids of each word
+    labels: Tensor  # (B, T) tag ids, IGNORE at padding
+    index: list[int]
+
+    def inputs(self) -> dict:
+        return {"words": self.words, "chars": self.chars}
+
+    @property
+    def num_tokens(self) -> int:
+        return int((self.labels != IGNORE).sum())
+
+
+class Vocabularies:
+    """Words, characters and tags of a tagger, saved as plain text files."""
+
+    def __init__(self, words: ListTokenizer, chars: ListTokenizer, tags: list[str], lowercase: bool):
+        self.words, self.chars, self.tags, self.lowercase = words, chars, tags, lowercase
+        self.tag_index = {t: i for i, t in enumerate(tags)}
+
+    @classmethod
+    def build(cls, sentences: list[Sentence], tag: str, size: int, min_freq: int, lowercase: bool) -> Vocabularies:
+        forms = [" ".join(s.forms) for s in sentences]
+        words = ListTokenizer.train([f.lower() for f in forms] if lowercase else forms, "word", min_freq, size)
+        chars = ListTokenizer.train(["".join(s.forms) for s in sentences], "char")
+        tags = sorted({t for s in sentences for t in s.tags[tag]})
+        return cls(words, chars, tags, lowercase)
+
+    def save(self, out: Path) -> None:
+        self.words.save(out / "words.vocab.txt")
+        self.chars.save(out / "chars.vocab.txt")
+        (out / "tags.txt").write_text("\n".join(self.tags) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, out: Path, lowercase: bool) -> Vocabularies:
+        for name in ("words.vocab.txt", "chars.vocab.txt", "tags.txt"):
+            if not (out / name).is_file():
+                raise UserError(f"{out}: model directory is incomplete, {name} is missing")
+        tags = (out / "tags.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        return cls(ListTokenizer.load(out / "words.vocab.txt", "word"),
+                   ListTokenizer.load(out / "chars.vocab.txt", "char"), tags, lowercase)
+
+    def word_ids(self, forms: list[str]) -> list[int]:
+        return [self.words.stoi.get(f.lower() if self.lowercase else f, UNK) for f in forms]
+
+    def char_ids(self, forms: list[str]) -> list[list[int]]:
+        return [[self.chars.stoi.get(c, UNK) for c in f[:MAX_WORD_CHARS]] for f in forms]
+
+    def batch(self, sentences: list[Sentence], tag: str | None, index: list[int]) -> TagBatch:
+        words = pad([self.word_ids(s.forms) for s in sentences])
+        B, T = words.shape
+        chars = torch.zeros(B, T, max(len(f[:MAX_WORD_CHARS]) for s in sentences for f in s.forms),
+                            dtype=torch.long)
+        for b, s in enumerate(sentences):
+            for t, ids in enumerate(self.char_ids(s.forms)):
+                chars[b, t, : len(ids)] = torch.tensor(ids)
+        labels = torch.full((B, T), IGNORE, dtype=torch.long)
+        if tag is not None:
+            for b, s in enumerate(sentences):
+                for t, value in enumerate(s.tags[tag]):
+                    labels[b, t] = self.tag_index.get(value, IGNORE)
+        return TagBatch(words, chars, labels, index)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, vocabs: Vocabularies, sentences: list[Sentence],
+            batch_words: int = 4000) -> list[list[str]]:
+    """The most probable tag of every word of every sentence (empty sentences give no tags)."""
+    model.eval()
+    out: list[list[str]] = [[] for _ in sentences]
+    todo = [i for i, s in enumerate(sentences) if s.forms]
+    for idx in token_batches([(len(sentences[i].forms),) * 2 for i in todo], batch_words, seed=0, epoch=0):
+        rows = [todo[i] for i in idx]
+        batch = vocabs.batch([sentences[i] for i in rows], None, rows)
+        best = model(**batch.inputs()).argmax(-1)  # (B, T)
+        for b, i in enumerate(rows):
+            out[i] = [vocabs.tags[j] for j in best[b, : len(sentences[i].forms)].tolist()]
+    return out
+
+
+def accuracy(predicted: list[list[str]], sentences: list[Sentence], tag: str) -> float:
+    pairs = [(p, g) for pred, s in zip(predicted, sentences) for p, g in zip(pred, s.tags[tag])]
+    return round(100.0 * sum(p == g for p, g in pairs) / max(1, len(pairs)), 2)
+
+
+def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
+    d, v, t = cfg.data, cfg.vocab, cfg.training
+    train = [s for s in read_conllu(resolve_path(d.train)) if len(s.forms) <= d.max_len]
+    valid = read_conllu(resolve_path(d.valid))
+    test = read_conllu(resolve_path(d.test)) if d.test else None
+    if resume:
+        vocabs = Vocabularies.load(out, v.lowercase)
+    else:
+        vocabs = Vocabularies.build(train, d.tag, v.size, v.min_freq, v.lowercase)
+        vocabs.save(out)
+    unseen = {g for s in valid for g in s.tags[d.tag]} - set(vocabs.tags)
+    if unseen:
+        log.warning("%s: tag(s) never seen in training: %s (always counted wrong)", d.valid, " ".join(sorted(unseen)))
+    torch.manual_seed(t.seed)
+    model = build_tagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags))
+    e = cfg.embeddings
+    apply_pretrained(model, vocabs.words.itos, e.pretrained, e.freeze_pretrained, resume)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s with %s parameters; %d training sentences, %d words, %d tags", cfg.model.arch, f"{n_params:,}",
+             len(train), len(vocabs.words), len(vocabs.tags))
+    lengths = [(len(s.forms), len(s.forms)) for s in train]
+    strategy = Supervised(t.label_smoothing)
+
+    def validate(m: torch.nn.Module) -> dict:
+        loss, n = 0.0, 0
+        for idx in token_batches([(len(s.forms),) * 2 for s in valid], t.batch_tokens, 0, 0):
+            batch = vocabs.batch([valid[i] for i in idx], d.tag, idx)
+            a, b, _ = Supervised(0.0).loss(m, batch, 0)
+            loss, n = loss + float(a), n + b
+        return {"loss": round(loss / max(n, 1), 4), "accuracy": accuracy(predict(m, vocabs, valid), valid, d.tag)}
+
+    metric = "accuracy" if t.early_stopping == "auto" else t.early_stopping
+    if metric not in ("accuracy", "loss"):
+        raise UserError(f"training.early_stopping: a tagger picks its best model by accuracy or loss, not {metric}")
+    return Prepared(
+        model=model, strategy=strategy,
+        epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
+        make_batch=lambda idx: vocabs.batch([train[i] for i in idx], d.tag, idx),
+        validate=validate,
+        test=(lambda m: {"accuracy": accuracy(predict(m, vocabs, test), test, d.tag)}) if test else None,
+        metric=metric, higher_is_better=metric == "accuracy",
+        reserve_factor=1.0 + (len(test) / max(1, len(valid)) if test else 0.0),
+        meta={"params": n_params},
+    )
+
+
+class Tagger:
+    """A trained tagger directory, ready to tag."""
+
+    def __init__(self, model: torch.nn.Module, vocabs: Vocabularies, cfg: TaggingConfig):
+        self.model, self.vocabs, self.cfg = model.eval(), vocabs, cfg
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tagger:
+        path = Path(path)
+        if not path.is_dir():
+            raise UserError(f"{path}: model directory not found")
+        for name in ("config.yaml", "model.safetensors"):
+            if not (path / name).is_file():
+                raise UserError(f"{path}: model directory is incomplete, {name} is missing")
+        cfg = load_config(path / "config.yaml")
+        if cfg.task != "tagging":
+            raise UserError(f"{path}: holds a {cfg.task} model, not a tagger")
+        vocabs = Vocabularies.load(path, cfg.vocab.lowercase)
+        model = build_tagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags))
+        groups, doc = read_checkpoint(path / "model.safetensors")
+        load_weights(model, groups["model"], doc["aliases"], path / "model.safetensors")
+        return cls(model, vocabs, cfg)
+
+    def tag(self, sentences: list[Sentence]) -> list[list[str]]:
+        return predict(self.model, self.vocabs, sentences)

@@ -1,0 +1,131 @@
+"""Translation: parallel text, subword/word/char tokenizers, RNN or Transformer encoder-decoders,
+BLEU and chrF from sacreBLEU."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from attnkit.config import TranslationConfig, resolve_path
+from attnkit.data.batching import make_batch, token_batches
+from attnkit.data.text import Parallel, read_parallel
+from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
+from attnkit.errors import UserError
+from attnkit.evaluation import score_corpus
+from attnkit.models import build_model
+from attnkit.tasks.base import Prepared
+from attnkit.training.strategies import make_strategy, token_nll
+from attnkit.translator import Translator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Encoded:
+    src: list[list[int]]
+    tgt: list[list[int]]
+
+    def lengths(self) -> list[tuple[int, int]]:
+        return [(len(s), len(t)) for s, t in zip(self.src, self.tgt)]
+
+
+def read_split(cfg: TranslationConfig, split: str) -> Parallel | None:
+    pair = getattr(cfg.data, split)
+    if pair is None:
+        return None
+    return read_parallel(resolve_path(pair.src), resolve_path(pair.tgt), skip_empty=(split == "train"))
+
+
+def make_tokenizers(cfg: TranslationConfig, train: Parallel) -> tuple[Tokenizer, Tokenizer]:
+    v = cfg.vocab
+
+    def make(lines: list[str]) -> Tokenizer:
+        return train_tokenizer(lines, v.level, v.size, v.subword_model, v.min_freq, v.character_coverage,
+                               cfg.training.seed)
+
+    if v.joint:
+        tok = make(train.src + train.tgt)
+        return tok, tok
+    return make(train.src), make(train.tgt)
+
+
+def encode(data: Parallel, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None = None,
+           what: str = "training") -> Encoded:
+    """Token ids of every pair; pairs with a side of ``max_len`` tokens or more (EOS included) are
+    skipped with a warning that counts them."""
+    src, tgt = [src_tok.encode(s) for s in data.src], [tgt_tok.encode(t) for t in data.tgt]
+    if max_len is not None:
+        keep = [i for i in range(len(src)) if len(src[i]) < max_len and len(tgt[i]) < max_len]
+        if len(keep) < len(src):
+            log.warning("skipped %d %s pair(s) of %d tokens or more (data.max_len, or the model's "
+                        "max_positions)", len(src) - len(keep), what, max_len)
+        src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
+    return Encoded(src, tgt)
+
+
+def validation_loss(model: torch.nn.Module, data: Encoded, batch_tokens: int) -> float:
+    total, tokens = 0.0, 0
+    for idx in token_batches(data.lengths(), batch_tokens, seed=0, epoch=0):
+        b = make_batch([data.src[i] for i in idx], [data.tgt[i] for i in idx], idx)
+        total += float(token_nll(model(b.src, b.tgt_in).logits, b.tgt_out))
+        tokens += b.num_tokens
+    return total / tokens if tokens else float("nan")
+
+
+def evaluate_split(translator: Translator, data: Parallel, beam: int) -> dict:
+    hyps = [t[0].text for t in translator.translate(data.src, beam=beam)]
+    return score_corpus(hyps, data.tgt)
+
+
+def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
+    train_data, valid_data = read_split(cfg, "train"), read_split(cfg, "valid")
+    test_data = read_split(cfg, "test")
+    if resume:
+        src_tok = load_tokenizer(out, "src", cfg.vocab.level)
+        tgt_tok = load_tokenizer(out, "tgt", cfg.vocab.level)
+    else:
+        log.info("training %s tokenizer(s) on %d sentence pairs", cfg.vocab.level, len(train_data))
+        src_tok, tgt_tok = make_tokenizers(cfg, train_data)
+        save_tokenizer(src_tok, out, "src")
+        save_tokenizer(tgt_tok, out, "tgt")
+    max_len = min(cfg.data.max_len, getattr(cfg.model, "max_positions", cfg.data.max_len))
+    train_ids = encode(train_data, src_tok, tgt_tok, max_len)
+    if not train_ids.src:
+        raise UserError(f"{cfg.data.train.src}: no training pair is shorter than {max_len} tokens (data.max_len)")
+    valid_ids = encode(valid_data, src_tok, tgt_tok, max_len, what="validation (loss only)")
+
+    torch.manual_seed(cfg.training.seed)
+    model = build_model(cfg.model, len(src_tok), len(tgt_tok))
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s model with %s parameters; %d training pairs, vocab %d/%d", cfg.model.arch,
+             f"{n_params:,}", len(train_ids.src), len(src_tok), len(tgt_tok))
+    translator = Translator(model, src_tok, tgt_tok, cfg)
+    t = cfg.training
+
+    def validate(m: torch.nn.Module) -> dict:
+        scores = evaluate_split(translator, valid_data, t.valid_beam)
+        return {"loss": round(validation_loss(m, valid_ids, t.batch_tokens), 4),
+                "bleu": scores["bleu"], "chrf": scores["chrf"]}
+
+    def test(m: torch.nn.Module) -> dict:
+        return {**evaluate_split(translator, test_data, t.valid_beam), "beam": t.valid_beam}
+
+    lengths = train_ids.lengths()
+    metric = "bleu" if t.early_stopping == "auto" else t.early_stopping
+    if metric not in ("bleu", "loss"):
+        raise UserError(f"training.early_stopping: translation picks its best model by bleu or loss, not {metric}")
+    return Prepared(
+        model=model,
+        strategy=make_strategy(t.strategy, t.label_smoothing),
+        epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
+        make_batch=lambda idx: make_batch([train_ids.src[i] for i in idx], [train_ids.tgt[i] for i in idx], idx),
+        validate=validate,
+        test=test if test_data is not None else None,
+        metric=metric,
+        higher_is_better=metric == "bleu",
+        reserve_factor=1.0 + (len(test_data) / max(1, len(valid_data)) if test_data else 0.0),
+        meta={"params": n_params},
+    )
