@@ -309,3 +309,12 @@ def test_translation_does_not_depend_on_batch_size_or_order(model_dir):
         assert [r[0].text for r in rev] == [r[0].text for r in one]
         for r in one:
             assert r[0].text == translator.tgt_tok.decode(r[0].tokens)
+
+
+def test_allocator_tuning_is_accepted_by_glibc():
+    import platform
+
+    from attnkit.runtime import tune_malloc
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert tune_malloc() is True

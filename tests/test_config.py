@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from attnkit.config import (
-    TranslationConfig,
     RNNConfig,
     TransformerConfig,
+    TranslationConfig,
     apply_overrides,
     dump_config,
     load_config,

@@ -348,5 +348,5 @@ def test_trainer_picks_its_direction_from_the_metric(tmp_path):
     auto = trainer_for(tmp_path / "a", lambda m: {"loss": 1.0})
     assert auto.metric == "loss" and not auto.higher_is_better  # early_stopping: auto, with no task to ask
     for metric, higher in (("bleu", True), ("accuracy", True), ("perplexity", False), ("loss", False)):
-        t = trainer_for(tmp_path / metric, lambda m: {metric: 1.0}, early_stopping=metric)
+        t = trainer_for(tmp_path / metric, lambda m, key=metric: {key: 1.0}, early_stopping=metric)
         assert t.metric == metric and t.higher_is_better == higher

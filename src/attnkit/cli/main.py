@@ -8,6 +8,7 @@ import sys
 
 from attnkit import __version__
 from attnkit.errors import UserError
+from attnkit.runtime import tune_malloc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.quiet)
+    tune_malloc()
     try:
         return args.func(args) or 0
     except UserError as err:
