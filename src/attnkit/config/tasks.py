@@ -33,10 +33,12 @@ from attnkit.config.sections import (
 
 
 class EmbeddingsConfig(Section):
-    """Pretrained static vectors for the word embeddings of taggers and classifiers."""
+    """Extra input for taggers and classifiers: static vectors and/or ELMo-style contextual vectors."""
 
     pretrained: str | None = Field(None, description="word2vec or GloVe text file loaded into the word embeddings")
     freeze_pretrained: bool = False
+    contextual: str | None = Field(None, description="a trained bilm run directory whose mixed layers are added")
+    freeze_contextual: bool = True
 
 
 class TranslationConfig(Section):
@@ -80,8 +82,8 @@ class ClassificationConfig(Section):
     @classmethod
     def _vectors_need_words(cls, embeddings: EmbeddingsConfig, info: ValidationInfo) -> EmbeddingsConfig:
         vocab = info.data.get("vocab")
-        if embeddings.pretrained and vocab is not None and vocab.level != "word":
-            raise ValueError("pretrained word vectors need vocab.level: word")
+        if (embeddings.pretrained or embeddings.contextual) and vocab is not None and vocab.level != "word":
+            raise ValueError("pretrained and contextual word vectors need vocab.level: word")
         return embeddings
 
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from attnkit.layers.char import CharWordEncoder
 from attnkit.layers.dropout import dropout
+from attnkit.layers.scalar_mix import ScalarMix
 from attnkit.masks import padding_mask
 
 
@@ -81,3 +82,46 @@ class BidirectionalLM(nn.Module):
         top_f = dropout(fwd[-1], self.dropout, self.training)
         top_b = dropout(bwd[-1], self.dropout, self.training)
         return BiLMOutput(self.W_out(top_f), self.W_out(top_b), layers)  # layers (L+1, B, T, 2D)
+
+
+class ContextualEmbedder(nn.Module):
+    """ELMo vectors for a downstream model: the bidirectional LM's layers mixed by a task-specific
+    ``ScalarMix``. With ``freeze`` the LM's weights stay fixed (and run without gradients); the mix is
+    always trained."""
+
+    def __init__(self, bilm: BidirectionalLM, freeze: bool):
+        super().__init__()
+        self.bilm, self.freeze = bilm, freeze
+        self.mix = ScalarMix(bilm.num_layers + 1)
+        if freeze:
+            self.bilm.requires_grad_(False)
+
+    @property
+    def output_dim(self) -> int:
+        return self.bilm.output_dim
+
+    def train(self, mode: bool = True) -> ContextualEmbedder:
+        super().train(mode)
+        if self.freeze:
+            self.bilm.eval()  # a frozen LM keeps its dropout off, even while the tagger trains
+        return self
+
+    def forward(self, chars: Tensor) -> Tensor:
+        """chars (B, T, C) in the bidirectional LM's character vocabulary -> (B, T, 2 * D)."""
+        if self.freeze:
+            with torch.no_grad():
+                layers = self.bilm(chars).layers
+        else:
+            layers = self.bilm(chars).layers
+        return self.mix(layers)
+
+
+class WithContextualEmbeddings(nn.Module):
+    """A tagger or classifier whose ``extra`` input is ELMo vectors of its words."""
+
+    def __init__(self, model: nn.Module, embedder: ContextualEmbedder):
+        super().__init__()
+        self.model, self.embedder = model, embedder
+
+    def forward(self, bilm_chars: Tensor, **inputs: Tensor):
+        return self.model(**inputs, extra=self.embedder(bilm_chars))

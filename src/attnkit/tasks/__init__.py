@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from attnkit.tasks import classification, language_model, tagging, translation
+from attnkit.tasks import bilm, classification, language_model, tagging, translation
 
 TASKS = {
     "translation": translation.prepare,
     "tagging": tagging.prepare,
     "classification": classification.prepare,
     "language_model": language_model.prepare,
+    "bilm": bilm.prepare,
 }

@@ -33,21 +33,21 @@ class Fitted:
 
 
 def word_embedding(model: nn.Module) -> nn.Embedding:
-    """The word-embedding table of a tagger or classifier."""
+    """The word-embedding table of a tagger or classifier (possibly wrapped with contextual vectors)."""
+    model = getattr(model, "model", model)  # WithContextualEmbeddings
     if isinstance(getattr(model, "embed", None), nn.Embedding):
         return model.embed
     return model.encoder.embed.token  # Transformer encoders
 
 
-def apply_pretrained(model: nn.Module, words: list[str], path: str | None, freeze: bool, resume: bool) -> None:
-    """Load static vectors (word2vec / GloVe text) into the model's word embeddings, logging how many of
+def apply_pretrained(table: nn.Embedding, words: list[str], path: str | None, freeze: bool, resume: bool) -> None:
+    """Load static vectors (word2vec / GloVe text) into a word-embedding table, logging how many of
     the vocabulary's words the file has; ``freeze`` keeps them fixed during training."""
     if path is None:
         return
     from attnkit.config import resolve_path
     from attnkit.data.embeddings import load_vectors
 
-    table = word_embedding(model)
     if not resume:  # a resumed run gets its (possibly fine-tuned) vectors from the checkpoint
         matrix, _ = load_vectors(resolve_path(path), words, table.embedding_dim)
         found = matrix.abs().sum(1) > 0

@@ -18,8 +18,10 @@ from attnkit.data.text import read_lines
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.errors import UserError
 from attnkit.models import build_classifier
+from attnkit.models.bilm import WithContextualEmbeddings
 from attnkit.specials import UNK
-from attnkit.tasks.base import Prepared, apply_pretrained
+from attnkit.tasks.base import Prepared, apply_pretrained, word_embedding
+from attnkit.tasks.bilm import Contextual
 from attnkit.training.checkpoint import load_weights, read_checkpoint
 from attnkit.training.strategies import IGNORE, Supervised
 
@@ -57,9 +59,10 @@ class TextBatch:
     words: Tensor  # (B, T) token ids, PAD on the right
     labels: Tensor  # (B,) label ids, IGNORE where unknown
     index: list[int]
+    bilm_chars: Tensor | None = None  # (B, T, C) in the contextual LM's character vocabulary
 
     def inputs(self) -> dict:
-        return {"words": self.words}
+        return {"words": self.words, **({"bilm_chars": self.bilm_chars} if self.bilm_chars is not None else {})}
 
     @property
     def num_tokens(self) -> int:
@@ -67,28 +70,36 @@ class TextBatch:
 
 
 class Encoder:
-    """Text -> ids with the tokenizer, labels -> ids, cut to ``max_len`` tokens."""
+    """Text -> ids with the tokenizer (and, with contextual vectors, its words' characters),
+    labels -> ids, cut to ``max_len`` tokens."""
 
-    def __init__(self, tok: Tokenizer, labels: list[str], max_len: int):
-        self.tok, self.labels, self.max_len = tok, labels, max_len
+    def __init__(self, tok: Tokenizer, labels: list[str], max_len: int, lowercase: bool = False,
+                 contextual: Contextual | None = None):
+        self.tok, self.labels, self.max_len, self.lowercase = tok, labels, max_len, lowercase
+        self.contextual = contextual
         self.label_index = {label: i for i, label in enumerate(labels)}
 
     def ids(self, text: str) -> list[int]:
-        return (self.tok.encode(text) or [UNK])[: self.max_len]
+        return (self.tok.encode(text.lower() if self.lowercase else text) or [UNK])[: self.max_len]
 
-    def batch(self, ids: list[list[int]], labels: list[str] | None, index: list[int]) -> TextBatch:
-        y = torch.tensor([self.label_index.get(lab, IGNORE) for lab in labels] if labels else [IGNORE] * len(ids))
-        return TextBatch(pad(ids), y, index)
+    def words(self, text: str) -> list[str]:
+        """The words the contextual LM reads: whitespace tokens, as the word-level tokenizer cuts them."""
+        return (text.split() or ["<unk>"])[: self.max_len]
+
+    def batch(self, texts: list[str], labels: list[str] | None, index: list[int]) -> TextBatch:
+        y = torch.tensor([self.label_index.get(lab, IGNORE) for lab in labels] if labels else [IGNORE] * len(texts))
+        chars = self.contextual.chars_of([self.words(t) for t in texts]) if self.contextual else None
+        return TextBatch(pad([self.ids(t) for t in texts]), y, index, chars)
 
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, enc: Encoder, texts: list[str], batch_tokens: int = 8000) -> Tensor:
     """(N, num_labels) probabilities, in the order of ``texts``."""
     model.eval()
-    ids = [enc.ids(t) for t in texts]
+    lengths = [len(enc.ids(t)) for t in texts]
     probs = torch.zeros(len(texts), len(enc.labels))
-    for idx in token_batches([(len(i), len(i)) for i in ids], batch_tokens, 0, 0):
-        out = model(**enc.batch([ids[i] for i in idx], None, idx).inputs())
+    for idx in token_batches([(n, n) for n in lengths], batch_tokens, 0, 0):
+        out = model(**enc.batch([texts[i] for i in idx], None, idx).inputs())
         probs[idx] = torch.softmax(out.logits.float(), -1)
     return probs
 
@@ -96,6 +107,25 @@ def predict(model: torch.nn.Module, enc: Encoder, texts: list[str], batch_tokens
 def accuracy(model: torch.nn.Module, enc: Encoder, data: Examples) -> float:
     best = predict(model, enc, data.texts).argmax(-1).tolist()
     return round(100.0 * sum(enc.labels[b] == g for b, g in zip(best, data.labels)) / len(data.labels), 2)
+
+
+def build(cfg: ClassificationConfig, tok: Tokenizer, labels: list[str], out: Path,
+          fresh: bool) -> tuple[torch.nn.Module, Encoder]:
+    """The classifier of ``cfg`` and its encoder; with ``embeddings.contextual``, wrapped with the
+    bidirectional LM, whose files a fresh run copies into ``out/bilm``."""
+    d, e = cfg.data, cfg.embeddings
+    max_len = min(d.max_len, getattr(cfg.model, "max_positions", d.max_len))
+    if e.contextual is None:
+        return build_classifier(cfg.model, len(tok), len(labels)), Encoder(tok, labels, max_len, cfg.vocab.lowercase)
+    if cfg.model.arch != "rnn_classifier":
+        raise UserError("embeddings.contextual: only the rnn_classifier reads contextual vectors")
+    if fresh:
+        ctx = Contextual.load(resolve_path(e.contextual), e.freeze_contextual)
+        Contextual.copy_files(resolve_path(e.contextual), out / "bilm")
+    else:
+        ctx = Contextual.load(out / "bilm", e.freeze_contextual, weights=False)
+    model = build_classifier(cfg.model, len(tok), len(labels), ctx.embedder.output_dim)
+    return WithContextualEmbeddings(model, ctx.embedder), Encoder(tok, labels, max_len, cfg.vocab.lowercase, ctx)
 
 
 def prepare(cfg: ClassificationConfig, out: Path, resume: bool) -> Prepared:
@@ -120,19 +150,16 @@ def prepare(cfg: ClassificationConfig, out: Path, resume: bool) -> Prepared:
         if unknown:
             log.warning("%s: %d label(s) never seen in training (always counted wrong): %s",
                         getattr(d, name), len(unknown), " ".join(unknown))
-    enc = Encoder(tok, labels, min(d.max_len, getattr(cfg.model, "max_positions", d.max_len)))
-    lower = (lambda s: s.lower()) if v.lowercase else (lambda s: s)
-    train_ids = [enc.ids(lower(x)) for x in train.texts]
     torch.manual_seed(t.seed)
-    model = build_classifier(cfg.model, len(tok), len(labels))
+    model, enc = build(cfg, tok, labels, out, fresh=not resume)
     e = cfg.embeddings
-    apply_pretrained(model, tok.itos, e.pretrained, e.freeze_pretrained, resume)
+    apply_pretrained(word_embedding(model), tok.itos, e.pretrained, e.freeze_pretrained, resume)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s with %s parameters; %d training texts, vocab %d, %d labels", cfg.model.arch, f"{n_params:,}",
              len(train.texts), len(tok), len(labels))
 
     def validate(m: torch.nn.Module) -> dict:
-        probs = predict(m, enc, [lower(x) for x in valid.texts])
+        probs = predict(m, enc, valid.texts)
         gold = torch.tensor([enc.label_index.get(lab, -1) for lab in valid.labels])
         known = gold >= 0
         loss = -probs[known].gather(1, gold[known, None]).clamp_min(1e-12).log().mean()
@@ -143,14 +170,13 @@ def prepare(cfg: ClassificationConfig, out: Path, resume: bool) -> Prepared:
     if metric not in ("accuracy", "loss"):
         raise UserError(f"training.early_stopping: a classifier picks its best model by accuracy or loss, "
                         f"not {metric}")
-    lengths = [(len(i), len(i)) for i in train_ids]
+    lengths = [(n, n) for n in (len(enc.ids(x)) for x in train.texts)]
     return Prepared(
         model=model, strategy=Supervised(t.label_smoothing),
         epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
-        make_batch=lambda idx: enc.batch([train_ids[i] for i in idx], [train.labels[i] for i in idx], idx),
+        make_batch=lambda idx: enc.batch([train.texts[i] for i in idx], [train.labels[i] for i in idx], idx),
         validate=validate,
-        test=(lambda m: {"accuracy": accuracy(m, enc, Examples([lower(x) for x in test.texts], test.labels))})
-        if test else None,
+        test=(lambda m: {"accuracy": accuracy(m, enc, test)}) if test else None,
         metric=metric, higher_is_better=metric == "accuracy",
         reserve_factor=1.0 + (len(test.texts) / len(valid.texts) if test else 0.0),
         meta={"params": n_params},
@@ -176,15 +202,13 @@ class Classifier:
             raise UserError(f"{path}: holds a {cfg.task} model, not a classifier")
         tok = load_tokenizer(path, "words", cfg.vocab.level)
         labels = (path / "labels.txt").read_text(encoding="utf-8").split("\n")[:-1]
-        model = build_classifier(cfg.model, len(tok), len(labels))
+        model, enc = build(cfg, tok, labels, path, fresh=False)
         groups, doc = read_checkpoint(path / "model.safetensors")
         load_weights(model, groups["model"], doc["aliases"], path / "model.safetensors")
-        max_len = min(cfg.data.max_len, getattr(cfg.model, "max_positions", cfg.data.max_len))
-        return cls(model, Encoder(tok, labels, max_len), cfg)
+        return cls(model, enc, cfg)
 
     def classify(self, texts: list[str]) -> list[tuple[str, float]]:
         """The most probable label of each text and its probability."""
-        texts = [t.lower() for t in texts] if self.cfg.vocab.lowercase else texts
         probs = predict(self.model, self.enc, texts)
         p, best = probs.max(-1)
         return [(self.enc.labels[b], float(q)) for b, q in zip(best.tolist(), p.tolist())]

@@ -19,8 +19,10 @@ from attnkit.data.conllu import Sentence, read_conllu
 from attnkit.data.vocab import ListTokenizer
 from attnkit.errors import UserError
 from attnkit.models import build_tagger
+from attnkit.models.bilm import WithContextualEmbeddings
 from attnkit.specials import UNK
-from attnkit.tasks.base import Prepared, apply_pretrained
+from attnkit.tasks.base import Prepared, apply_pretrained, word_embedding
+from attnkit.tasks.bilm import Contextual
 from attnkit.training.checkpoint import load_weights, read_checkpoint
 from attnkit.training.strategies import IGNORE, Supervised
 
@@ -35,9 +37,11 @@ class TagBatch:
     chars: Tensor  # (B, T, C) character ids of each word
     labels: Tensor  # (B, T) tag ids, IGNORE at padding
     index: list[int]
+    bilm_chars: Tensor | None = None  # (B, T, C') in the contextual LM's character vocabulary
 
     def inputs(self) -> dict:
-        return {"words": self.words, "chars": self.chars}
+        extra = {"bilm_chars": self.bilm_chars} if self.bilm_chars is not None else {}
+        return {"words": self.words, "chars": self.chars, **extra}
 
     @property
     def num_tokens(self) -> int:
@@ -50,6 +54,7 @@ class Vocabularies:
     def __init__(self, words: ListTokenizer, chars: ListTokenizer, tags: list[str], lowercase: bool):
         self.words, self.chars, self.tags, self.lowercase = words, chars, tags, lowercase
         self.tag_index = {t: i for i, t in enumerate(tags)}
+        self.contextual: Contextual | None = None  # set when the tagger reads ELMo vectors too
 
     @classmethod
     def build(cls, sentences: list[Sentence], tag: str, size: int, min_freq: int, lowercase: bool) -> Vocabularies:
@@ -92,7 +97,8 @@ class Vocabularies:
             for b, s in enumerate(sentences):
                 for t, value in enumerate(s.tags[tag]):
                     labels[b, t] = self.tag_index.get(value, IGNORE)
-        return TagBatch(words, chars, labels, index)
+        bilm_chars = self.contextual.chars_of([s.forms for s in sentences]) if self.contextual else None
+        return TagBatch(words, chars, labels, index, bilm_chars)
 
 
 @torch.no_grad()
@@ -116,6 +122,24 @@ def accuracy(predicted: list[list[str]], sentences: list[Sentence], tag: str) ->
     return round(100.0 * sum(p == g for p, g in pairs) / max(1, len(pairs)), 2)
 
 
+def build(cfg: TaggingConfig, vocabs: Vocabularies, out: Path, fresh: bool) -> torch.nn.Module:
+    """The tagger of ``cfg``; with ``embeddings.contextual``, wrapped with the bidirectional LM, whose
+    files a fresh run copies into ``out/bilm`` (its weights travel in the tagger's checkpoint)."""
+    e = cfg.embeddings
+    if e.contextual is None:
+        return build_tagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags))
+    if cfg.model.arch != "rnn_tagger":
+        raise UserError("embeddings.contextual: only the rnn_tagger reads contextual vectors")
+    if fresh:
+        vocabs.contextual = Contextual.load(resolve_path(e.contextual), e.freeze_contextual)
+        Contextual.copy_files(resolve_path(e.contextual), out / "bilm")
+    else:
+        vocabs.contextual = Contextual.load(out / "bilm", e.freeze_contextual, weights=False)
+    embedder = vocabs.contextual.embedder
+    tagger = build_tagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), embedder.output_dim)
+    return WithContextualEmbeddings(tagger, embedder)
+
+
 def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
     d, v, t = cfg.data, cfg.vocab, cfg.training
     train = [s for s in read_conllu(resolve_path(d.train)) if len(s.forms) <= d.max_len]
@@ -130,9 +154,9 @@ def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
     if unseen:
         log.warning("%s: tag(s) never seen in training: %s (always counted wrong)", d.valid, " ".join(sorted(unseen)))
     torch.manual_seed(t.seed)
-    model = build_tagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags))
     e = cfg.embeddings
-    apply_pretrained(model, vocabs.words.itos, e.pretrained, e.freeze_pretrained, resume)
+    model = build(cfg, vocabs, out, fresh=not resume)
+    apply_pretrained(word_embedding(model), vocabs.words.itos, e.pretrained, e.freeze_pretrained, resume)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s with %s parameters; %d training sentences, %d words, %d tags", cfg.model.arch, f"{n_params:,}",
              len(train), len(vocabs.words), len(vocabs.tags))
@@ -180,7 +204,7 @@ class Tagger:
         if cfg.task != "tagging":
             raise UserError(f"{path}: holds a {cfg.task} model, not a tagger")
         vocabs = Vocabularies.load(path, cfg.vocab.lowercase)
-        model = build_tagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags))
+        model = build(cfg, vocabs, path, fresh=False)
         groups, doc = read_checkpoint(path / "model.safetensors")
         load_weights(model, groups["model"], doc["aliases"], path / "model.safetensors")
         return cls(model, vocabs, cfg)

@@ -1,0 +1,166 @@
+"""Pretraining the bidirectional language model of ELMo-style contextual embeddings.
+
+Unlabelled text, one whitespace-tokenized sentence per line (several files allowed). Each word is
+read through its characters; the forward LM predicts the next word (``</s>`` after the last) and the
+backward LM the previous one (``<s>`` before the first), over the ``vocab.size`` most frequent
+words. The run directory holds ``words.vocab.txt`` and ``chars.vocab.txt``; taggers and classifiers
+load it with ``embeddings.contextual: DIR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attnkit.config import BiLMTaskConfig, load_config
+from attnkit.data.batching import token_batches
+from attnkit.data.vocab import ListTokenizer
+from attnkit.errors import UserError
+from attnkit.models.bilm import BidirectionalLM, ContextualEmbedder
+from attnkit.specials import BOS, EOS, UNK
+from attnkit.tasks.base import Prepared
+from attnkit.tasks.language_model import read_text
+from attnkit.training.checkpoint import load_weights, read_checkpoint
+from attnkit.training.strategies import IGNORE
+
+log = logging.getLogger(__name__)
+
+MAX_WORD_CHARS = 24
+FILES = ("config.yaml", "words.vocab.txt", "chars.vocab.txt", "model.safetensors")
+
+
+def char_tensor(chars: ListTokenizer, sentences: list[list[str]]) -> Tensor:
+    """(B, T, C) character ids of each word of each sentence, 0-padded."""
+    T = max(len(s) for s in sentences)
+    C = max(min(len(w), MAX_WORD_CHARS) for s in sentences for w in s)
+    out = torch.zeros(len(sentences), T, C, dtype=torch.long)
+    for b, sent in enumerate(sentences):
+        for t, word in enumerate(sent):
+            ids = [chars.stoi.get(c, UNK) for c in word[:MAX_WORD_CHARS]]
+            out[b, t, : len(ids)] = torch.tensor(ids)
+    return out
+
+
+@dataclass
+class BiLMBatch:
+    chars: Tensor  # (B, T, C)
+    forward_labels: Tensor  # (B, T) the next word of each position (EOS after the last), IGNORE at padding
+    backward_labels: Tensor  # (B, T) the previous word (BOS before the first)
+    index: list[int]
+
+
+def make_batch(words: ListTokenizer, chars: ListTokenizer, sentences: list[list[str]], index: list[int]) -> BiLMBatch:
+    B, T = len(sentences), max(len(s) for s in sentences)
+    fwd = torch.full((B, T), IGNORE, dtype=torch.long)
+    bwd = torch.full((B, T), IGNORE, dtype=torch.long)
+    for b, sent in enumerate(sentences):
+        ids = [words.stoi.get(w, UNK) for w in sent]
+        fwd[b, : len(ids)] = torch.tensor(ids[1:] + [EOS])
+        bwd[b, : len(ids)] = torch.tensor([BOS] + ids[:-1])
+    return BiLMBatch(char_tensor(chars, sentences), fwd, bwd, index)
+
+
+class BiLMLoss:
+    """Teacher forcing for both directions: the sum of their cross-entropies."""
+
+    name = "teacher_forcing"
+
+    def loss(self, model: BidirectionalLM, batch: BiLMBatch, step: int) -> tuple[Tensor, int, dict]:
+        out = model(batch.chars)
+        V = out.forward_logits.size(-1)
+        loss = sum(F.cross_entropy(logits.float().reshape(-1, V), labels.reshape(-1), ignore_index=IGNORE,
+                                   reduction="sum")
+                   for logits, labels in ((out.forward_logits, batch.forward_labels),
+                                          (out.backward_logits, batch.backward_labels)))
+        n = int((batch.forward_labels != IGNORE).sum() + (batch.backward_labels != IGNORE).sum())
+        return loss, n, {}
+
+
+def build_bilm(cfg: BiLMTaskConfig, num_chars: int, num_words: int) -> BidirectionalLM:
+    m = cfg.model
+    return BidirectionalLM(num_chars, num_words, m.char_dim, m.char_hidden, m.dim, m.num_layers, m.dropout)
+
+
+def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
+    d, v, t = cfg.data, cfg.vocab, cfg.training
+    train = [line.split() for line in read_text(d.train)]
+    train = [s for s in train if len(s) <= d.max_len]
+    valid = [line.split() for line in read_text(d.valid)]
+    test = [line.split() for line in read_text(d.test)] if d.test else None
+    if resume:
+        words = ListTokenizer.load(out / "words.vocab.txt", "word")
+        chars = ListTokenizer.load(out / "chars.vocab.txt", "char")
+    else:
+        lines = [" ".join(s) for s in train]
+        words = ListTokenizer.train(lines, "word", v.min_freq, v.size)
+        chars = ListTokenizer.train(["".join(s) for s in train], "char", min_freq=5)
+        words.save(out / "words.vocab.txt")
+        chars.save(out / "chars.vocab.txt")
+    torch.manual_seed(t.seed)
+    model = build_bilm(cfg, len(chars), len(words))
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("bidirectional LM with %s parameters; %d training sentences, %d words, %d characters",
+             f"{n_params:,}", len(train), len(words), len(chars))
+    strategy = BiLMLoss()
+
+    def perplexity(m: torch.nn.Module, data: list[list[str]]) -> float:
+        total, n = 0.0, 0
+        for idx in token_batches([(len(s), len(s)) for s in data], t.batch_tokens, 0, 0):
+            loss, k, _ = strategy.loss(m, make_batch(words, chars, [data[i] for i in idx], idx), 0)
+            total, n = total + float(loss), n + k
+        return round(math.exp(total / max(n, 1)), 2)
+
+    lengths = [(len(s), len(s)) for s in train]
+    return Prepared(
+        model=model, strategy=strategy,
+        epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
+        make_batch=lambda idx: make_batch(words, chars, [train[i] for i in idx], idx),
+        validate=lambda m: {"perplexity": perplexity(m, valid)},
+        test=(lambda m: {"perplexity": perplexity(m, test)}) if test else None,
+        metric="perplexity", higher_is_better=False,
+        reserve_factor=1.0 + (len(test) / max(1, len(valid)) if test else 0.0),
+        meta={"params": n_params},
+    )
+
+
+class Contextual:
+    """A trained bidirectional LM for a downstream model: its character vocabulary and an embedder."""
+
+    def __init__(self, chars: ListTokenizer, embedder: ContextualEmbedder):
+        self.chars, self.embedder = chars, embedder
+
+    @classmethod
+    def load(cls, path: str | Path, freeze: bool, weights: bool = True) -> Contextual:
+        """From a bilm run directory (``weights``: load its trained weights; a downstream model's own
+        checkpoint already holds them)."""
+        path = Path(path)
+        for name in FILES[: 4 if weights else 3]:
+            if not (path / name).is_file():
+                raise UserError(f"{path}: not a trained bidirectional LM ({name} is missing)")
+        cfg = load_config(path / "config.yaml")
+        if cfg.task != "bilm":
+            raise UserError(f"{path}: holds a {cfg.task} model, not a bidirectional LM (task: bilm)")
+        words = ListTokenizer.load(path / "words.vocab.txt", "word")
+        chars = ListTokenizer.load(path / "chars.vocab.txt", "char")
+        bilm = build_bilm(cfg, len(chars), len(words))
+        if weights:
+            groups, doc = read_checkpoint(path / "model.safetensors")
+            load_weights(bilm, groups["model"], doc["aliases"], path / "model.safetensors")
+        return cls(chars, ContextualEmbedder(bilm, freeze))
+
+    @staticmethod
+    def copy_files(src: str | Path, dst: Path) -> None:
+        """What a downstream model directory keeps of the bilm run to rebuild it (weights excluded)."""
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in FILES[:3]:
+            shutil.copyfile(Path(src) / name, dst / name)
+
+    def chars_of(self, sentences: list[list[str]]) -> Tensor:
+        return char_tensor(self.chars, sentences)

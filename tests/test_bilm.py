@@ -1,0 +1,70 @@
+"""ELMo-style contextual embeddings: pretraining the bidirectional LM, then a tagger and a classifier
+that read its mixed layers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from helpers import write_yaml
+from test_classification import cls_config, text, write_tsv
+from test_tagging import BILSTM, sentence, tag_config, write_conllu
+
+from attnkit.tasks.classification import Classifier
+from attnkit.tasks.tagging import Tagger
+from attnkit.train import train
+
+
+@pytest.fixture
+def bilm_dir(tmp_path):
+    r = random.Random(3)
+    lines = [" ".join(w for w, _ in sentence(r)) for _ in range(300)] + [text(r)[0] for _ in range(300)]
+    (tmp_path / "unlabelled.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "heldout.txt").write_text("\n".join(lines[:40]) + "\n", encoding="utf-8")
+    raw = {"task": "bilm",
+           "data": {"train": [str(tmp_path / "unlabelled.txt")], "valid": str(tmp_path / "heldout.txt")},
+           "vocab": {"level": "word", "min_freq": 1},
+           "model": {"arch": "bilm", "char_dim": 8, "char_hidden": 8, "dim": 16, "num_layers": 2, "dropout": 0.0},
+           "training": {"batch_tokens": 200, "lr": 0.01, "schedule": "constant", "warmup_steps": 0,
+                        "label_smoothing": 0.0, "valid_every": 50, "patience": 0, "log_every": 10}}
+    cfg = write_yaml(tmp_path / "bilm.yaml", raw)
+    summary = train(cfg, tmp_path / "bilm", max_steps=100, progress=False)
+    assert summary["valid"]["perplexity"] < 10  # it learned something about the word sequences
+    return tmp_path / "bilm"
+
+
+def with_contextual(cfg_path, bilm_dir, freeze: bool = True):
+    cfg_path.write_text(cfg_path.read_text() + f"embeddings:\n  contextual: {bilm_dir}\n"
+                        f"  freeze_contextual: {str(freeze).lower()}\n")
+    return cfg_path
+
+
+def test_tagger_with_contextual_embeddings_trains_and_reloads(tmp_path, bilm_dir):
+    r = random.Random(0)
+    corpus = {split: write_conllu(tmp_path / f"{split}.conllu", [sentence(r) for _ in range(n)])
+              for split, n in (("train", 200), ("valid", 30), ("test", 30))}
+    cfg = with_contextual(tag_config(tmp_path, corpus, BILSTM), bilm_dir)
+    summary = train(cfg, tmp_path / "run", max_steps=150, progress=False)
+    assert summary["test"]["accuracy"] >= 95.0
+    tagger = Tagger.load(tmp_path / "run")  # rebuilt from run/bilm + the tagger's own checkpoint
+    mix = tagger.model.embedder.mix.weights()
+    assert torch.allclose(mix.sum(), torch.tensor(1.0)) and mix.numel() == 3
+    # frozen: the LM's weights in the tagger equal the pretrained ones
+    from attnkit.tasks.bilm import Contextual
+
+    pretrained = Contextual.load(bilm_dir, freeze=True).embedder.bilm.state_dict()
+    for name, value in tagger.model.embedder.bilm.state_dict().items():
+        assert torch.equal(value, pretrained[name]), name
+
+
+def test_classifier_with_contextual_embeddings(tmp_path, bilm_dir):
+    r = random.Random(1)
+    corpus = {split: write_tsv(tmp_path / f"{split}.tsv", [text(r) for _ in range(n)])
+              for split, n in (("train", 300), ("valid", 40), ("test", 40))}
+    model = {"arch": "rnn_classifier", "embed_dim": 16, "hidden": 16, "pooling": "attention", "attention_dim": 8,
+             "dropout": 0.0}
+    cfg = with_contextual(cls_config(tmp_path, corpus, model), bilm_dir, freeze=False)
+    summary = train(cfg, tmp_path / "run", max_steps=150, progress=False)
+    assert summary["test"]["accuracy"] >= 90.0
+    assert len(Classifier.load(tmp_path / "run").classify(["great film", "awful"])) == 2
