@@ -1,6 +1,7 @@
 """Pretraining the bidirectional language model of ELMo-style contextual embeddings.
 
-Unlabelled text, one whitespace-tokenized sentence per line (several files allowed). Each word is
+Unlabelled text: several files allowed, each plain text (one whitespace-tokenized sentence per line),
+CoNLL-U (its word forms) or TSV (its first column). Each word is
 read through its characters; the forward LM predicts the next word (``</s>`` after the last) and the
 backward LM the previous one (``<s>`` before the first), over the ``vocab.size`` most frequent
 words. The run directory holds ``words.vocab.txt`` and ``chars.vocab.txt``; taggers and classifiers
@@ -19,14 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnkit.config import BiLMTaskConfig, load_config
+from attnkit.config import BiLMTaskConfig, load_config, resolve_path
 from attnkit.data.batching import token_batches
+from attnkit.data.conllu import read_conllu
+from attnkit.data.text import read_lines
 from attnkit.data.vocab import ListTokenizer
 from attnkit.errors import UserError
 from attnkit.models.bilm import BidirectionalLM, ContextualEmbedder
 from attnkit.specials import BOS, EOS, UNK
 from attnkit.tasks.base import Prepared
-from attnkit.tasks.language_model import read_text
 from attnkit.training.checkpoint import load_weights, read_checkpoint
 from attnkit.training.strategies import IGNORE
 
@@ -34,6 +36,22 @@ log = logging.getLogger(__name__)
 
 MAX_WORD_CHARS = 24
 FILES = ("config.yaml", "words.vocab.txt", "chars.vocab.txt", "model.safetensors")
+
+
+def read_unlabelled(paths: str | list[str]) -> list[list[str]]:
+    """Whitespace-tokenized sentences from each file by its kind: CoNLL-U (``.conllu``) gives its word
+    forms, TSV (``.tsv``, with a header line) its first column, anything else its lines."""
+    sentences: list[list[str]] = []
+    for p in [paths] if isinstance(paths, str) else paths:
+        path = resolve_path(p)
+        name = path.name.removesuffix(".gz")
+        if name.endswith(".conllu"):
+            sentences += [s.forms for s in read_conllu(path)]
+        elif name.endswith(".tsv"):
+            sentences += [line.split("\t")[0].split() for line in read_lines(path, strip=False)[1:]]
+        else:
+            sentences += [line.split() for line in read_lines(path)]
+    return [s for s in sentences if s]
 
 
 def char_tensor(chars: ListTokenizer, sentences: list[list[str]]) -> Tensor:
@@ -90,10 +108,9 @@ def build_bilm(cfg: BiLMTaskConfig, num_chars: int, num_words: int) -> Bidirecti
 
 def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
     d, v, t = cfg.data, cfg.vocab, cfg.training
-    train = [line.split() for line in read_text(d.train)]
-    train = [s for s in train if len(s) <= d.max_len]
-    valid = [line.split() for line in read_text(d.valid)]
-    test = [line.split() for line in read_text(d.test)] if d.test else None
+    train = [s for s in read_unlabelled(d.train) if len(s) <= d.max_len]
+    valid = read_unlabelled(d.valid)
+    test = read_unlabelled(d.test) if d.test else None
     if resume:
         words = ListTokenizer.load(out / "words.vocab.txt", "word")
         chars = ListTokenizer.load(out / "chars.vocab.txt", "char")
