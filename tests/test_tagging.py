@@ -113,3 +113,16 @@ def test_tag_command_writes_conllu_with_predicted_tags(tmp_path, tag_corpus, cap
     rows = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line]
     assert [(r[1], r[3]) for r in rows] == [("the", "DET"), ("dog", "NOUN"), ("walks", "VERB"), ("a", "DET"),
                                             ("big", "ADJ"), ("cat", "NOUN"), ("sees", "VERB")]
+
+
+def test_sentences_longer_than_the_transformer_are_tagged_in_pieces(tmp_path, tag_corpus, caplog):
+    small = {**TRANSFORMER, "max_positions": 4}  # shorter than most sentences
+    summary = train(tag_config(tmp_path, tag_corpus, small), tmp_path / "run", max_steps=20, progress=False)
+    assert "skipped" in caplog.text and "training sentence(s) of more than 4 words" in caplog.text
+    assert "accuracy" in summary["test"]
+    tagger = Tagger.load(tmp_path / "run")
+    sents = read_conllu(tag_corpus["test"])
+    assert max(len(s.forms) for s in sents) > 4
+    tags = tagger.tag(sents)
+    assert [len(t) for t in tags] == [len(s.forms) for s in sents]
+    assert "in pieces" in caplog.text

@@ -102,18 +102,37 @@ class Vocabularies:
 
 
 @torch.no_grad()
+def pieces(sentence: Sentence, limit: int | None) -> list[Sentence]:
+    """The sentence cut into pieces of at most ``limit`` words (a Transformer's positions)."""
+    if limit is None or len(sentence.forms) <= limit:
+        return [sentence]
+    return [Sentence(sentence.forms[i : i + limit], {k: v[i : i + limit] for k, v in sentence.tags.items()})
+            for i in range(0, len(sentence.forms), limit)]
+
+
+def model_limit(model: torch.nn.Module) -> int | None:
+    return getattr(getattr(model, "model", model), "max_positions", None)
+
+
+@torch.no_grad()
 def predict(model: torch.nn.Module, vocabs: Vocabularies, sentences: list[Sentence],
             batch_words: int = 4000) -> list[list[str]]:
-    """The most probable tag of every word of every sentence (empty sentences give no tags)."""
+    """The most probable tag of every word of every sentence (empty sentences give no tags). A
+    sentence longer than the model's positions is tagged in consecutive pieces, with a warning."""
     model.eval()
-    out: list[list[str]] = [[] for _ in sentences]
-    todo = [i for i, s in enumerate(sentences) if s.forms]
-    for idx in token_batches([(len(sentences[i].forms),) * 2 for i in todo], batch_words, seed=0, epoch=0):
-        rows = [todo[i] for i in idx]
-        batch = vocabs.batch([sentences[i] for i in rows], None, rows)
+    limit = model_limit(model)
+    cut = [(i, p) for i, s in enumerate(sentences) if s.forms for p in pieces(s, limit)]
+    if len(cut) > sum(1 for s in sentences if s.forms):
+        log.warning("tagging sentences longer than the model's %d positions in pieces", limit)
+    tagged: list[list[str]] = [[] for _ in cut]
+    for idx in token_batches([(len(p.forms),) * 2 for _, p in cut], batch_words, seed=0, epoch=0):
+        batch = vocabs.batch([cut[k][1] for k in idx], None, idx)
         best = model(**batch.inputs()).argmax(-1)  # (B, T)
-        for b, i in enumerate(rows):
-            out[i] = [vocabs.tags[j] for j in best[b, : len(sentences[i].forms)].tolist()]
+        for b, k in enumerate(idx):
+            tagged[k] = [vocabs.tags[j] for j in best[b, : len(cut[k][1].forms)].tolist()]
+    out: list[list[str]] = [[] for _ in sentences]
+    for (i, _), tags in zip(cut, tagged):
+        out[i] += tags
     return out
 
 
@@ -142,7 +161,12 @@ def build(cfg: TaggingConfig, vocabs: Vocabularies, out: Path, fresh: bool) -> t
 
 def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
     d, v, t = cfg.data, cfg.vocab, cfg.training
-    train = [s for s in read_conllu(resolve_path(d.train)) if len(s.forms) <= d.max_len]
+    max_len = min(d.max_len, getattr(cfg.model, "max_positions", d.max_len))
+    train = read_conllu(resolve_path(d.train))
+    if any(len(s.forms) > max_len for s in train):
+        log.warning("skipped %d training sentence(s) of more than %d words", sum(len(s.forms) > max_len
+                                                                                  for s in train), max_len)
+        train = [s for s in train if len(s.forms) <= max_len]
     valid = read_conllu(resolve_path(d.valid))
     test = read_conllu(resolve_path(d.test)) if d.test else None
     if resume:
@@ -163,10 +187,13 @@ def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
     lengths = [(len(s.forms), len(s.forms)) for s in train]
     strategy = Supervised(t.label_smoothing)
 
+    limit = model_limit(model)
+    scored = [p for s in valid for p in pieces(s, limit)]  # the loss, like the tags, by pieces
+
     def validate(m: torch.nn.Module) -> dict:
         loss, n = 0.0, 0
-        for idx in token_batches([(len(s.forms),) * 2 for s in valid], t.batch_tokens, 0, 0):
-            batch = vocabs.batch([valid[i] for i in idx], d.tag, idx)
+        for idx in token_batches([(len(s.forms),) * 2 for s in scored], t.batch_tokens, 0, 0):
+            batch = vocabs.batch([scored[i] for i in idx], d.tag, idx)
             a, b, _ = Supervised(0.0).loss(m, batch, 0)
             loss, n = loss + float(a), n + b
         return {"loss": round(loss / max(n, 1), 4), "accuracy": accuracy(predict(m, vocabs, valid), valid, d.tag)}
