@@ -54,6 +54,8 @@ def test_shipped_config_parses_and_names_real_files(path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the configs name data relative to the repository root
     cfg = load_config(path)
     for name in data_files(cfg):
+        if name.startswith("../shared/") and not (ROOT.parent / "shared" / "data").is_dir():
+            pytest.skip("the project's shared datasets are not beside this checkout")
         assert resolve_path(name).is_file(), name  # the embedded or shared data is really there
     assert parse_config(__import__("yaml").safe_load(dump_config(cfg))) == cfg  # dump -> parse round trip
 
