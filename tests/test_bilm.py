@@ -3,6 +3,7 @@ that read its mixed layers."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -68,3 +69,56 @@ def test_classifier_with_contextual_embeddings(tmp_path, bilm_dir):
     summary = train(cfg, tmp_path / "run", max_steps=150, progress=False)
     assert summary["test"]["accuracy"] >= 90.0
     assert len(Classifier.load(tmp_path / "run").classify(["great film", "awful"])) == 2
+
+
+def test_embed_command_writes_the_layers_of_every_word(tmp_path, bilm_dir, capsys):
+    from safetensors import safe_open
+
+    from attnkit.cli.main import main
+    from attnkit.tasks.bilm import Contextual, char_tensor, embed
+
+    sentences = ["the cat sat", "", "a dog", "the big cat sat on a mat"]
+    (tmp_path / "in.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    assert main(["-q", "embed", str(bilm_dir), "--input", str(tmp_path / "in.txt")]) == 0
+    blocks, block = [], []
+    for line in capsys.readouterr().out.split("\n")[:-1]:  # an empty line ends each sentence
+        if line:
+            block.append(line.split("\t"))
+        else:
+            blocks.append(block)
+            block = []
+    # one block per input line (the empty sentence gives an empty block), one line per word
+    assert [[w for w, _ in b] for b in blocks] == [s.split() for s in sentences]
+    ctx = Contextual.load(bilm_dir, freeze=True)
+    dim = ctx.embedder.bilm.output_dim
+    assert all(len(v.split()) == dim for b in blocks for _, v in b)
+
+    # every layer, to safetensors: each sentence's layers equal the model run on that sentence alone,
+    # whatever it was batched with (padding never leaks into the backward LM)
+    out = tmp_path / "vectors.safetensors"
+    assert main(["-q", "embed", str(bilm_dir), "--input", str(tmp_path / "in.txt"), "--output", str(out),
+                 "--layer", "all"]) == 0
+    bilm = ctx.embedder.bilm.eval()
+    with safe_open(str(out), "pt") as f:
+        assert json.loads(f.metadata()["sentences"]) == [s.split() for s in sentences]
+        for i, s in enumerate(sentences):
+            got = f.get_tensor(str(i))
+            assert got.shape == (bilm.num_layers + 1, len(s.split()), dim)
+            if s:
+                with torch.no_grad():
+                    alone = bilm(char_tensor(ctx.chars, [s.split()])).layers[:, 0]
+                torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
+                avg = embed(bilm, ctx.chars, [s.split()], "average")[0]
+                torch.testing.assert_close(avg, alone.mean(0), atol=1e-5, rtol=1e-5)
+
+
+def test_embed_command_errors(tmp_path, bilm_dir, capsys):
+    from attnkit.cli.main import main
+
+    (tmp_path / "in.txt").write_text("a cat\n", encoding="utf-8")
+    assert main(["-q", "embed", str(bilm_dir), "--input", str(tmp_path / "in.txt"), "--layer", "all"]) == 2
+    assert "--layer all" in capsys.readouterr().err
+    assert main(["-q", "embed", str(bilm_dir), "--input", str(tmp_path / "in.txt"), "--layer", "7"]) == 2
+    assert "layers 0 to 2" in capsys.readouterr().err
+    assert main(["-q", "embed", str(tmp_path), "--input", str(tmp_path / "in.txt")]) == 2
+    assert "not a trained bidirectional LM" in capsys.readouterr().err

@@ -140,6 +140,39 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def parse_layer(value: str) -> str | int:
+    return int(value) if value.isdigit() else value
+
+
+def cmd_embed(args) -> int:
+    from attnkit.data.conllu import read_conllu
+    from attnkit.tasks.bilm import Contextual, embed
+    from attnkit.training.checkpoint import atomic_write
+
+    ctx = Contextual.load(args.model_dir, freeze=True)
+    if args.input and Path(args.input).name.removesuffix(".gz").endswith(".conllu"):
+        sentences = [s.forms for s in read_conllu(args.input)]
+    else:
+        sentences = [line.split() for line in read_input(args.input)]
+    layer = parse_layer(args.layer)
+    to_file = args.output is not None and args.output.endswith(".safetensors")
+    if layer == "all" and not to_file:
+        raise UserError("--layer all writes every layer of every word: give --output FILE.safetensors")
+    vectors = embed(ctx.embedder.bilm, ctx.chars, sentences, layer, args.batch_size)
+    if to_file:
+        from safetensors.torch import save_file
+
+        meta = {"format": "attnkit-contextual-embeddings", "layer": str(layer), "sentences": json.dumps(sentences)}
+        tensors = {str(i): v for i, v in enumerate(vectors)}
+        atomic_write(Path(args.output), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        return 0
+    lines = []
+    for words, v in zip(sentences, vectors):
+        lines += [w + "\t" + " ".join(f"{x:.5g}" for x in row) for w, row in zip(words, v.tolist())] + [""]
+    write_output(args.output, lines)
+    return 0
+
+
 def cmd_translate(args) -> int:
     from attnkit.translator import load_model_dir
 

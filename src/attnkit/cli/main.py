@@ -16,9 +16,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="attnkit",
-        description="Attention-based sequence models: train translation models (RNN encoder-decoders "
-                    "with none/mean/dot/general/additive context, Transformers), translate with greedy "
-                    "or beam search, and score with sacreBLEU.",
+        description="Attention-based sequence models from one lecture: translators (RNN encoder-decoders "
+                    "with none/mean/dot/general/additive context, Transformers), taggers, classifiers, language "
+                    "models and ELMo-style contextual embeddings, trained from a YAML config, decoded with "
+                    "greedy or beam search, and measured (sacreBLEU, chrF, accuracy, perplexity).",
         epilog="Run 'attnkit COMMAND --help' for a command's options.",
     )
     p.add_argument("--version", action="version", version=f"attnkit {__version__}")
@@ -110,6 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--max-tokens", type=int, metavar="N", help="at most N new tokens per prompt")
     n.add_argument("--seed", type=int, default=None, help="random seed for sampling (default: unseeded)")
     n.set_defaults(func=c.cmd_generate)
+
+    m = sub.add_parser("embed", help="write ELMo-style contextual word vectors of a text",
+                       description="Run a trained bidirectional LM (task: bilm) over one whitespace-tokenized "
+                                   "sentence per line (or a .conllu file's word forms) and write each word's "
+                                   "contextual vector: as text, one 'WORD<TAB>v1 v2 ...' line per word and an empty "
+                                   "line after each sentence, or, when --output ends in .safetensors, one tensor "
+                                   "per sentence named by its line number from 0 (the sentences' words in the "
+                                   "file's metadata).")
+    m.add_argument("model_dir", metavar="DIR", help="a trained bidirectional LM directory (task: bilm)")
+    m.add_argument("--input", metavar="FILE", help="read from FILE (plain, .gz or .conllu) instead of stdin")
+    m.add_argument("--output", metavar="FILE", help="write to FILE (text, or .safetensors) instead of stdout")
+    m.add_argument("--layer", default="average", metavar="WHICH",
+                   help="average (the mean of all layers, default), top (the last LSTM layer), N (layer N; 0 is "
+                        "the character-based word vector), or all (every layer, (L+1, T, D) per sentence: "
+                        ".safetensors output only)")
+    m.add_argument("--batch-size", type=int, default=32, metavar="N", help="sentences per batch (default: 32)")
+    m.set_defaults(func=c.cmd_embed)
 
     b = sub.add_parser("bench", help="measure training and translation speed",
                        description="Measure one system in this process: 'bench train CONFIG' reports training "

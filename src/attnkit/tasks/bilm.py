@@ -5,7 +5,8 @@ CoNLL-U (its word forms) or TSV (its first column). Each word is
 read through its characters; the forward LM predicts the next word (``</s>`` after the last) and the
 backward LM the previous one (``<s>`` before the first), over the ``vocab.size`` most frequent
 words. The run directory holds ``words.vocab.txt`` and ``chars.vocab.txt``; taggers and classifiers
-load it with ``embeddings.contextual: DIR``.
+load it with ``embeddings.contextual: DIR``; ``attnkit embed DIR`` writes the contextual vectors of a
+text (:func:`embed`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attnkit.config import BiLMTaskConfig, load_config, resolve_path
-from attnkit.data.batching import token_batches
+from attnkit.data.batching import inference_batches, token_batches
 from attnkit.data.conllu import read_conllu
 from attnkit.data.text import read_lines
 from attnkit.data.vocab import ListTokenizer
@@ -181,3 +182,37 @@ class Contextual:
 
     def chars_of(self, sentences: list[list[str]]) -> Tensor:
         return char_tensor(self.chars, sentences)
+
+
+def select_layer(layers: Tensor, layer: str | int) -> Tensor:
+    """One sentence's (L+1, T, 2D) layers -> what ``attnkit embed --layer`` asks for:
+    ``average`` (the mean of all layers: ELMo's scalar mix before a task has tuned it), ``top`` (the last
+    LSTM layer), ``all`` (every layer, (L+1, T, 2D)) or a layer number (0: the character-based word
+    vectors, j: the j-th LSTM layer of both directions)."""
+    if layer == "all":
+        return layers
+    if layer == "average":
+        return layers.mean(0)
+    if layer == "top":
+        return layers[-1]
+    if not 0 <= int(layer) < layers.size(0):
+        raise UserError(f"--layer {layer}: the model has layers 0 to {layers.size(0) - 1}")
+    return layers[int(layer)]
+
+
+@torch.no_grad()
+def embed(bilm: BidirectionalLM, chars: ListTokenizer, sentences: list[list[str]], layer: str | int = "average",
+          batch_size: int = 32) -> list[Tensor]:
+    """The contextual vectors of every word of every sentence, in input order: (T_i, 2D) per sentence,
+    (L+1, T_i, 2D) with ``layer="all"``; an empty sentence gives T_i = 0."""
+    bilm.eval()
+    num_layers, dim = bilm.num_layers + 1, bilm.output_dim
+    empty = torch.zeros(num_layers, 0, dim)
+    out = [select_layer(empty, layer) for _ in sentences]
+    todo = [i for i, s in enumerate(sentences) if s]
+    for batch in inference_batches([len(sentences[i]) for i in todo], batch_size):
+        rows = [todo[j] for j in batch]
+        layers = bilm(char_tensor(chars, [sentences[i] for i in rows])).layers.float()  # (L+1, B, T, 2D)
+        for b, i in enumerate(rows):
+            out[i] = select_layer(layers[:, b, : len(sentences[i])], layer).contiguous()
+    return out
