@@ -2,7 +2,7 @@
 
 A config is a YAML file naming a ``task`` (translation when absent) and one section per component::
 
-    task:      translation | tagging | classification | language_model | bilm
+    task:      translation | tagging | classification | language_model | bilm | captioning
     data:      which files to train, validate and test on
     vocab:     how text becomes token ids (subword, word or character level)
     model:     the architecture (``arch: ...``) and its sizes
@@ -24,14 +24,17 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from attnkit.config.captioning import DATA_SOURCES
 from attnkit.config.models import (
     BagOfEmbeddingsConfig,
+    CaptionTransformerConfig,
     BiLMConfig,
     KneserNeyConfig,
     LSTMLMConfig,
     RNNClassifierConfig,
     RNNConfig,
     RNNTaggerConfig,
+    ShowAttendTellConfig,
     TransformerClassifierConfig,
     TransformerConfig,
     TransformerLMConfig,
@@ -52,6 +55,7 @@ from attnkit.config.tasks import (
     TASK_CONFIGS,
     AnyConfig,
     BiLMTaskConfig,
+    CaptioningConfig,
     ClassificationConfig,
     EmbeddingsConfig,
     LanguageModelConfig,
@@ -61,10 +65,11 @@ from attnkit.config.tasks import (
 from attnkit.errors import UserError
 
 __all__ = [
-    "AnyConfig", "BagOfEmbeddingsConfig", "BiLMConfig", "BiLMTaskConfig", "ClassificationConfig", "Config",
+    "AnyConfig", "BagOfEmbeddingsConfig", "BiLMConfig", "BiLMTaskConfig", "CaptionTransformerConfig",
+    "CaptioningConfig", "ClassificationConfig", "Config",
     "DecodingConfig", "EmbeddingsConfig", "GenerationConfig", "KneserNeyConfig", "LSTMLMConfig",
     "LabelledData", "LanguageModelConfig", "ParallelData", "RNNClassifierConfig", "RNNConfig",
-    "RNNTaggerConfig", "TaggedData", "TaggingConfig", "TextData", "TrainingConfig", "TransformerClassifierConfig",
+    "RNNTaggerConfig", "ShowAttendTellConfig", "TaggedData", "TaggingConfig", "TextData", "TrainingConfig", "TransformerClassifierConfig",
     "TransformerConfig", "TransformerLMConfig", "TransformerTaggerConfig", "TranslationConfig", "VocabConfig",
     "apply_overrides", "dump_config", "load_config", "parse_config", "read_yaml", "resolve_path",
 ]
@@ -82,6 +87,8 @@ def _format_error(source: str, err: ValidationError) -> str:
     if loc and loc[0] in TASK_CONFIGS:
         loc.pop(0)
     if len(loc) >= 2 and loc[0] == "model" and loc[1] in ARCHS:
+        loc.pop(1)
+    if len(loc) >= 2 and loc[0] == "data" and loc[1] in DATA_SOURCES:
         loc.pop(1)
     key = ".".join(loc) or "(top level)"
     kind = first["type"]

@@ -137,3 +137,57 @@ class BiLMConfig(Section):
     dim: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+# -- captioning -------------------------------------------------------------------------------------
+class ImageGridEncoder(Section):
+    """The image encoder every captioner shares: a CNN turns the image into a grid of feature vectors
+    a_i (the annotation vectors of Xu et al. 2015), one per cell."""
+
+    backbone: Literal["cnn", "torchvision"] = "cnn"
+    channels: list[int] = Field([32, 64, 128], description="cnn: channels of each stage (two 3x3 convolutions); "
+                                "a 2x2 max-pool between stages, so the grid is 2^(stages-1) times coarser")
+    torchvision_model: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet50"
+    torchvision_weights: str | None = Field(None, description="local weights file (state dict) of the torchvision "
+                                            "model; needed with backbone: torchvision")
+    freeze_backbone: bool = Field(True, description="torchvision: keep the pretrained weights fixed")
+    cell_positions: bool = Field(True, description="add a learned row and column embedding to each cell")
+
+    @field_validator("channels")
+    @classmethod
+    def _stages(cls, channels: list[int]) -> list[int]:
+        if not channels or min(channels) < 1:
+            raise ValueError("expected a non-empty list of positive channel counts")
+        return channels
+
+
+class ShowAttendTellConfig(ImageGridEncoder):
+    """CNN grid encoder + LSTM decoder with attention over the cells (Xu et al. 2015)."""
+
+    arch: Literal["show_attend_tell"] = "show_attend_tell"
+    feature_dim: int = Field(128, ge=1, description="D, the size of each annotation vector a_i")
+    cell: Literal["lstm", "gru"] = "lstm"
+    embed_dim: int = Field(64, ge=1)
+    hidden: int = Field(256, ge=1)
+    num_layers: int = Field(1, ge=1)
+    attention: Literal["dot", "general", "additive"] = "additive"
+    attention_dim: int = Field(128, ge=1, description="hidden size of the additive score")
+    input_feeding: bool = True
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    tie_embeddings: bool = False
+
+    @field_validator("attention")
+    @classmethod
+    def _dot_sizes(cls, attention: str, info: ValidationInfo) -> str:
+        d = info.data
+        if attention == "dot" and {"feature_dim", "hidden"} <= d.keys() and d["feature_dim"] != d["hidden"]:
+            raise ValueError(f"dot attention needs hidden ({d['hidden']}) equal to feature_dim ({d['feature_dim']})")
+        return attention
+
+
+class CaptionTransformerConfig(TransformerBlocks, ImageGridEncoder):
+    """CNN grid encoder + Transformer decoder whose encoder-decoder attention looks at the cells."""
+
+    arch: Literal["caption_transformer"] = "caption_transformer"
+    decoder_layers: int = Field(3, ge=1)
+    tie_embeddings: bool = True

@@ -6,14 +6,23 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from attnkit.config.captioning import (
+    CaptionDecodingConfig,
+    CaptionFilesData,
+    CaptionTrainingConfig,
+    DigitScenesData,
+    ImageConfig,
+)
 from attnkit.config.models import (
     BagOfEmbeddingsConfig,
+    CaptionTransformerConfig,
     BiLMConfig,
     KneserNeyConfig,
     LSTMLMConfig,
     RNNClassifierConfig,
     RNNConfig,
     RNNTaggerConfig,
+    ShowAttendTellConfig,
     TransformerClassifierConfig,
     TransformerConfig,
     TransformerLMConfig,
@@ -105,15 +114,29 @@ class BiLMTaskConfig(Section):
     training: TrainingConfig = TrainingConfig()
 
 
+class CaptioningConfig(Section):
+    task: Literal["captioning"]
+    data: Annotated[DigitScenesData | CaptionFilesData, Field(discriminator="source")] = Field(
+        default_factory=DigitScenesData)
+    image: ImageConfig = ImageConfig()
+    vocab: VocabConfig = VocabConfig(level="word", size=10_000, min_freq=1)
+    model: Annotated[ShowAttendTellConfig | CaptionTransformerConfig, Field(discriminator="arch")] = Field(
+        default_factory=ShowAttendTellConfig)
+    training: CaptionTrainingConfig = CaptionTrainingConfig()
+    decoding: CaptionDecodingConfig = CaptionDecodingConfig()
+
+
 TASK_CONFIGS = {
     "translation": TranslationConfig,
     "tagging": TaggingConfig,
     "classification": ClassificationConfig,
     "language_model": LanguageModelConfig,
     "bilm": BiLMTaskConfig,
+    "captioning": CaptioningConfig,
 }
 ARCHS = ("rnn", "transformer", "rnn_tagger", "transformer_tagger", "bag_of_embeddings", "rnn_classifier",
-         "transformer_classifier", "kneser_ney", "lstm_lm", "transformer_lm", "bilm")
+         "transformer_classifier", "kneser_ney", "lstm_lm", "transformer_lm", "bilm", "show_attend_tell",
+         "caption_transformer")
 
-AnyConfig = Annotated[TranslationConfig | TaggingConfig | ClassificationConfig | LanguageModelConfig | BiLMTaskConfig,
-                      Field(discriminator="task")]
+AnyConfig = Annotated[TranslationConfig | TaggingConfig | ClassificationConfig | LanguageModelConfig | BiLMTaskConfig
+                      | CaptioningConfig, Field(discriminator="task")]

@@ -6,24 +6,27 @@ from torch import nn
 
 from attnkit.config import (
     BagOfEmbeddingsConfig,
+    CaptionTransformerConfig,
     LSTMLMConfig,
     RNNClassifierConfig,
     RNNConfig,
     RNNTaggerConfig,
+    ShowAttendTellConfig,
     TransformerClassifierConfig,
     TransformerConfig,
     TransformerLMConfig,
     TransformerTaggerConfig,
 )
 from attnkit.models.base import DecoderOutput, EncoderOutput, Seq2Seq
+from attnkit.models.captioner import ConvGrid, ImageEncoder, TorchvisionGrid
 from attnkit.models.classifier import BagOfEmbeddings, RNNClassifier, TransformerClassifier
 from attnkit.models.lm import LSTMLanguageModel, TransformerLanguageModel
 from attnkit.models.rnn import RNNDecoder, RNNSourceEncoder
 from attnkit.models.tagger import RNNTagger, TransformerTagger
 from attnkit.models.transformer import Embeddings, TransformerDecoder, TransformerEncoder
 
-__all__ = ["DecoderOutput", "EncoderOutput", "Seq2Seq", "build_classifier", "build_language_model", "build_model",
-           "build_tagger"]
+__all__ = ["DecoderOutput", "EncoderOutput", "Seq2Seq", "build_captioner", "build_classifier", "build_language_model",
+           "build_model", "build_tagger"]
 
 
 def build_rnn(cfg: RNNConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
@@ -83,3 +86,23 @@ def build_language_model(cfg: LSTMLMConfig | TransformerLMConfig, vocab: int) ->
     return TransformerLanguageModel(vocab, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers, cfg.dropout,
                                     cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
                                     cfg.tie_embeddings)
+
+
+def build_captioner(cfg: ShowAttendTellConfig | CaptionTransformerConfig, image_size: tuple[int, int, int],
+                    vocab: int, pretrained: bool = True) -> Seq2Seq:
+    """A CNN grid encoder for images of ``image_size`` (channels, height, width) and an attention decoder;
+    ``pretrained``: load a torchvision backbone's weights file (not needed when a checkpoint follows)."""
+    if cfg.backbone == "cnn":
+        backbone = ConvGrid(image_size[0], cfg.channels)
+    else:
+        backbone = TorchvisionGrid(cfg.torchvision_model, cfg.torchvision_weights, cfg.freeze_backbone, pretrained)
+    if cfg.arch == "show_attend_tell":
+        encoder = ImageEncoder(backbone, cfg.feature_dim, image_size, cfg.cell_positions, cfg.dropout)
+        decoder = RNNDecoder(vocab, cfg.embed_dim, cfg.cell, cfg.hidden, cfg.num_layers, cfg.feature_dim,
+                             cfg.attention, cfg.attention_dim, cfg.input_feeding, cfg.dropout, cfg.tie_embeddings)
+        return Seq2Seq(encoder, decoder, max_positions=None)
+    encoder = ImageEncoder(backbone, cfg.d_model, image_size, cfg.cell_positions, cfg.dropout)
+    embed = Embeddings(vocab, cfg.d_model, cfg.positional, cfg.max_positions, cfg.dropout)
+    decoder = TransformerDecoder(embed, vocab, cfg.decoder_layers, cfg.d_model, cfg.num_heads, cfg.ff_dim,
+                                 cfg.dropout, cfg.attention_dropout, cfg.norm, cfg.tie_embeddings)
+    return Seq2Seq(encoder, decoder, max_positions=cfg.max_positions)

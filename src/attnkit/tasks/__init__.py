@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attnkit.tasks import bilm, classification, language_model, tagging, translation
+from attnkit.tasks import bilm, captioning, classification, language_model, tagging, translation
 
 TASKS = {
     "translation": translation.prepare,
@@ -10,4 +10,5 @@ TASKS = {
     "classification": classification.prepare,
     "language_model": language_model.prepare,
     "bilm": bilm.prepare,
+    "captioning": captioning.prepare,
 }
