@@ -49,3 +49,6 @@ def model_dir(tmp_path_factory) -> Path:
     out = root / "run"
     assert main(["-q", "train", str(cfg), "--out", str(out), "--max-steps", "6"]) == 0
     return out
+
+
+from tiny_runs import tiny_runs  # noqa: E402, F401  (trained model directories of every task, on demand)

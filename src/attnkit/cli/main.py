@@ -13,6 +13,7 @@ from attnkit.runtime import tune_malloc
 
 def build_parser() -> argparse.ArgumentParser:
     from attnkit.cli import commands as c
+    from attnkit.cli import see
 
     p = argparse.ArgumentParser(
         prog="attnkit",
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--batch-size", type=int, default=None, metavar="N")
     bd.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N sentences")
     bd.set_defaults(func=c.cmd_bench_translate)
+
+    see.add_parsers(sub)  # plot, serve: attnkit/cli/see.py
     return p
 
 

@@ -94,6 +94,7 @@ class TrainingConfig(Section):
     patience: int = Field(10, ge=0, description="validations without improvement before stopping; 0: never")
     precision: Literal["fp32", "bf16"] = "fp32"
     log_every: int = Field(100, ge=1)
+    tensorboard: bool = Field(False, description="also write TensorBoard event files to <run dir>/tensorboard")
     strategy: Literal["teacher_forcing"] = "teacher_forcing"
 
 

@@ -175,12 +175,22 @@ class LanguageModel:
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> str:
         """Continue ``prompt`` to the end of its line (or ``max_tokens``), through the same greedy,
         beam and sampling code as translation."""
+        _, new = self.continue_ids(prompt, method, beam, max_tokens, temperature, top_k, top_p, seed)
+        return self.decode(new)
+
+    def decode(self, ids: list[int]) -> str:
+        return NgramDecoder(self.ngram).decode(ids) if self.ngram is not None else self.tok.decode(ids)
+
+    def continue_ids(self, prompt: str, method: str = "sample", beam: int = 5, max_tokens: int = 50,
+                     temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                     seed: int | None = None) -> tuple[list[int], list[int]]:
+        """What ``generate`` does, in token ids: the context the model read (the line start, EOS, and
+        the prompt, cut to the model's window) and the new tokens (EOS excluded)."""
         if self.ngram is not None:
-            decoder, vocab = NgramDecoder(self.ngram), None
+            decoder = NgramDecoder(self.ngram)
             ids = decoder.encode(prompt.split())
         else:
-            decoder, vocab = self.model, self.tok
-            ids = vocab.encode(prompt)
+            decoder, ids = self.model, self.tok.encode(prompt)
         context = [EOS] + ids  # a line starts after the previous line's end
         limit = self.model.max_positions if self.model is not None else None
         if limit is not None and len(context) + max_tokens > limit:
@@ -200,7 +210,7 @@ class LanguageModel:
             else:
                 gen = torch.Generator().manual_seed(seed) if seed is not None else None
                 hyp = sample_decode(decoder, state, start, max_len, temperature, top_k, top_p, generator=gen)[0][0]
-        return decoder.decode(hyp.tokens) if vocab is None else vocab.decode(hyp.tokens)
+        return context, hyp.tokens
 
 
 class NgramDecoder:

@@ -9,7 +9,6 @@ Both are written atomically; Ctrl-C or SIGTERM stops after the current step and 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -27,11 +26,12 @@ from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
 from attnkit.errors import UserError
 from attnkit.training.checkpoint import load_weights, optimizer_state, read_checkpoint, save_checkpoint
+from attnkit.training.metrics import METRICS, MetricsLog  # noqa: F401 (METRICS: re-exported)
 from attnkit.training.schedule import make_schedule
 
 log = logging.getLogger(__name__)
 
-BEST, LAST, METRICS = "model.safetensors", "last.safetensors", "metrics.jsonl"
+BEST, LAST = "model.safetensors", "last.safetensors"
 
 
 @dataclass
@@ -94,6 +94,7 @@ class Trainer:
                                       cfg.plateau_patience, cfg.min_lr)
         self.state = LoopState()
         self.progress = progress
+        self.metrics = MetricsLog(self.out, cfg.tensorboard)  # metrics.jsonl, and TensorBoard if asked
         # the validation score that picks the best model, and its direction
         self.metric = metric or ("loss" if cfg.early_stopping == "auto" else cfg.early_stopping)
         self.higher_is_better = (higher_is_better if higher_is_better is not None
@@ -118,8 +119,7 @@ class Trainer:
                  self.state.epoch, self.state.batch_in_epoch)
 
     def log_metrics(self, record: dict) -> None:
-        with open(self.out / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        self.metrics.write(record)
 
     # -- the loop -------------------------------------------------------------------------
     def train_step(self, batch: Batch) -> tuple[float, int]:
@@ -222,6 +222,7 @@ class Trainer:
         self.save_last()
         if st.stopped != "interrupted" and validated_at != st.step:
             last_scores = self.validate(count_for_stopping=False)
+        self.metrics.close()
         return Result(st, last_scores)
 
 

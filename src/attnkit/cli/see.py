@@ -1,0 +1,138 @@
+"""``attnkit plot ...`` and ``attnkit serve``: look inside a model, as pictures or in a browser.
+
+The parsers are added by :func:`add_parsers`; matplotlib, FastAPI and uvicorn are imported only
+when one of these commands runs, so the rest of the CLI starts as fast as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from attnkit.errors import UserError
+
+log = logging.getLogger("attnkit")
+
+ATTENTION_KINDS = ("encoder", "self", "cross", "pooling")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("plot", help="draw attention, positional encodings or training curves (PNG or SVG)",
+                       description="Draw a picture into --out: PNG or SVG, by its extension.")
+    psub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    a = psub.add_parser("attention", help="attention heatmaps of a trained model for one text",
+                        description="Run a trained model on --text and draw every attention it computes: the RNN's "
+                                    "encoder-decoder attention; each Transformer layer and head of encoder "
+                                    "self-attention, decoder self-attention and encoder-decoder attention; a "
+                                    "classifier's attention pooling; a Transformer LM's self-attention. Rows are "
+                                    "queries, columns keys, with the tokens on both axes.")
+    a.add_argument("model_dir", metavar="DIR", help="a trained model directory")
+    a.add_argument("--text", required=True, help="the sentence (translation, tagging, classification) or prompt (LM)")
+    a.add_argument("--out", default="attention.png", metavar="FILE", help="image file (default: attention.png)")
+    a.add_argument("--kind", choices=ATTENTION_KINDS, action="append",
+                   help="only this attention (repeatable; default: all the model has)")
+    a.add_argument("--layer", type=int, metavar="N", help="only layer N (from 1)")
+    a.add_argument("--head", type=int, metavar="N", help="only head N (from 1)")
+    a.add_argument("--beam", type=int, metavar="N", help="translation: beam size of the output drawn (default: config)")
+    a.set_defaults(func=cmd_plot_attention)
+
+    q = psub.add_parser("positions", help="the sinusoidal positional-encoding matrix of a sentence",
+                        description="Draw PE[pos, i] for the whitespace tokens of --text: the vector added to "
+                                    "each token's embedding, by position (the lecture's 'I am a robot' picture).")
+    q.add_argument("--text", required=True, help='the sentence, e.g. "I am a robot"')
+    q.add_argument("--d-model", type=int, default=64, metavar="N", help="embedding size (default: 64)")
+    q.add_argument("--out", default="positions.png", metavar="FILE", help="image file (default: positions.png)")
+    q.set_defaults(func=cmd_plot_positions)
+
+    c = psub.add_parser("curves", help="training curves of a run: loss, BLEU or accuracy, learning rate",
+                        description="Draw a run directory's metrics.jsonl: training and validation loss, each "
+                                    "validation score, and the learning rate, against the step. Works while the "
+                                    "run is still training.")
+    c.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (the --out of train)")
+    c.add_argument("--out", metavar="FILE", help="image file (default: RUN_DIR/curves.png)")
+    c.set_defaults(func=cmd_plot_curves)
+
+    s = sub.add_parser("serve", help="a web page to type text and click through a model's attention",
+                       description="Start a web server with a page where you type a sentence, see the model's "
+                                   "output (translation n-best with scores, tags, class probabilities, an LM "
+                                   "continuation) and click through its attention heatmaps per layer and head. The "
+                                   "JSON API behind it is documented at /docs.")
+    s.add_argument("model_dir", metavar="DIR", help="a trained model directory")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    s.set_defaults(func=cmd_serve)
+
+
+def _written(path: Path) -> int:
+    print(f"wrote {path}")
+    return 0
+
+
+def select(maps: list, kinds: list[str] | None, layer: int | None, head: int | None) -> list:
+    """The attention maps, layers and heads asked for; an impossible choice is a one-line error."""
+    from attnkit.inspection import AttentionMap
+
+    have = [m.name for m in maps]
+    if kinds:
+        missing = [k for k in kinds if k not in have]
+        if missing:
+            raise UserError(f"--kind {missing[0]}: this model has {', '.join(have) or 'no attention'}")
+        maps = [m for m in maps if m.name in kinds]
+    out = []
+    for m in maps:
+        w = m.weights
+        if layer is not None:
+            if not 1 <= layer <= m.layers:
+                raise UserError(f"--layer {layer}: the {m.title} has layers 1 to {m.layers}")
+            w = w[layer - 1 : layer]
+        if head is not None:
+            if not 1 <= head <= m.heads:
+                raise UserError(f"--head {head}: the {m.title} has heads 1 to {m.heads}")
+            w = w[:, head - 1 : head]
+        out.append(AttentionMap(m.name, m.title, m.rows, m.cols, w, m.row_axis, m.col_axis))
+    return out
+
+
+def cmd_plot_attention(args: argparse.Namespace) -> int:
+    from attnkit.inspection import Options, load_inspector
+    from attnkit.plotting import attention_figure, check_path, save
+
+    check_path(args.out)
+    inspector = load_inspector(args.model_dir)
+    seen = inspector.inspect(args.text, Options(beam=args.beam))
+    maps = select(seen.attention, args.kind, args.layer, args.head)
+    title = f"{Path(args.model_dir).name} ({inspector.arch}): {args.text}"
+    return _written(save(attention_figure(maps, title), args.out))
+
+
+def cmd_plot_positions(args: argparse.Namespace) -> int:
+    from attnkit.layers.positional import sinusoidal_table
+    from attnkit.plotting import check_path, positions_figure, save
+
+    check_path(args.out)
+    tokens = args.text.split()
+    if not tokens:
+        raise UserError("--text: give at least one word")
+    if args.d_model < 2:
+        raise UserError("--d-model: at least 2")
+    return _written(save(positions_figure(tokens, sinusoidal_table(len(tokens), args.d_model)), args.out))
+
+
+def cmd_plot_curves(args: argparse.Namespace) -> int:
+    from attnkit.plotting import check_path, curves_figure, save
+    from attnkit.training.metrics import read_metrics
+
+    records = read_metrics(args.run_dir)
+    out = check_path(args.out or Path(args.run_dir) / "curves.png")
+    return _written(save(curves_figure(records, Path(args.run_dir).resolve().name), out))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from attnkit.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port}: give 0 to 65535")
+    serve(args.model_dir, args.host, args.port)
+    return 0

@@ -1,0 +1,142 @@
+"""Pictures: attention heatmaps, the positional-encoding matrix, training curves.
+
+The only module of attnkit that imports matplotlib (a test checks it). It draws what it is given
+and computes nothing about models: attention comes from :mod:`attnkit.inspection`, positional
+encodings from :mod:`attnkit.layers.positional`, curves from a run's ``metrics.jsonl``. Figures are
+built with ``matplotlib.figure.Figure`` directly (no pyplot, no global state), so drawing is safe
+in any thread and the returned figure can be checked by a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from attnkit.errors import UserError
+from attnkit.inspection import AttentionMap
+
+FORMATS = (".png", ".svg")
+INCH_PER_TOKEN = 0.26
+LABEL_SIZE = 8
+
+
+def check_path(path: str | Path) -> Path:
+    """An image file name we can write: .png or .svg, in a directory that exists."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise UserError(f"{path}: give a .png or .svg file name")
+    if not path.parent.is_dir():
+        raise UserError(f"{path.parent}: directory not found")
+    return path
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as PNG or SVG, by the extension of ``path``. SVG text stays text (not paths),
+    so the tokens can be searched and read back."""
+    path = check_path(path)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _label_tokens(ax, rows: list[str], cols: list[str]) -> None:
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=LABEL_SIZE)
+    ax.set_yticks(range(len(rows)), rows, fontsize=LABEL_SIZE)
+    ax.tick_params(length=0)
+
+
+def attention_figure(maps: list[AttentionMap], title: str | None = None) -> Figure:
+    """One heatmap per (attention, layer, head): a row of heads for each layer of each attention.
+    Rows of a heatmap are the queries, columns the keys, tokens on both axes, colours 0 to 1."""
+    if not maps:
+        raise UserError("this model computes no attention to plot")
+    grid = [(m, layer) for m in maps for layer in range(m.layers)]  # one figure row each
+    ncols = max(m.heads for m in maps)
+    width = max(len(m.cols) for m in maps) * INCH_PER_TOKEN + 1.6  # + room for the token labels
+    heights = [len(m.rows) * INCH_PER_TOKEN + 1.9 for m, _ in grid]
+    fig = Figure(figsize=(ncols * width + 1.0, sum(heights) + (0.4 if title else 0.0)), layout="constrained")
+    axes = fig.subplots(len(grid), ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
+    image = None
+    for r, (m, layer) in enumerate(grid):
+        for head in range(ncols):
+            ax = axes[r][head]
+            if head >= m.heads:
+                ax.set_axis_off()
+                continue
+            image = ax.imshow(m.weights[layer, head].numpy(), cmap="viridis", vmin=0.0, vmax=1.0,
+                              aspect="equal", interpolation="nearest")
+            _label_tokens(ax, m.rows, m.cols)
+            where = f"layer {layer + 1}, head {head + 1}" if m.layers * m.heads > 1 else ""
+            ax.set_title(f"{m.title}\n{where}".strip(), fontsize=9)
+            ax.set_xlabel(m.col_axis, fontsize=LABEL_SIZE)
+            ax.set_ylabel(m.row_axis, fontsize=LABEL_SIZE)
+    fig.colorbar(image, ax=axes, shrink=min(1.0, 3.0 / len(grid)), label="attention weight")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def positions_figure(tokens: list[str], table: Tensor) -> Figure:
+    """The positional encodings of a sentence: row ``pos`` is the vector added to token ``pos``'s
+    embedding. table (len(tokens), d_model)."""
+    assert table.size(0) == len(tokens), (tuple(table.shape), len(tokens))
+    d_model = table.size(1)
+    fig = Figure(figsize=(min(14.0, 2.0 + d_model * 0.09), 1.4 + len(tokens) * 0.32), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(table.numpy(), cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(len(tokens)), [f"{tok} ({pos})" for pos, tok in enumerate(tokens)], fontsize=9)
+    ax.set_xlabel(f"dimension i of d_model = {d_model}: sin at even i, cos at odd i")
+    ax.set_ylabel("token (position)")
+    ax.set_title("sinusoidal positional encoding  PE[pos, 2i] = sin(pos / 10000^(2i/d)),  "
+                 "PE[pos, 2i+1] = cos(pos / 10000^(2i/d))", fontsize=9)
+    fig.colorbar(image, ax=ax, label="value")
+    return fig
+
+
+SCORE_NAMES = {"bleu": "BLEU", "chrf": "chrF", "accuracy": "accuracy (%)", "perplexity": "perplexity"}
+
+
+def curves_figure(records: list[dict], title: str | None = None) -> Figure:
+    """Training curves from ``metrics.jsonl`` records: the loss (training and validation), each
+    validation score, and the learning rate, against the step."""
+    train = [r for r in records if "loss" in r]
+    valid = [r for r in records if any(k.startswith("valid_") for k in r)]
+    scores = sorted({k[len("valid_"):] for r in valid for k in r if k.startswith("valid_")}
+                    - {"loss", "seconds"}, key=lambda k: (k not in SCORE_NAMES, k))
+    panels = ["loss"] * bool(train or any("valid_loss" in r for r in valid)) + scores + ["lr"] * bool(train)
+    if not panels:
+        raise UserError("the metrics log has no training or validation records yet")
+    fig = Figure(figsize=(7.0, 1.0 + 2.2 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+
+    def line(ax, rows: list[dict], key: str, label: str, **style) -> None:
+        points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
+        if points:
+            ax.plot(*zip(*points), label=label, **style)
+
+    for ax, panel in zip(axes, panels):
+        if panel == "loss":
+            line(ax, train, "loss", "training (per token, smoothed over log_every steps)")
+            line(ax, valid, "valid_loss", "validation", marker="o", markersize=3)
+            ax.set_ylabel("loss")
+            ax.legend(fontsize=8)
+        elif panel == "lr":
+            line(ax, train, "lr", "learning rate")
+            ax.set_ylabel("learning rate")
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        else:
+            line(ax, valid, "valid_" + panel, "validation", marker="o", markersize=3, color="tab:green")
+            best = [r for r in valid if r.get("best") and isinstance(r.get("valid_" + panel), int | float)]
+            if best:
+                ax.plot(best[-1]["step"], best[-1]["valid_" + panel], "*", markersize=12, color="tab:red",
+                        label="best model")
+                ax.legend(fontsize=8)
+            ax.set_ylabel(SCORE_NAMES.get(panel, panel))
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("step")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -1,0 +1,248 @@
+"""``attnkit serve DIR``: a web page and a JSON API to look inside a trained model.
+
+    GET  /                 the page (static HTML, JS and CSS from attnkit/web, no build step)
+    GET  /api/model        what the model is: task, architecture, the options it takes, the limits
+    POST /api/inspect      {"text": ...} -> the output and every attention map, tokens on both axes
+    GET  /docs, /openapi.json   the API, documented by FastAPI
+
+Every answer to a bad request is a 4xx with a one-line ``{"error": ...}``: an empty or over-long
+input, wrong JSON types, an unknown field, a body that is not JSON or not UTF-8, a body over the
+size limit. The model runs one request at a time (a lock), in FastAPI's worker threads, and the
+server keeps serving after any bad request.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from attnkit import __version__
+from attnkit.errors import UserError
+from attnkit.inspection import AttentionMap, Inspector, Options, Result
+
+log = logging.getLogger(__name__)
+
+MAX_CHARS = 1000  # characters of input text
+MAX_TOKENS = 120  # tokens of input, as the model reads them (a heatmap wider than this is unreadable)
+MAX_BODY_BYTES = 16 * 1024
+MAX_BEAM, MAX_NEW_TOKENS = 16, 100
+WEB = resources.files("attnkit") / "web"
+
+
+# -- the API's documents --------------------------------------------------------------------------
+class InspectRequest(BaseModel):
+    """One input, and the options of the model's task (leave one out for the model's config value)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"text": "A dog runs on the beach.", "beam": 5,
+                                                               "nbest": 3}]})
+    text: str = Field(min_length=1, max_length=MAX_CHARS, description="a sentence, a text, or a prompt")
+    beam: int | None = Field(None, ge=1, le=MAX_BEAM, description="translation, LM: beam size (1: greedy)")
+    nbest: int | None = Field(None, ge=1, le=MAX_BEAM, description="translation: hypotheses to return (<= beam)")
+    method: Literal["greedy", "beam", "sample"] | None = Field(None, description="LM: how to continue")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS, description="LM: new tokens at most")
+    temperature: float | None = Field(None, gt=0.0, le=10.0, description="LM sampling temperature")
+    seed: int | None = Field(None, ge=0, description="LM sampling seed (default 0: the same text each time)")
+
+
+class AttentionView(BaseModel):
+    name: str = Field(description="encoder, self, cross or pooling")
+    title: str
+    row_axis: str
+    col_axis: str
+    rows: list[str] = Field(description="query tokens")
+    cols: list[str] = Field(description="key tokens")
+    layers: int
+    heads: int
+    weights: list[list[list[list[float]]]] = Field(description="(layers, heads, rows, cols), rows sum to 1")
+
+    @classmethod
+    def of(cls, m: AttentionMap) -> AttentionView:
+        return cls(name=m.name, title=m.title, row_axis=m.row_axis, col_axis=m.col_axis, rows=m.rows,
+                   cols=m.cols, layers=m.layers, heads=m.heads, weights=m.weights.round(decimals=4).tolist())
+
+
+class InspectResponse(BaseModel):
+    task: str
+    tokens: list[str] = Field(description="the input as the model read it")
+    result: Result
+    attention: list[AttentionView] = Field(description="empty for a model without attention")
+    seconds: float
+
+
+class Limits(BaseModel):
+    max_chars: int
+    max_tokens: int
+    max_body_bytes: int
+    max_beam: int
+    max_new_tokens: int
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: str
+    arch: str
+    options: list[str] = Field(description="the InspectRequest fields this model takes, besides text")
+    limits: Limits
+    version: str
+
+
+class Error(BaseModel):
+    error: str = Field(description="what was wrong, in one line")
+
+
+ERRORS = {400: {"model": Error, "description": "not JSON, or not UTF-8"},
+          413: {"model": Error, "description": "the body is over the size limit"},
+          422: {"model": Error, "description": "a field is missing, of the wrong type, out of range, or unknown; "
+                                               "or the input is empty or too long for the model"}}
+
+
+# -- limits on the raw body -----------------------------------------------------------------------
+class BodyLimits:
+    """Reads a request's body before the app does: more than ``max_bytes`` -> 413; a JSON or text
+    body that is not UTF-8 -> 400. Either way, a one-line JSON error and the connection goes on."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        too_big = JSONResponse({"error": f"the request body is over the limit of {self.max_bytes} bytes"}, 413)
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await too_big(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await too_big(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        kind = headers.get("content-type", "application/json").split(";")[0].strip()
+        if kind.endswith("json") or kind.startswith("text/"):
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as err:
+                bad = JSONResponse({"error": f"the request body is not valid UTF-8 (byte {body[err.start]:#04x} "
+                                             f"at offset {err.start})"}, 400)
+                return await bad(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def one_line(err: RequestValidationError) -> str:
+    """The first validation error as ``field: message``."""
+    first = err.errors()[0]
+    if first["type"] == "json_invalid":
+        return f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'decode error')})"
+    where = ".".join(str(p) for p in first["loc"] if p != "body")
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown field (fields: {', '.join(InspectRequest.model_fields)})"
+    return f"{where or 'body'}: {first['msg']}"
+
+
+# -- the app --------------------------------------------------------------------------------------
+def make_app(inspector: Inspector, name: str, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    app = FastAPI(title="attnkit", version=__version__,
+                  description=f"Look inside the {inspector.task} model `{name}`: its output for a text and "
+                              "every attention map it computed, with the tokens of both axes.")
+    lock = threading.Lock()
+    info = ModelInfo(name=name, task=inspector.task, arch=inspector.arch, options=sorted(inspector.options),
+                     version=__version__,
+                     limits=Limits(max_chars=MAX_CHARS, max_tokens=MAX_TOKENS, max_body_bytes=max_body_bytes,
+                                   max_beam=MAX_BEAM, max_new_tokens=MAX_NEW_TOKENS))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": one_line(err)}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(err.detail)}, err.status_code, headers=err.headers)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, err: Exception) -> JSONResponse:
+        log.exception("request %s failed", request.url.path)
+        return JSONResponse({"error": f"internal error: {type(err).__name__}: {err}"}, 500)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(str(WEB / "index.html"))
+
+    @app.get("/api/model", response_model=ModelInfo, summary="What the model is and what it takes")
+    def model() -> ModelInfo:
+        return info
+
+    @app.post("/api/inspect", response_model=InspectResponse, responses=ERRORS,
+              summary="Run the model on a text: its output and its attention")
+    def inspect(request: InspectRequest) -> InspectResponse:
+        options = Options(**request.model_dump(exclude={"text"}))
+        start = time.perf_counter()
+        try:
+            n = inspector.count_tokens(request.text)
+            if n > MAX_TOKENS:
+                raise UserError(f"text: {n} tokens, over the limit of {MAX_TOKENS}")
+            with lock:
+                seen = inspector.inspect(request.text, options)
+        except UserError as err:
+            raise HTTPException(422, str(err)) from None
+        return InspectResponse(task=seen.task, tokens=seen.tokens, result=seen.result,
+                               attention=[AttentionView.of(m) for m in seen.attention],
+                               seconds=round(time.perf_counter() - start, 3))
+
+    app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
+    app.add_middleware(BodyLimits, max_bytes=max_body_bytes)
+    return app
+
+
+def check_port(host: str, port: int) -> None:
+    """A one-line error now rather than uvicorn's log line after start-up."""
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(info[0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(info[4])
+    except OSError as err:
+        raise UserError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+
+
+def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+    import uvicorn
+
+    from attnkit.inspection import load_inspector
+
+    check_port(host, port)
+    inspector = load_inspector(model_dir)
+    app = make_app(inspector, Path(model_dir).resolve().name)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("serving the %s model %s at http://%s:%d/ (API: /docs; Ctrl-C stops)", inspector.task, model_dir,
+             shown, port)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

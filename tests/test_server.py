@@ -1,0 +1,107 @@
+"""The JSON API of `attnkit serve` (FastAPI's TestClient, no network): every bad request is a 4xx
+with a one-line message, and the next good request still succeeds."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from attnkit.inspection import load_inspector
+from attnkit.server import MAX_BODY_BYTES, MAX_CHARS, MAX_TOKENS, make_app
+
+
+@pytest.fixture(scope="module")
+def client(tiny_runs) -> TestClient:
+    return TestClient(make_app(load_inspector(tiny_runs["transformer"]), "tiny"))
+
+
+def good(client: TestClient) -> dict:
+    response = client.post("/api/inspect", json={"text": "ab cd ef", "beam": 2, "nbest": 2})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_good_request_gives_the_output_and_every_attention_map(client):
+    answer = good(client)
+    assert answer["task"] == "translation" and answer["tokens"] == ["ab", "cd", "ef", "</s>"]
+    assert len(answer["result"]["nbest"]) == 2
+    best = answer["result"]["nbest"][0]["text"].split()
+    maps = {m["name"]: m for m in answer["attention"]}
+    assert set(maps) == {"encoder", "self", "cross"}
+    cross = maps["cross"]
+    assert (cross["layers"], cross["heads"]) == (2, 2)
+    assert cross["rows"] == best + ["</s>"] and cross["cols"] == answer["tokens"]
+    weights = cross["weights"]  # (layers, heads, rows, cols)
+    assert [len(weights), len(weights[0]), len(weights[0][0]), len(weights[0][0][0])] == [2, 2, len(best) + 1, 4]
+    assert all(abs(sum(row) - 1) < 1e-3 for layer in weights for head in layer for row in head)
+
+
+def test_the_model_and_the_page_and_the_openapi_document(client):
+    info = client.get("/api/model").json()
+    assert info["task"] == "translation" and info["arch"] == "transformer" and info["options"] == ["beam", "nbest"]
+    assert info["limits"]["max_chars"] == MAX_CHARS
+    page = client.get("/")
+    assert page.status_code == 200 and "attnkit" in page.text and "/static/app.js" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/api/inspect" in spec["paths"] and "InspectRequest" in spec["components"]["schemas"]
+    assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ({"text": ""}, 422, "text: String should have at least 1 character"),
+    ({"text": "   "}, 422, "the input is empty"),
+    ({"text": "ab " * (MAX_CHARS // 3 + 1)}, 422, f"text: String should have at most {MAX_CHARS} characters"),
+    ({"text": "ab " * (MAX_TOKENS + 1)}, 422, f"over the limit of {MAX_TOKENS}"),
+    ({"text": 5}, 422, "text: Input should be a valid string"),
+    ({"text": "ab", "beam": "5"}, 422, "beam: Input should be a valid integer"),
+    ({"text": "ab", "beam": 0}, 422, "beam: Input should be greater than or equal to 1"),
+    ({"text": "ab", "temperature": 1.0}, 422, "temperature: a translation model takes no such option"),
+    ({"text": "ab", "model": "other"}, 422, "model: unknown field"),
+    ({}, 422, "text: Field required"),
+    ([1, 2], 422, "Input should be a valid dictionary"),
+], ids=["empty", "blank", "too-many-chars", "too-many-tokens", "text-not-string", "beam-not-int", "beam-zero",
+        "option-of-another-task", "unknown-field", "missing-text", "not-an-object"])
+def test_bad_json_gets_a_4xx_with_a_message_and_the_server_keeps_serving(client, body, status, message):
+    response = client.post("/api/inspect", json=body)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"], response.json()
+    good(client)
+
+
+@pytest.mark.parametrize(("content", "status", "message"), [
+    (b'{"text": "ab \xff cd"}', 400, "not valid UTF-8 (byte 0xff at offset 13)"),
+    (b'{"text": "ab', 422, "not valid JSON"),
+    (b'{"text": "' + b"a" * MAX_BODY_BYTES + b'"}', 413, f"over the limit of {MAX_BODY_BYTES} bytes"),
+], ids=["invalid-utf8", "broken-json", "body-too-large"])
+def test_bad_bodies_get_a_4xx_with_a_message_and_the_server_keeps_serving(client, content, status, message):
+    response = client.post("/api/inspect", content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    good(client)
+
+
+def test_a_body_over_the_limit_without_a_length_is_refused_while_streaming(client):
+    chunks = iter([b'{"text": "', b"a" * MAX_BODY_BYTES, b'"}'])  # sent chunked: no Content-Length
+    response = client.post("/api/inspect", content=chunks, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "over the limit" in response.json()["error"]
+    good(client)
+
+
+def test_unknown_paths_and_methods_answer_json_errors(client):
+    assert client.get("/api/nothing").json() == {"error": "Not Found"}
+    response = client.get("/api/inspect")
+    assert response.status_code == 405 and response.json() == {"error": "Method Not Allowed"}
+
+
+@pytest.mark.parametrize(("run", "kind", "names"), [
+    ("tagger", "tagging", {"encoder"}),
+    ("transformer_classifier", "classification", {"encoder", "pooling"}),
+    ("lm", "language_model", {"self"}),
+])
+def test_every_task_is_served(tiny_runs, run, kind, names):
+    client = TestClient(make_app(load_inspector(tiny_runs[run]), run))
+    answer = client.post("/api/inspect", json={"text": "ab cd ef"}).json()
+    assert answer["result"]["kind"] == kind and {m["name"] for m in answer["attention"]} == names
+    for m in answer["attention"]:
+        assert len(m["weights"][0][0]) == len(m["rows"]) and len(m["weights"][0][0][0]) == len(m["cols"])
