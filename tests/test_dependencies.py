@@ -77,3 +77,24 @@ def test_relative_and_nested_imports_are_resolved():
     assert {"torch", "attnkit.data", "attnkit.data.batching", "attnkit.layers.rnn", "matplotlib.pyplot"} <= names
     assert violations_in(names, ("attnkit.data", "matplotlib")) == ["attnkit.data", "attnkit.data.batching",
                                                                     "matplotlib.pyplot"]
+
+
+PACKAGE_FILES = sorted(PACKAGE.rglob("*.py"))
+
+
+def importers_of(forbidden: tuple[str, ...]) -> list[str]:
+    return [p.relative_to(PACKAGE).as_posix() for p in PACKAGE_FILES if violations(p, forbidden)]
+
+
+def test_only_the_plotting_module_imports_matplotlib():
+    assert importers_of(("matplotlib",)) == ["plotting.py"]
+
+
+def test_only_the_server_imports_the_web_framework():
+    assert importers_of(("fastapi", "starlette", "uvicorn")) == ["server.py"]
+
+
+@pytest.mark.parametrize("path", LAYER_FILES + MODEL_FILES + [PACKAGE / "inspection.py"],
+                         ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_models_and_inspection_know_nothing_of_pictures_or_the_server(path):
+    assert violations(path, ("attnkit.plotting", "attnkit.server", "attnkit.cli", "matplotlib", "fastapi")) == []

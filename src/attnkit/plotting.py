@@ -48,28 +48,34 @@ def _label_tokens(ax, rows: list[str], cols: list[str]) -> None:
     ax.tick_params(length=0)
 
 
-def attention_figure(maps: list[AttentionMap], title: str | None = None) -> Figure:
-    """One heatmap per (attention, layer, head): a row of heads for each layer of each attention.
-    Rows of a heatmap are the queries, columns the keys, tokens on both axes, colours 0 to 1."""
+def attention_figure(maps: list[AttentionMap], title: str | None = None, layer: int | None = None,
+                     head: int | None = None) -> Figure:
+    """One heatmap per (attention, layer, head): a row of heads for each layer of each attention,
+    or only ``layer`` and ``head`` (counted from 1) where given. Rows of a heatmap are the queries,
+    columns the keys, tokens on both axes, colours 0 to 1."""
     if not maps:
         raise UserError("this model computes no attention to plot")
-    grid = [(m, layer) for m in maps for layer in range(m.layers)]  # one figure row each
-    ncols = max(m.heads for m in maps)
+    layers = lambda m: [layer - 1] if layer is not None else range(m.layers)  # noqa: E731
+    heads = lambda m: [head - 1] if head is not None else range(m.heads)  # noqa: E731
+    grid = [(m, i) for m in maps for i in layers(m)]  # one figure row each
+    ncols = max(len(heads(m)) for m in maps)
     width = max(len(m.cols) for m in maps) * INCH_PER_TOKEN + 1.6  # + room for the token labels
     heights = [len(m.rows) * INCH_PER_TOKEN + 1.9 for m, _ in grid]
     fig = Figure(figsize=(ncols * width + 1.0, sum(heights) + (0.4 if title else 0.0)), layout="constrained")
     axes = fig.subplots(len(grid), ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
     image = None
-    for r, (m, layer) in enumerate(grid):
-        for head in range(ncols):
-            ax = axes[r][head]
-            if head >= m.heads:
+    for r, (m, i) in enumerate(grid):
+        chosen = list(heads(m))
+        for c in range(ncols):
+            ax = axes[r][c]
+            if c >= len(chosen):
                 ax.set_axis_off()
                 continue
-            image = ax.imshow(m.weights[layer, head].numpy(), cmap="viridis", vmin=0.0, vmax=1.0,
+            h = chosen[c]
+            image = ax.imshow(m.weights[i, h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0,
                               aspect="equal", interpolation="nearest")
             _label_tokens(ax, m.rows, m.cols)
-            where = f"layer {layer + 1}, head {head + 1}" if m.layers * m.heads > 1 else ""
+            where = f"layer {i + 1}, head {h + 1}" if m.layers * m.heads > 1 else ""
             ax.set_title(f"{m.title}\n{where}".strip(), fontsize=9)
             ax.set_xlabel(m.col_axis, fontsize=LABEL_SIZE)
             ax.set_ylabel(m.row_axis, fontsize=LABEL_SIZE)

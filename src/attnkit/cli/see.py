@@ -71,28 +71,19 @@ def _written(path: Path) -> int:
 
 
 def select(maps: list, kinds: list[str] | None, layer: int | None, head: int | None) -> list:
-    """The attention maps, layers and heads asked for; an impossible choice is a one-line error."""
-    from attnkit.inspection import AttentionMap
-
+    """The attention maps asked for; a kind, layer or head the model lacks is a one-line error."""
     have = [m.name for m in maps]
     if kinds:
         missing = [k for k in kinds if k not in have]
         if missing:
             raise UserError(f"--kind {missing[0]}: this model has {', '.join(have) or 'no attention'}")
         maps = [m for m in maps if m.name in kinds]
-    out = []
     for m in maps:
-        w = m.weights
-        if layer is not None:
-            if not 1 <= layer <= m.layers:
-                raise UserError(f"--layer {layer}: the {m.title} has layers 1 to {m.layers}")
-            w = w[layer - 1 : layer]
-        if head is not None:
-            if not 1 <= head <= m.heads:
-                raise UserError(f"--head {head}: the {m.title} has heads 1 to {m.heads}")
-            w = w[:, head - 1 : head]
-        out.append(AttentionMap(m.name, m.title, m.rows, m.cols, w, m.row_axis, m.col_axis))
-    return out
+        if layer is not None and not 1 <= layer <= m.layers:
+            raise UserError(f"--layer {layer}: the {m.title} has layers 1 to {m.layers}")
+        if head is not None and not 1 <= head <= m.heads:
+            raise UserError(f"--head {head}: the {m.title} has heads 1 to {m.heads}")
+    return maps
 
 
 def cmd_plot_attention(args: argparse.Namespace) -> int:
@@ -104,7 +95,7 @@ def cmd_plot_attention(args: argparse.Namespace) -> int:
     seen = inspector.inspect(args.text, Options(beam=args.beam))
     maps = select(seen.attention, args.kind, args.layer, args.head)
     title = f"{Path(args.model_dir).name} ({inspector.arch}): {args.text}"
-    return _written(save(attention_figure(maps, title), args.out))
+    return _written(save(attention_figure(maps, title, args.layer, args.head), args.out))
 
 
 def cmd_plot_positions(args: argparse.Namespace) -> int:
