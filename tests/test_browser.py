@@ -1,0 +1,131 @@
+"""The page of `attnkit serve` in a real headless Chromium (Debian's, driven by Playwright): type a
+sentence, get the translation, and find the attention heatmap with one row per target token and one
+column per source token; click through maps, layers and heads.
+
+Skipped when Chromium is absent, except under ATTNKIT_REQUIRE_BROWSER=1 (set by .ci/run), where a
+missing browser is a failure: CI cannot silently skip this test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("ATTNKIT_CHROMIUM", "/usr/bin/chromium"))
+REQUIRED = os.environ.get("ATTNKIT_REQUIRE_BROWSER") == "1"
+
+
+def browser_missing() -> str | None:
+    if not CHROMIUM.is_file():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set ATTNKIT_CHROMIUM)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -e '.[test]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = browser_missing()
+    if missing:
+        if REQUIRED:
+            pytest.fail(f"ATTNKIT_REQUIRE_BROWSER=1 but {missing}")
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_runs):
+    """`attnkit serve`'s app under uvicorn, in a thread, on a free port of 127.0.0.1."""
+    import uvicorn
+
+    from attnkit.inspection import load_inspector
+    from attnkit.server import make_app
+
+    app = make_app(load_inspector(tiny_runs["transformer"]), "tiny-transformer")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def heatmap_size(page) -> tuple[int, int]:
+    return page.locator("table.heatmap tbody tr").count(), page.locator("table.heatmap thead th.col").count()
+
+
+def test_type_a_sentence_and_click_through_the_attention(browser, server):
+    page = browser.new_page()
+    page.goto(server)
+    page.wait_for_selector("#submit:not([disabled])")
+    assert "translation model (transformer)" in page.inner_text("#model-info")
+    page.fill("#text", "ab cd ef gh")
+    page.fill("#opt-beam", "2")
+    page.fill("#opt-nbest", "2")
+    page.click("#submit")
+    page.wait_for_selector("#nbest li")
+    assert page.locator("#nbest li").count() == 2
+    best = page.locator("#nbest li .hyp").first.inner_text().split()
+
+    # the encoder-decoder attention is shown first: a row per target token (and </s>), a column per
+    # source token (and </s>), each labelled with its token
+    page.wait_for_selector("table.heatmap")
+    assert "encoder-decoder attention, layer 1, head 1" in page.inner_text("#view-title")
+    assert heatmap_size(page) == (len(best) + 1, 5)
+    assert page.locator("table.heatmap thead th.col").all_inner_texts() == ["ab", "cd", "ef", "gh", "</s>"]
+    assert page.locator("table.heatmap tbody th.row").all_inner_texts() == best + ["</s>"]
+    weights = [float(w) for w in page.locator("table.heatmap tbody tr").first.locator("td").evaluate_all(
+        "cells => cells.map(c => c.dataset.weight)")]
+    assert sum(weights) == pytest.approx(1.0, abs=1e-3)
+
+    # the encoder's self-attention, layer 2, head 2: source x source
+    page.get_by_role("button", name="encoder self-attention").click()
+    page.locator("#layers button", has_text="2").click()
+    page.locator("#heads button", has_text="2").click()
+    assert "encoder self-attention, layer 2, head 2" in page.inner_text("#view-title")
+    assert heatmap_size(page) == (5, 5)
+
+    # the decoder's masked self-attention, the mean of the heads: predicted tokens x decoder inputs
+    page.get_by_role("button", name="decoder self-attention (masked)").click()
+    page.locator("#heads button", has_text="mean").click()
+    assert "mean of the heads" in page.inner_text("#view-title")
+    assert heatmap_size(page) == (len(best) + 1, len(best) + 1)
+    first_row = page.locator("table.heatmap tbody tr").first.locator("td").evaluate_all(
+        "cells => cells.map(c => Number(c.dataset.weight))")
+    assert first_row[0] == pytest.approx(1.0) and all(w == 0 for w in first_row[1:])  # the causal mask
+    page.close()
+
+
+def test_an_error_is_shown_and_the_page_keeps_working(browser, server):
+    page = browser.new_page()
+    page.goto(server)
+    page.wait_for_selector("#submit:not([disabled])")
+    page.fill("#text", "ab " * 200)  # more tokens than the server takes
+    page.click("#submit")
+    page.wait_for_selector("#status.error")
+    assert "over the limit" in page.inner_text("#status")
+    page.fill("#text", "cd ef")
+    page.click("#submit")
+    page.wait_for_selector("#nbest li")
+    assert heatmap_size(page)[1] == 3
+    assert "error" not in (page.get_attribute("#status", "class") or "")
+    page.close()
