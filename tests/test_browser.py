@@ -44,15 +44,14 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="module")
-def server(tiny_runs):
-    """`attnkit serve`'s app under uvicorn, in a thread, on a free port of 127.0.0.1."""
+def serving(run: Path):
+    """`attnkit serve`'s app for ``run`` under uvicorn, in a thread, on a free port of 127.0.0.1."""
     import uvicorn
 
     from attnkit.inspection import load_inspector
     from attnkit.server import make_app
 
-    app = make_app(load_inspector(tiny_runs["transformer"]), "tiny-transformer")
+    app = make_app(load_inspector(run), run.parent.name)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -67,6 +66,11 @@ def server(tiny_runs):
     uv.should_exit = True
     thread.join(timeout=10)
     sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_runs):
+    yield from serving(tiny_runs["transformer"])
 
 
 def heatmap_size(page) -> tuple[int, int]:
@@ -129,3 +133,22 @@ def test_an_error_is_shown_and_the_page_keeps_working(browser, server):
     assert heatmap_size(page)[1] == 3
     assert "error" not in (page.get_attribute("#status", "class") or "")
     page.close()
+
+
+def test_upload_an_image_and_see_where_each_caption_word_looked(browser, tiny_runs, tmp_path):
+    from PIL import Image
+
+    Image.new("L", (30, 30), 255).save(tmp_path / "scene.png")
+    for url in serving(tiny_runs["captioner"]):
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#submit:not([disabled])")
+        assert page.inner_text("#submit") == "Caption" and page.is_hidden("#text")
+        page.set_input_files("#image", str(tmp_path / "scene.png"))
+        page.click("#submit")
+        page.wait_for_selector("#caption")
+        words = page.inner_text("#caption").split()
+        page.wait_for_selector(".image-views canvas")
+        assert page.locator(".image-views figcaption").all_inner_texts() == words + ["</s>"]
+        assert "attention over the image" in page.inner_text("#view-title")
+        page.close()

@@ -127,3 +127,20 @@ def test_plot_curves_has_loss_scores_and_learning_rate_panels(tiny_runs, tmp_pat
 def test_plot_curves_of_a_directory_without_metrics_is_a_one_line_error(tmp_path, capsys):
     assert main(["plot", "curves", str(tmp_path)]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_a_captioner_plots_where_each_word_looked_over_the_image(tiny_runs, tmp_path):
+    Image.new("L", (24, 24), 200).save(tmp_path / "scene.png")
+    run = tiny_runs["captioner"]
+    out = tmp_path / "caption.svg"
+    assert main(["plot", "attention", str(run), "--image", str(tmp_path / "scene.png"), "--out", str(out)]) == 0
+    seen = load_inspector(run).inspect_image((tmp_path / "scene.png").read_bytes())
+    words = seen.result.caption.split() + ["</s>"]
+    texts = svg_texts(out)
+    assert sum(t in words for t in texts) >= len(words)  # every word titles its picture
+    from attnkit.plotting import image_attention_figure
+
+    fig = image_attention_figure(seen.image, seen.attention[0])
+    titled = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in titled] == words
+    assert titled[0].images[1].get_array().shape == (6, 6)  # the attention over the 6x6 grid of cells

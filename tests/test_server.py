@@ -105,3 +105,45 @@ def test_every_task_is_served(tiny_runs, run, kind, names):
     assert answer["result"]["kind"] == kind and {m["name"] for m in answer["attention"]} == names
     for m in answer["attention"]:
         assert len(m["weights"][0][0]) == len(m["rows"]) and len(m["weights"][0][0][0]) == len(m["cols"])
+
+
+def png(width: int = 40, height: int = 30) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_captioning_model_captions_an_uploaded_image_with_attention_over_its_grid(tiny_runs):
+    import base64
+
+    client = TestClient(make_app(load_inspector(tiny_runs["captioner"]), "tiny-captioner"))
+    info = client.get("/api/model").json()
+    assert info["input"] == "image" and info["options"] == ["beam"]
+    url = "data:image/png;base64," + base64.b64encode(png()).decode()
+    answer = client.post("/api/caption", json={"image": url, "beam": 2}).json()
+    result = answer["result"]
+    assert result["kind"] == "captioning" and "resized from 40x30 to 24x24" in result["note"]
+    (cross,) = answer["attention"]
+    assert cross["grid"] == [6, 6] and len(cross["cols"]) == 36
+    assert cross["rows"] == result["caption"].split() + ["</s>"]
+    assert len(cross["weights"][0][0]) == len(cross["rows"])
+    for body, message in [({"image": "%%%"}, "image: not base64"),
+                          ({"image": base64.b64encode(b"not an image").decode()}, "image: not an image file"),
+                          ({"image": url, "text": "a"}, "text: unknown field")]:
+        response = client.post("/api/caption", json=body)
+        assert response.status_code == 422 and message in response.json()["error"]
+    response = client.post("/api/inspect", json={"text": "a cat"})
+    assert response.status_code == 422 and "captions images" in response.json()["error"]
+    assert client.post("/api/caption", json={"image": url}).status_code == 200
+
+
+def test_a_text_model_refuses_an_image(client):
+    import base64
+
+    response = client.post("/api/caption", json={"image": base64.b64encode(png()).decode()})
+    assert response.status_code == 422 and "this model reads text" in response.json()["error"]
+    good(client)

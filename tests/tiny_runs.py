@@ -69,7 +69,18 @@ def language_model(data: Path) -> dict:
             "generation": {"method": "greedy", "max_tokens": 6}}
 
 
+def captioning(data: Path) -> dict:
+    """Scenes of the shipped handwritten digits, 24x24, a CNN to a 6x6 grid and an attending LSTM."""
+    return {"task": "captioning",
+            "data": {"source": "digits", "train_scenes": 24, "valid_scenes": 4, "test_scenes": 2, "max_digits": 2},
+            "image": {"height": 24, "width": 24, "channels": 1}, "vocab": {"level": "word", "size": 50},
+            "model": {"arch": "show_attend_tell", "channels": [4, 8, 8], "feature_dim": 8, "embed_dim": 8,
+                      "hidden": 16, "attention_dim": 8, "dropout": 0.0},
+            "training": {**TRAINING, "batch_size": 8}, "decoding": {"beam": 2, "max_len": 12}}
+
+
 CONFIGS = {
+    "captioner": captioning,
     "transformer": lambda d: translation(d, "transformer"),
     "rnn": lambda d: translation(d, "rnn"),
     "tagger": tagging,
@@ -87,6 +98,7 @@ class TinyRuns:
         if name not in self.done:
             from attnkit.cli.main import main
 
+            (self.root / name).mkdir(parents=True, exist_ok=True)
             raw = CONFIGS[name](self.root / name / "data")
             cfg = write_yaml(self.root / name / "cfg.yaml", raw)
             out = self.root / name / "run"

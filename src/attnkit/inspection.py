@@ -18,11 +18,13 @@ A task's inspector is one small class in ``INSPECTORS``; a new task adds one.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 from torch import Tensor
 
@@ -67,7 +69,14 @@ class ContinuationResult(BaseModel):
     continuation: str
 
 
-Result = Annotated[TranslationResult | TaggingResult | ClassificationResult | ContinuationResult,
+class CaptionResult(BaseModel):
+    kind: Literal["captioning"] = "captioning"
+    caption: str
+    score: float
+    note: str | None = Field(None, description="how the image was converted to what the model reads")
+
+
+Result = Annotated[TranslationResult | TaggingResult | ClassificationResult | ContinuationResult | CaptionResult,
                    Field(discriminator="kind")]
 
 
@@ -80,6 +89,7 @@ class AttentionMap:
     weights: Tensor  # (layers, heads, len(rows), len(cols)), each row sums to 1
     row_axis: str = "queries"  # what the rows are, in words
     col_axis: str = "keys"
+    grid: tuple[int, int] | None = None  # (h, w) when the columns are the cells of an image, row-major
 
     def __post_init__(self):
         assert self.weights.dim() == 4 and self.weights.shape[2:] == (len(self.rows), len(self.cols)), \
@@ -100,6 +110,7 @@ class Inspection:
     tokens: list[str]  # the input as the model read it
     result: Any  # one of the Result models
     attention: list[AttentionMap] = field(default_factory=list)  # empty for a model without attention
+    image: Any = None  # captioning: the (H, W, C) uint8 pixels the model read
 
 
 @dataclass
@@ -133,6 +144,7 @@ def first_row(weights: Tensor | None) -> Tensor | None:
 class Inspector:
     task: str
     options: frozenset[str] = frozenset()  # the Options fields this task reads
+    input: str = "text"  # or "image": ``inspect_image`` instead of ``inspect``
 
     @property
     def arch(self) -> str:
@@ -303,13 +315,64 @@ class LanguageModelInspector(Inspector):
         return Inspection(self.task, pieces(prompt), result, maps)
 
 
-# The task of a model directory -> its inspector. A captioning inspector (image in, caption and
-# attention over the image grid out) joins here when that task exists.
+MAX_PIXELS = 25_000_000  # a decoded upload larger than this is refused before it is decoded
+
+
+def read_image(data: bytes) -> Image.Image:
+    """The image in an uploaded file's bytes; not an image, or too large once decoded: a UserError."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise UserError(f"image: {img.width}x{img.height} pixels, over the limit of {MAX_PIXELS:,}")
+            img.load()
+            return img.copy()
+    except UnidentifiedImageError:
+        raise UserError("image: not an image file Pillow can read (PNG, JPEG, GIF, BMP, ...)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise UserError(f"image: unreadable ({err})") from None
+
+
+class CaptioningInspector(Inspector):
+    task, options, input = "captioning", frozenset({"beam"}), "image"
+
+    def __init__(self, path: Path):
+        from attnkit.tasks.captioning import Captioner
+
+        self.captioner = Captioner.load(path)
+        self.cfg = self.captioner.cfg
+
+    def count_tokens(self, text: str) -> int:
+        return 0
+
+    def inspect(self, text: str, options: Options | None = None) -> Inspection:
+        raise UserError("this model captions images: send an image, not text")
+
+    def inspect_image(self, data: bytes, options: Options | None = None) -> Inspection:
+        from attnkit.data.images import fit_image, to_tensor
+
+        options = options or Options()
+        self.check("image", options)
+        c, im = self.captioner, self.cfg.image
+        pixels, note = fit_image(read_image(data), im.height, im.width, im.channels)  # (H, W, C) uint8
+        with torch.no_grad():
+            best = c.caption([pixels], options.beam)[0]
+            out = c.model(to_tensor([pixels]), pad([[BOS] + best.tokens]), need_weights=True)
+        h, w = c.model.encoder.grid_size
+        cells = [f"({r},{k})" for r in range(h) for k in range(w)]  # row-major, as the encoder lays them out
+        maps = [AttentionMap("cross", "attention over the image", c.tok.pieces(best.tokens + [EOS]), cells,
+                             first_row(out.attention["cross"]), "caption word", "image cell (row, column)",
+                             (h, w))] if out.attention.get("cross") is not None else []
+        result = CaptionResult(caption=best.text, score=round(best.score, 4), note=note)
+        return Inspection(self.task, cells, result, maps, pixels)
+
+
+# The task of a model directory -> its inspector.
 INSPECTORS: dict[str, type[Inspector]] = {
     "translation": TranslationInspector,
     "tagging": TaggingInspector,
     "classification": ClassificationInspector,
     "language_model": LanguageModelInspector,
+    "captioning": CaptioningInspector,
 }
 
 

@@ -85,6 +85,28 @@ def attention_figure(maps: list[AttentionMap], title: str | None = None, layer: 
     return fig
 
 
+def image_attention_figure(pixels, m: AttentionMap, title: str | None = None) -> Figure:
+    """Where each caption word looked: the image the model read, once per word, under that word's
+    attention over the grid cells (averaged over layers and heads), as in Xu et al. (2015)."""
+    h, w = m.grid
+    alpha = m.weights.float().mean(dim=(0, 1)).view(len(m.rows), h, w)  # (T, h, w)
+    ncols = min(6, len(m.rows))
+    nrows = -(-len(m.rows) // ncols)
+    fig = Figure(figsize=(ncols * 1.9, nrows * 2.1 + (0.4 if title else 0.0)), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    height, width = pixels.shape[:2]
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k >= len(m.rows):
+            continue
+        ax.imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray", extent=(0, width, height, 0))
+        ax.imshow(alpha[k].numpy(), cmap="magma", alpha=0.6, extent=(0, width, height, 0), interpolation="bilinear")
+        ax.set_title(m.rows[k], fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def positions_figure(tokens: list[str], table: Tensor) -> Figure:
     """The positional encodings of a sentence: row ``pos`` is the vector added to token ``pos``'s
     embedding. table (len(tokens), d_model)."""

@@ -3,6 +3,7 @@
     GET  /                 the page (static HTML, JS and CSS from attnkit/web, no build step)
     GET  /api/model        what the model is: task, architecture, the options it takes, the limits
     POST /api/inspect      {"text": ...} -> the output and every attention map, tokens on both axes
+    POST /api/caption      {"image": base64} -> a captioning model's caption and its attention over the image
     GET  /docs, /openapi.json   the API, documented by FastAPI
 
 Every answer to a bad request is a 4xx with a one-line ``{"error": ...}``: an empty or over-long
@@ -13,10 +14,13 @@ server keeps serving after any bad request.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -31,13 +35,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from attnkit import __version__
 from attnkit.errors import UserError
-from attnkit.inspection import AttentionMap, Inspector, Options, Result
+from attnkit.inspection import AttentionMap, Inspection, Inspector, Options, Result
 
 log = logging.getLogger(__name__)
 
 MAX_CHARS = 1000  # characters of input text
 MAX_TOKENS = 120  # tokens of input, as the model reads them (a heatmap wider than this is unreadable)
 MAX_BODY_BYTES = 16 * 1024
+MAX_IMAGE_BODY_BYTES = 4 * 1024 * 1024  # for a captioning model: a base64 image of up to 3 MiB
 MAX_BEAM, MAX_NEW_TOKENS = 16, 100
 WEB = resources.files("attnkit") / "web"
 
@@ -58,6 +63,14 @@ class InspectRequest(BaseModel):
     seed: int | None = Field(None, ge=0, description="LM sampling seed (default 0: the same text each time)")
 
 
+class CaptionRequest(BaseModel):
+    """An image, base64 (a ``data:image/...;base64,`` URL as a browser's FileReader makes it, or bare)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    image: str = Field(min_length=1, description="PNG, JPEG, GIF, BMP...: any image Pillow reads, base64")
+    beam: int | None = Field(None, ge=1, le=MAX_BEAM, description="beam size (1: greedy)")
+
+
 class AttentionView(BaseModel):
     name: str = Field(description="encoder, self, cross or pooling")
     title: str
@@ -68,11 +81,13 @@ class AttentionView(BaseModel):
     layers: int
     heads: int
     weights: list[list[list[list[float]]]] = Field(description="(layers, heads, rows, cols), rows sum to 1")
+    grid: list[int] | None = Field(None, description="[h, w] when the columns are an image's cells, row-major")
 
     @classmethod
     def of(cls, m: AttentionMap) -> AttentionView:
         return cls(name=m.name, title=m.title, row_axis=m.row_axis, col_axis=m.col_axis, rows=m.rows,
-                   cols=m.cols, layers=m.layers, heads=m.heads, weights=m.weights.round(decimals=4).tolist())
+                   cols=m.cols, layers=m.layers, heads=m.heads, weights=m.weights.round(decimals=4).tolist(),
+                   grid=list(m.grid) if m.grid else None)
 
 
 class InspectResponse(BaseModel):
@@ -95,6 +110,7 @@ class ModelInfo(BaseModel):
     name: str
     task: str
     arch: str
+    input: Literal["text", "image"] = Field(description="text: POST /api/inspect; image: POST /api/caption")
     options: list[str] = Field(description="the InspectRequest fields this model takes, besides text")
     limits: Limits
     version: str
@@ -170,12 +186,15 @@ def one_line(err: RequestValidationError) -> str:
 
 
 # -- the app --------------------------------------------------------------------------------------
-def make_app(inspector: Inspector, name: str, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def make_app(inspector: Inspector, name: str, max_body_bytes: int | None = None) -> FastAPI:
+    if max_body_bytes is None:
+        max_body_bytes = MAX_IMAGE_BODY_BYTES if inspector.input == "image" else MAX_BODY_BYTES
     app = FastAPI(title="attnkit", version=__version__,
                   description=f"Look inside the {inspector.task} model `{name}`: its output for a text and "
                               "every attention map it computed, with the tokens of both axes.")
     lock = threading.Lock()
-    info = ModelInfo(name=name, task=inspector.task, arch=inspector.arch, options=sorted(inspector.options),
+    info = ModelInfo(name=name, task=inspector.task, arch=inspector.arch, input=inspector.input,
+                     options=sorted(inspector.options),
                      version=__version__,
                      limits=Limits(max_chars=MAX_CHARS, max_tokens=MAX_TOKENS, max_body_bytes=max_body_bytes,
                                    max_beam=MAX_BEAM, max_new_tokens=MAX_NEW_TOKENS))
@@ -201,22 +220,39 @@ def make_app(inspector: Inspector, name: str, max_body_bytes: int = MAX_BODY_BYT
     def model() -> ModelInfo:
         return info
 
-    @app.post("/api/inspect", response_model=InspectResponse, responses=ERRORS,
-              summary="Run the model on a text: its output and its attention")
-    def inspect(request: InspectRequest) -> InspectResponse:
-        options = Options(**request.model_dump(exclude={"text"}))
+    def answer(run: Callable[[], Inspection]) -> InspectResponse:
         start = time.perf_counter()
         try:
-            n = inspector.count_tokens(request.text)
-            if n > MAX_TOKENS:
-                raise UserError(f"text: {n} tokens, over the limit of {MAX_TOKENS}")
             with lock:
-                seen = inspector.inspect(request.text, options)
+                seen = run()
         except UserError as err:
             raise HTTPException(422, str(err)) from None
         return InspectResponse(task=seen.task, tokens=seen.tokens, result=seen.result,
                                attention=[AttentionView.of(m) for m in seen.attention],
                                seconds=round(time.perf_counter() - start, 3))
+
+    @app.post("/api/inspect", response_model=InspectResponse, responses=ERRORS,
+              summary="Run a text model on a text: its output and its attention")
+    def inspect(request: InspectRequest) -> InspectResponse:
+        if inspector.input != "text":
+            raise HTTPException(422, "this model captions images: POST {\"image\": ...} to /api/caption")
+        n = inspector.count_tokens(request.text)
+        if n > MAX_TOKENS:
+            raise HTTPException(422, f"text: {n} tokens, over the limit of {MAX_TOKENS}")
+        options = Options(**request.model_dump(exclude={"text"}))
+        return answer(lambda: inspector.inspect(request.text, options))
+
+    @app.post("/api/caption", response_model=InspectResponse, responses=ERRORS,
+              summary="Caption an image: the caption and the attention of each word over the image's cells")
+    def caption(request: CaptionRequest) -> InspectResponse:
+        if inspector.input != "image":
+            raise HTTPException(422, "this model reads text: POST {\"text\": ...} to /api/inspect")
+        encoded = request.image.split(",", 1)[1] if request.image.startswith("data:") else request.image
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise HTTPException(422, "image: not base64") from None
+        return answer(lambda: inspector.inspect_image(data, Options(beam=request.beam)))
 
     app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
     app.add_middleware(BodyLimits, max_bytes=max_body_bytes)

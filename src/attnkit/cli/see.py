@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from attnkit.errors import UserError
@@ -29,7 +30,8 @@ def add_parsers(sub) -> None:
                                     "classifier's attention pooling; a Transformer LM's self-attention. Rows are "
                                     "queries, columns keys, with the tokens on both axes.")
     a.add_argument("model_dir", metavar="DIR", help="a trained model directory")
-    a.add_argument("--text", required=True, help="the sentence (translation, tagging, classification) or prompt (LM)")
+    a.add_argument("--text", help="the sentence (translation, tagging, classification) or prompt (LM)")
+    a.add_argument("--image", metavar="FILE", help="captioning: the image to caption (any format Pillow reads)")
     a.add_argument("--out", default="attention.png", metavar="FILE", help="image file (default: attention.png)")
     a.add_argument("--kind", choices=ATTENTION_KINDS, action="append",
                    help="only this attention (repeatable; default: all the model has)")
@@ -88,14 +90,34 @@ def select(maps: list, kinds: list[str] | None, layer: int | None, head: int | N
 
 def cmd_plot_attention(args: argparse.Namespace) -> int:
     from attnkit.inspection import Options, load_inspector
-    from attnkit.plotting import attention_figure, check_path, save
+    from attnkit.plotting import attention_figure, check_path, image_attention_figure, save
 
     check_path(args.out)
     inspector = load_inspector(args.model_dir)
+    if inspector.input == "image":
+        if args.image is None:
+            raise UserError(f"{args.model_dir}: a captioning model: give --image FILE")
+        seen = inspector.inspect_image(read_file(args.image), Options(beam=args.beam))
+        (m,) = select(seen.attention, args.kind, args.layer, args.head)
+        if args.layer is not None:
+            m = replace(m, weights=m.weights[args.layer - 1 : args.layer])
+        if args.head is not None:
+            m = replace(m, weights=m.weights[:, args.head - 1 : args.head])
+        title = f"{Path(args.model_dir).name}: {seen.result.caption}"
+        return _written(save(image_attention_figure(seen.image, m, title), args.out))
+    if args.text is None:
+        raise UserError(f"{args.model_dir}: a {inspector.task} model: give --text")
     seen = inspector.inspect(args.text, Options(beam=args.beam))
     maps = select(seen.attention, args.kind, args.layer, args.head)
     title = f"{Path(args.model_dir).name} ({inspector.arch}): {args.text}"
     return _written(save(attention_figure(maps, title, args.layer, args.head), args.out))
+
+
+def read_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: {err.strerror}") from None
 
 
 def cmd_plot_positions(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ const el = (tag, props = {}, ...children) => {
   return node;
 };
 
-const VERBS = { translation: "Translate", tagging: "Tag", classification: "Classify", language_model: "Continue" };
+const VERBS = { translation: "Translate", tagging: "Tag", classification: "Classify", language_model: "Continue",
+                captioning: "Caption" };
 const LABELS = { translation: "Sentence to translate", tagging: "Sentence to tag (words separated by spaces)",
                  classification: "Text to classify", language_model: "Prompt to continue" };
 const EXAMPLES = { translation: "A dog runs on the beach.", tagging: "The cat sat on the mat .",
@@ -24,6 +25,7 @@ const OPTIONS = {  // the InspectRequest fields a task may take, as form control
 };
 
 let info = null;  // /api/model
+let picture = null;  // captioning: the uploaded image, drawn under the attention
 const view = { maps: [], map: 0, layer: 0, head: 0 };  // head === -1: the mean of the heads
 
 async function start() {
@@ -38,6 +40,14 @@ async function start() {
   $("text-label").textContent = LABELS[info.task] || "Text";
   $("text").maxLength = info.limits.max_chars;
   $("text").placeholder = EXAMPLES[info.task] || "";
+  if (info.input === "image") {  // a captioning model: upload an image instead of typing
+    $("text").hidden = true;
+    $("text").required = false;
+    $("text-label").textContent = "Image to caption";
+    $("text-label").htmlFor = "image";
+    const upload = el("input", { id: "image", type: "file", accept: "image/*", required: true });
+    $("text").after(upload);
+  }
   $("submit").textContent = VERBS[info.task] || "Run";
   $("submit").disabled = false;
   for (const name of info.options) {
@@ -64,10 +74,30 @@ function showStatus(message, isError = false) {
   $("status").classList.toggle("error", isError);
 }
 
+function readAsDataURL(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
 async function submit(event) {
   event.preventDefault();
-  const body = { text: $("text").value.trim() || $("text").placeholder };
-  $("text").value = body.text;
+  let body, url = "/api/inspect";
+  if (info.input === "image") {
+    const file = $("image").files[0];
+    if (!file) { showStatus("choose an image first", true); return; }
+    body = { image: await readAsDataURL(file) };
+    url = "/api/caption";
+    picture = new Image();
+    picture.src = body.image;
+    await picture.decode().catch(() => {});
+  } else {
+    body = { text: $("text").value.trim() || $("text").placeholder };
+    $("text").value = body.text;
+  }
   for (const name of info.options) {
     const control = $(`opt-${name}`);
     if (!control || control.value === "") continue;
@@ -76,7 +106,7 @@ async function submit(event) {
   $("submit").disabled = true;
   showStatus("running…");
   try {
-    const response = await fetch("/api/inspect", {
+    const response = await fetch(url, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     const answer = await response.json();
@@ -113,6 +143,10 @@ function showResult(result) {
   } else if (result.kind === "language_model") {
     box.append(el("p", { id: "continuation" }, result.prompt, " ",
                   el("span", { className: "continuation", textContent: result.continuation })));
+  } else if (result.kind === "captioning") {
+    box.append(el("p", {}, el("strong", { id: "caption", textContent: result.caption }),
+                  el("span", { className: "score", textContent: result.score.toFixed(3) })));
+    if (result.note) box.append(el("p", { className: "muted", textContent: `image ${result.note}` }));
   }
   $("output").hidden = false;
 }
@@ -162,7 +196,26 @@ function render() {
   const which = map.layers * map.heads > 1
     ? `, layer ${view.layer + 1}, ${view.head < 0 ? "mean of the heads" : `head ${view.head + 1}`}` : "";
   $("view-title").textContent = `${map.title}${which}: rows ${map.row_axis}, columns ${map.col_axis}`;
-  $("heatmap").replaceChildren(heatmap(map, weightsOf(map)));
+  const weights = weightsOf(map);
+  $("heatmap").replaceChildren(map.grid && picture ? imageViews(map, weights) : heatmap(map, weights));
+}
+
+function imageViews(map, weights) {  // one picture per caption word: bright where it looked
+  const [h, w] = map.grid;
+  const size = 168;
+  return el("div", { className: "image-views" }, ...map.rows.map((word, i) => {
+    const canvas = el("canvas", { width: size, height: Math.round(size * h / w) });
+    const ctx = canvas.getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(picture, 0, 0, canvas.width, canvas.height);
+    const top = Math.max(...weights[i]) || 1;
+    const [cw, ch] = [canvas.width / w, canvas.height / h];
+    weights[i].forEach((a, k) => {
+      ctx.fillStyle = `rgba(0, 0, 0, ${(0.85 * (1 - a / top)).toFixed(3)})`;
+      ctx.fillRect((k % w) * cw, Math.floor(k / w) * ch, cw + 0.5, ch + 0.5);
+    });
+    return el("figure", {}, canvas, el("figcaption", { textContent: word }));
+  }));
 }
 
 function heatmap(map, weights) {
