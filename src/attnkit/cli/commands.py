@@ -310,7 +310,7 @@ def cmd_bench_train(args) -> int:
     torch.manual_seed(cfg.training.seed)
     model = build_model(cfg.model, len(src_tok), len(tgt_tok))
     t = cfg.training
-    trainer = Trainer(model, make_strategy(t.strategy, t.label_smoothing), t, Path("."), lambda e: [],
+    trainer = Trainer(model, make_strategy(t), t, Path("."), lambda e: [],
                       lambda idx: make_batch([ids.src[i] for i in idx], [ids.tgt[i] for i in idx], idx),
                       lambda m: {}, {}, progress=False)
     batches = token_batches(ids.lengths(), t.batch_tokens, t.seed, 0)

@@ -50,6 +50,7 @@ from attnkit.config.sections import (
     TrainingConfig,
     VocabConfig,
 )
+from attnkit.config.strategies import STRATEGY_NAMES
 from attnkit.config.tasks import (
     ARCHS,
     TASK_CONFIGS,
@@ -88,6 +89,8 @@ def _format_error(source: str, err: ValidationError) -> str:
         loc.pop(0)
     if len(loc) >= 2 and loc[0] == "model" and loc[1] in ARCHS:
         loc.pop(1)
+    if len(loc) >= 3 and loc[:2] == ["training", "strategy"] and loc[2] in STRATEGY_NAMES:
+        loc.pop(2)
     if len(loc) >= 2 and loc[0] == "data" and loc[1] in DATA_SOURCES:
         loc.pop(1)
     key = ".".join(loc) or "(top level)"

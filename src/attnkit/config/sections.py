@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Section(BaseModel):
@@ -70,6 +70,9 @@ class VocabConfig(Section):
     lowercase: bool = False
 
 
+from attnkit.config.strategies import StrategyConfig, TeacherForcingConfig  # noqa: E402  (it imports Section)
+
+
 # -- training, decoding ---------------------------------------------------------------------------
 class TrainingConfig(Section):
     seed: int = 1
@@ -95,7 +98,14 @@ class TrainingConfig(Section):
     precision: Literal["fp32", "bf16"] = "fp32"
     log_every: int = Field(100, ge=1)
     tensorboard: bool = Field(False, description="also write TensorBoard event files to <run dir>/tensorboard")
-    strategy: Literal["teacher_forcing"] = "teacher_forcing"
+    strategy: StrategyConfig = Field(
+        default_factory=lambda: TeacherForcingConfig(),
+        description="how an autoregressive model is fed while it learns (config/strategies.py)")
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _name_alone(cls, value):
+        return {"name": value} if isinstance(value, str) else value
 
 
 class DecodingConfig(Section):

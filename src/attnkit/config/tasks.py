@@ -68,6 +68,15 @@ class TranslationConfig(Section):
         return model
 
 
+def only_teacher_forcing(training: TrainingConfig, info: ValidationInfo) -> TrainingConfig:
+    """Strategies feed an autoregressive model its own predictions: a tagger, a classifier or a
+    bidirectional LM has none to feed."""
+    if training.strategy.name != "teacher_forcing":
+        raise ValueError(f"strategy: {training.strategy.name} trains translators and language models; "
+                         f"a {info.data.get('task', 'this')} model learns from its labels (teacher_forcing)")
+    return training
+
+
 class TaggingConfig(Section):
     task: Literal["tagging"]
     data: TaggedData
@@ -76,6 +85,7 @@ class TaggingConfig(Section):
         default_factory=RNNTaggerConfig)
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     training: TrainingConfig = TrainingConfig()
+    _supervised = field_validator("training")(only_teacher_forcing)
 
 
 class ClassificationConfig(Section):
@@ -86,6 +96,7 @@ class ClassificationConfig(Section):
                      Field(discriminator="arch")] = Field(default_factory=RNNClassifierConfig)
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     training: TrainingConfig = TrainingConfig()
+    _supervised = field_validator("training")(only_teacher_forcing)
 
     @field_validator("embeddings")
     @classmethod
@@ -112,6 +123,7 @@ class BiLMTaskConfig(Section):
     vocab: VocabConfig = VocabConfig(level="word", size=50_000, min_freq=2)
     model: BiLMConfig = BiLMConfig()
     training: TrainingConfig = TrainingConfig()
+    _supervised = field_validator("training")(only_teacher_forcing)
 
 
 class CaptioningConfig(Section):

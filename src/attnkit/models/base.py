@@ -35,10 +35,10 @@ class EncoderOutput:
 @dataclass
 class DecoderOutput:
     logits: Tensor  # (B, T, V)
+    hidden: Tensor | None = None  # (B, T, D) the decoder's top states, what the output layer reads
     # attention weights by name, each (B, layers, heads, T, S) for "cross" (RNN: layers = heads = 1),
     # plus (B, layers, heads, T, T) "self" and (B, layers, heads, S, S) "encoder" for the Transformer
     attention: dict[str, Tensor] = field(default_factory=dict)
-
 
 class Decoder(Protocol):
     def forward(self, tgt_in: Tensor, enc: EncoderOutput, need_weights: bool = False) -> DecoderOutput: ...

@@ -23,6 +23,7 @@ from attnkit.masks import causal_mask
 @dataclass
 class LMOutput:
     logits: Tensor  # (B, T, V)
+    hidden: Tensor | None = None  # (B, T, D) the top states, what the output layer reads
     state: object = None  # LSTM: the state after the last token (truncated BPTT carries it on)
     attention: list[Tensor | None] | None = None  # Transformer: per layer self-attention (B, h, T, T)
 
@@ -58,7 +59,7 @@ class LSTMLanguageModel(nn.Module):
         """tokens (B, T) -> logits (B, T, V), and the state after the last token (for truncated BPTT)."""
         x = dropout(self.embed(tokens), self.dropout, self.training)
         h, hidden = self.rnn(x, state.hidden if state is not None else None)  # (B, T, H)
-        return LMOutput(self._logits(h), LSTMState(hidden, tokens.size(0)))
+        return LMOutput(self._logits(h), h, LSTMState(hidden, tokens.size(0)))
 
     def init_state(self, batch_size: int) -> LSTMState:
         return LSTMState(None, batch_size)
@@ -111,7 +112,8 @@ class TransformerLanguageModel(nn.Module):
             out = layer(x, None, None, mask, None, need_weights)
             x = out.x
             alphas.append(out.self_alpha)
-        return LMOutput(self.W_out(self.final_norm(x)), None, alphas if need_weights else None)
+        x = self.final_norm(x)
+        return LMOutput(self.W_out(x), x, None, alphas if need_weights else None)
 
     def init_state(self, batch_size: int) -> TransformerLMState:
         return TransformerLMState([None] * len(self.layers), 0)

@@ -94,7 +94,7 @@ class RNNDecoder(nn.Module):
 
     def step(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, RNNState]:
         """tokens (B,) -> logits (B, V)."""
-        logits, _, state = self._run(tokens.unsqueeze(1), state)
+        logits, _, _, state = self._run(tokens.unsqueeze(1), state)
         return logits.squeeze(1), state
 
     def reorder(self, state: RNNState, index: Tensor) -> RNNState:
@@ -109,22 +109,20 @@ class RNNDecoder(nn.Module):
         the whole target in one call; with it, one step at a time (h~_{i-1} is an input of step i)."""
         state = self.init_state(enc)
         if not self.input_feeding:
-            logits, alpha, _ = self._run(tgt_in, state)
+            logits, alpha, hidden, _ = self._run(tgt_in, state)
         else:
-            steps, alphas = [], []
+            steps = []
             for i in range(tgt_in.size(1)):
-                logits_i, alpha_i, state = self._run(tgt_in[:, i : i + 1], state)
-                steps.append(logits_i)
-                alphas.append(alpha_i)
-            logits = torch.cat(steps, dim=1)
-            alpha = torch.cat(alphas, dim=1) if alphas[0] is not None else None
+                *out_i, state = self._run(tgt_in[:, i : i + 1], state)
+                steps.append(out_i)
+            logits, alpha, hidden = (None if parts[0] is None else torch.cat(parts, dim=1) for parts in zip(*steps))
         attention = {"cross": alpha[:, None, None]} if (need_weights and alpha is not None) else {}
-        return DecoderOutput(logits, attention)  # cross attention (B, 1, 1, T, S)
+        return DecoderOutput(logits, hidden, attention)  # cross attention (B, 1, 1, T, S)
 
     # -- the shared computation -----------------------------------------------------------
-    def _run(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, Tensor | None, RNNState]:
-        """tokens (B, T) -> logits (B, T, V), attention weights (B, T, S) or None, new state.
-        T must be 1 with input feeding."""
+    def _run(self, tokens: Tensor, state: RNNState) -> tuple[Tensor, Tensor | None, Tensor, RNNState]:
+        """tokens (B, T) -> logits (B, T, V), attention weights (B, T, S) or None, the attentional
+        vectors h~ (B, T, D_out), new state. T must be 1 with input feeding."""
         x = dropout(self.embed(tokens), self.dropout, self.training)  # (B, T, E)
         if self.input_feeding:
             x = torch.cat([x, state.feed.unsqueeze(1)], dim=-1)  # (B, 1, E + D_out)
@@ -140,4 +138,4 @@ class RNNDecoder(nn.Module):
         attentional = torch.tanh(self.W_c(features))  # h~ (B, T, D_out)
         logits = self.W_out(dropout(attentional, self.dropout, self.training))
         feed = attentional[:, -1] if self.input_feeding else None
-        return logits, alpha, replace(state, hidden=hidden, feed=feed)
+        return logits, alpha, attentional, replace(state, hidden=hidden, feed=feed)

@@ -91,6 +91,7 @@ class TransformerDecoder(nn.Module):
 
     def _layers(self, x: Tensor, state: TransformerState, self_mask: Tensor | None,
                 need_weights: bool) -> tuple[Tensor, list, list, list]:
+        """x (B, T, d) -> the top states (B, T, d), the new self-attention cache, per-layer weights."""
         src_mask = state.enc.src_mask[:, None, None, :]  # (B, 1, 1, S)
         new_kv, self_alphas, cross_alphas = [], [], []
         for layer, memory_kv, past in zip(self.layers, state.memory_kv, state.self_kv):
@@ -99,18 +100,18 @@ class TransformerDecoder(nn.Module):
             new_kv.append(out.self_kv)
             self_alphas.append(out.self_alpha)
             cross_alphas.append(out.cross_alpha)
-        return self.W_out(self.final_norm(x)), new_kv, self_alphas, cross_alphas
+        return self.final_norm(x), new_kv, self_alphas, cross_alphas
 
     def forward(self, tgt_in: Tensor, enc: EncoderOutput, need_weights: bool = False) -> DecoderOutput:
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V), all positions at once under a causal mask."""
         state = TransformerState(enc, self._memory_kv(enc), [None] * len(self.layers), 0)
         T = tgt_in.size(1)
-        logits, _, self_alphas, cross_alphas = self._layers(
+        hidden, _, self_alphas, cross_alphas = self._layers(
             self.embed(tgt_in), state, causal_mask(T, tgt_in.device), need_weights)
         attention = {}
         if need_weights:
             attention = {"self": stack_weights(self_alphas), "cross": stack_weights(cross_alphas)}
-        return DecoderOutput(logits, attention)
+        return DecoderOutput(self.W_out(hidden), hidden, attention)
 
     def init_state(self, enc: EncoderOutput) -> TransformerState:
         return TransformerState(enc, self._memory_kv(enc), [None] * len(self.layers), 0)
@@ -118,8 +119,8 @@ class TransformerDecoder(nn.Module):
     def step(self, tokens: Tensor, state: TransformerState) -> tuple[Tensor, TransformerState]:
         """tokens (B,) -> logits (B, V); one new position attends to the cached ones."""
         x = self.embed(tokens.unsqueeze(1), offset=state.position)  # (B, 1, d_model)
-        logits, new_kv, _, _ = self._layers(x, state, None, need_weights=False)
-        return logits.squeeze(1), TransformerState(state.enc, state.memory_kv, new_kv, state.position + 1)
+        hidden, new_kv, _, _ = self._layers(x, state, None, need_weights=False)
+        return self.W_out(hidden).squeeze(1), TransformerState(state.enc, state.memory_kv, new_kv, state.position + 1)
 
     def reorder(self, state: TransformerState, index: Tensor) -> TransformerState:
         pick = lambda kv: None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))  # noqa: E731

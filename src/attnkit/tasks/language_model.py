@@ -113,7 +113,7 @@ def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fit
         raise UserError(f"training.early_stopping: a language model picks its best model by perplexity or loss, "
                         f"not {metric}")
     return Prepared(
-        model=model, strategy=make_strategy(t.strategy, t.label_smoothing),
+        model=model, strategy=make_strategy(t),
         epoch_batches=lambda epoch: token_batches([(chunk, chunk)] * n_chunks, t.batch_tokens, t.seed, epoch),
         make_batch=make_batch,
         validate=lambda m: {"perplexity": round(stream_perplexity(m, valid_ids, chunk), 2)},

@@ -119,7 +119,7 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
         raise UserError(f"training.early_stopping: translation picks its best model by bleu or loss, not {metric}")
     return Prepared(
         model=model,
-        strategy=make_strategy(t.strategy, t.label_smoothing),
+        strategy=make_strategy(t),
         epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
         make_batch=lambda idx: make_batch([train_ids.src[i] for i in idx], [train_ids.tgt[i] for i in idx], idx),
         validate=validate,

@@ -105,6 +105,9 @@ class Trainer:
         extra = {"torch_rng": torch.get_rng_state()}
         meta = {**self.meta, "loop": asdict(self.state), "schedule": self.schedule.state_dict(),
                 "python_rng": _json_rng(random.getstate())}
+        if hasattr(self.strategy, "state_dict"):  # a strategy that learns too (professor forcing's discriminator)
+            tensors, meta["strategy"] = self.strategy.state_dict()
+            extra.update({f"strategy.{k}": v for k, v in tensors.items()})
         save_checkpoint(self.out / LAST, self.model, meta, self.optimizer, extra)
 
     def resume(self) -> None:
@@ -113,6 +116,10 @@ class Trainer:
         self.optimizer.load_state_dict(optimizer_state(groups["optim"], doc["optimizer"]))
         self.schedule.load_state_dict(doc["schedule"])
         self.state = LoopState(**{**doc["loop"], "stopped": ""})
+        if hasattr(self.strategy, "load_state_dict"):  # before the RNG: building its parts draws numbers
+            prefix = "strategy."
+            tensors = {k[len(prefix):]: v for k, v in groups["extra"].items() if k.startswith(prefix)}
+            self.strategy.load_state_dict(tensors, doc.get("strategy", {}))
         torch.set_rng_state(groups["extra"]["torch_rng"])
         random.setstate(_py_rng(doc["python_rng"]))
         log.info("resumed from %s at step %d (epoch %d, batch %d)", self.out / LAST, self.state.step,
@@ -122,19 +129,20 @@ class Trainer:
         self.metrics.write(record)
 
     # -- the loop -------------------------------------------------------------------------
-    def train_step(self, batch: Batch) -> tuple[float, int]:
+    def train_step(self, batch: Batch) -> tuple[float, int, dict]:
+        """One update: the mean loss per token, the token count, and the strategy's stats."""
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.lr()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
-            loss_sum, n_tokens, _ = self.strategy.loss(self.model, batch, self.state.step)
+            loss_sum, n_tokens, stats = self.strategy.loss(self.model, batch, self.state.step)
         self.optimizer.zero_grad(set_to_none=True)
         (loss_sum / n_tokens).backward()
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         self.optimizer.step()
         self.schedule.step()
-        return loss_sum.item() / n_tokens, n_tokens
+        return loss_sum.item() / n_tokens, n_tokens, stats
 
     def validate(self, count_for_stopping: bool = True) -> dict:
         start = time.monotonic()
@@ -172,6 +180,7 @@ class Trainer:
         bar = tqdm(total=max_steps or None, initial=st.step, disable=not self.progress, unit="step",
                    dynamic_ncols=True, desc="train")
         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
+        window_stats: dict[str, list[float]] = {}  # the strategy's stats (eps, discriminator accuracy, ...)
         with stop_on_signal(flag):
             while not st.stopped:
                 if cfg.max_epochs and st.epoch >= cfg.max_epochs:
@@ -180,7 +189,7 @@ class Trainer:
                 batches = self.epoch_batches(st.epoch)
                 while st.batch_in_epoch < len(batches):
                     t0 = time.monotonic()
-                    loss, n_tok = self.train_step(self.make_batch(batches[st.batch_in_epoch]))
+                    loss, n_tok, stats = self.train_step(self.make_batch(batches[st.batch_in_epoch]))
                     if not math.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss} at step {st.step + 1}; lower training.lr")
                     st.batch_in_epoch += 1
@@ -189,15 +198,19 @@ class Trainer:
                     st.train_seconds += time.monotonic() - t0
                     window_loss += loss * n_tok
                     window_tokens += n_tok
+                    for k, v in stats.items():
+                        window_stats.setdefault(k, []).append(v)
                     bar.update(1)
                     if st.step % cfg.log_every == 0:
                         elapsed = time.monotonic() - window_start
                         record = {"step": st.step, "epoch": st.epoch, "loss": window_loss / window_tokens,
-                                  "lr": self.schedule.lr(), "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
+                                  "lr": self.schedule.lr(), "tokens_per_s": window_tokens / max(elapsed, 1e-9),
+                                  **{k: sum(v) / len(v) for k, v in window_stats.items()}}
                         self.log_metrics(record)
                         bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
                                         tok_s=f"{record['tokens_per_s']:.0f}")
                         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
+                        window_stats = {}
                     if st.step % cfg.valid_every == 0:
                         last_scores, validated_at = self.validate(), st.step
                         self.save_last()
