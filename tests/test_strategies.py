@@ -279,3 +279,41 @@ def test_professor_forcing_resume_reproduces_the_run(tmp_path, toy_config):
     assert any(k.startswith("strategy.disc.") for k in groups["extra"])  # the discriminator is kept
     train(None, tmp_path / "B", resume=True, max_steps=12, progress=False)
     assert_same_run(tmp_path / "A", tmp_path / "B")
+
+
+# -- the exposure-bias diagnostic -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ("rnn", "transformer"))
+def test_exposure_bias_is_zero_when_the_references_are_the_models_own_output(kind):
+    from attnkit.decoding.search import greedy
+    from attnkit.diagnostics import exposure_bias
+
+    model, _ = model_and_batch(kind)
+    model.eval()
+    src = random_src()
+    hyps = greedy(model, src, torch.full((src.size(0),), 6))
+    src_ids = [[t for t in row.tolist() if t not in (PAD, EOS)] for row in src]
+    own = [h[0].tokens for h in hyps]
+    x = exposure_bias(model, src_ids, own, max_position=4)
+    assert x["teacher_forced"] == x["self_fed"] and x["nll_gap"] == 0.0
+    assert sum(x["tokens"]) == sum(len(t) + 1 for t in own)  # every reference token and its EOS
+    # other references: position 0 reads only BOS either way; later the two readings part
+    g = torch.Generator().manual_seed(9)
+    other = [torch.randint(4, VOCAB, (6,), generator=g).tolist() for _ in src_ids]
+    y = exposure_bias(model, src_ids, other, max_position=8)
+    assert y["teacher_forced"]["nll"][0] == y["self_fed"]["nll"][0]
+    assert y["teacher_forced"]["nll"][1:] != y["self_fed"]["nll"][1:]
+
+
+def test_evaluate_exposure_flag(model_dir, capsys):
+    from attnkit.cli.main import main
+
+    data = model_dir.parent / "data"
+    assert main(["-q", "evaluate", str(model_dir), "--src", str(data / "test.src"), "--ref", str(data / "test.tgt"),
+                 "--beam", "1", "--exposure", "--json"]) == 0
+    x = json.loads(capsys.readouterr().out)["exposure"]
+    assert {"teacher_forced", "self_fed", "nll_gap", "accuracy_gap", "tokens"} <= x.keys()
+    assert sum(x["tokens"]) > 0
+    assert main(["-q", "evaluate", str(model_dir), "--src", str(data / "test.src"), "--ref", str(data / "test.tgt"),
+                 "--beam", "1", "--exposure"]) == 0
+    assert "exposure bias:" in capsys.readouterr().out

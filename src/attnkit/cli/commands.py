@@ -258,13 +258,33 @@ def cmd_evaluate(args) -> int:
     scores = score_corpus(hyps, data.tgt)
     scores.update(beam=args.beam or translator.cfg.decoding.beam, sentences=len(hyps),
                   seconds=round(seconds, 2), sentences_per_s=round(len(hyps) / seconds, 2))
+    if args.exposure:
+        scores["exposure"] = exposure(translator, data)
     if args.json:
         print(json.dumps(scores))
-    else:
-        print(f"BLEU {scores['bleu']}  [{scores['bleu_signature']}]")
-        print(f"chrF {scores['chrf']}  [{scores['chrf_signature']}]")
-        print(f"{scores['sentences']} sentences, beam {scores['beam']}, {scores['sentences_per_s']} sentences/s")
+        return 0
+    print(f"BLEU {scores['bleu']}  [{scores['bleu_signature']}]")
+    print(f"chrF {scores['chrf']}  [{scores['chrf_signature']}]")
+    print(f"{scores['sentences']} sentences, beam {scores['beam']}, {scores['sentences_per_s']} sentences/s")
+    if args.exposure:
+        x = scores["exposure"]
+        tf, sf = x["teacher_forced"], x["self_fed"]
+        print(f"exposure bias: reference-token NLL {tf['mean_nll']} teacher forced, {sf['mean_nll']} self fed "
+              f"(gap {x['nll_gap']}); accuracy {tf['mean_accuracy']}% / {sf['mean_accuracy']}% "
+              f"(gap {x['accuracy_gap']})")
     return 0
+
+
+def exposure(translator, data) -> dict:
+    """The exposure-bias diagnostic (attnkit.diagnostics) of a translator on parallel text; pairs over
+    the model's length limit are left out, with a warning that counts them."""
+    from attnkit.diagnostics import exposure_bias
+    from attnkit.tasks.translation import encode
+
+    limit = translator.model.max_positions or 10**9
+    ids = encode(data, translator.src_tok, translator.tgt_tok, limit, what="exposure-diagnostic")
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=translator.cfg.training.precision == "bf16"):
+        return exposure_bias(translator.model, ids.src, ids.tgt)
 
 
 DEMO_SENTENCES = [

@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=None, metavar="N", help="sentences per batch")
     e.add_argument("--output", metavar="FILE", help="also write the translations to FILE")
     e.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    e.add_argument("--exposure", action="store_true",
+                   help="translation: also measure exposure bias, the reference tokens' loss and accuracy by output "
+                        "position when the model reads the reference prefix (teacher forced) and when it reads its "
+                        "own greedy output (self fed)")
     e.set_defaults(func=c.cmd_evaluate)
 
     d = sub.add_parser("demo", help="train a small Transformer on the embedded Multi30k en-de and show it",
