@@ -106,6 +106,14 @@ def test_eps_schedules_hit_their_documented_values():
 
 
 def test_strategy_config_names_and_errors():
+    from attnkit.config import parse_config
+    from attnkit.errors import UserError
+
+    tagging = {"task": "tagging", "data": {"train": "a", "valid": "b"}}
+    for training, what in (({"strategy": "professor_forcing"}, "learns from its labels"),
+                           ({"init_from": "runs/x"}, "starts from scratch")):
+        with pytest.raises(UserError, match=what):
+            parse_config({**tagging, "training": training}, "t.yaml")
     assert TrainingConfig(strategy="teacher_forcing").strategy.name == "teacher_forcing"
     s = TrainingConfig(strategy={"name": "parallel_scheduled_sampling", "passes": 3}).strategy
     assert isinstance(make_strategy(TrainingConfig(strategy=s)), ParallelScheduledSampling)
@@ -317,3 +325,32 @@ def test_evaluate_exposure_flag(model_dir, capsys):
     assert main(["-q", "evaluate", str(model_dir), "--src", str(data / "test.src"), "--ref", str(data / "test.tgt"),
                  "--beam", "1", "--exposure"]) == 0
     assert "exposure bias:" in capsys.readouterr().out
+
+
+# -- starting from a trained model (the experiments' fine-tuning) --------------------------------------------
+
+def test_init_from_starts_from_the_models_weights_and_tokenizers(tmp_path, toy_config, model_dir):
+    from attnkit.config import load_config
+    from attnkit.errors import UserError
+    from attnkit.translator import load_model_dir
+
+    base = load_model_dir(model_dir)
+    ss = {"name": "scheduled_sampling", "schedule": "constant", "k": 0.5}
+    cfg = toy_config("transformer", training={"init_from": str(model_dir), "strategy": ss},
+                     model={"max_positions": 12})
+    out = tmp_path / "tuned"
+    train(cfg, out, max_steps=1, progress=False)
+    tuned = load_model_dir(out)
+    assert tuned.src_tok.itos == base.src_tok.itos  # the tokenizer came along, none was trained
+    assert load_config(out / "config.yaml").training.init_from == str(model_dir.resolve())
+    # one update away from the base weights: close, not equal
+    moved = [float((a - b).abs().max()) for a, b in zip(tuned.model.state_dict().values(),
+                                                       base.model.state_dict().values())]
+    assert 0 < max(moved) < 0.1
+    # a model of another shape does not fit, and says so
+    bad = toy_config("transformer", name="bad.yaml", training={"init_from": str(model_dir)}, model={"d_model": 32})
+    with pytest.raises(UserError, match="weights do not fit"):
+        train(bad, tmp_path / "bad", max_steps=1, progress=False)
+    with pytest.raises(UserError, match="not a trained model directory"):
+        train(toy_config("rnn", name="b2.yaml", training={"init_from": str(tmp_path)}), tmp_path / "b2",
+              max_steps=1, progress=False)

@@ -45,6 +45,8 @@ def absolute_data_paths(cfg: AnyConfig) -> AnyConfig:
     for split in ("train", "valid", "test"):
         if raw["data"].get(split) is not None:
             raw["data"][split] = fix(raw["data"][split])
+    if raw["training"].get("init_from") is not None:
+        raw["training"]["init_from"] = fix(raw["training"]["init_from"])
     return parse_config(raw)
 
 

@@ -97,6 +97,10 @@ class TrainingConfig(Section):
     patience: int = Field(10, ge=0, description="validations without improvement before stopping; 0: never")
     precision: Literal["fp32", "bf16"] = "fp32"
     log_every: int = Field(100, ge=1)
+    init_from: str | None = Field(
+        None, description="translation, language model: a trained model directory whose tokenizers and best "
+                          "weights this run starts from (fine-tuning; its model section must match); the "
+                          "optimiser and schedule start afresh")
     tensorboard: bool = Field(False, description="also write TensorBoard event files to <run dir>/tensorboard")
     strategy: StrategyConfig = Field(
         default_factory=lambda: TeacherForcingConfig(),

@@ -70,10 +70,14 @@ class TranslationConfig(Section):
 
 def only_teacher_forcing(training: TrainingConfig, info: ValidationInfo) -> TrainingConfig:
     """Strategies feed an autoregressive model its own predictions: a tagger, a classifier or a
-    bidirectional LM has none to feed."""
+    bidirectional LM has none to feed. Starting from another model (init_from) is for translators and
+    language models too."""
+    task = info.data.get("task", "this")
     if training.strategy.name != "teacher_forcing":
         raise ValueError(f"strategy: {training.strategy.name} trains translators and language models; "
-                         f"a {info.data.get('task', 'this')} model learns from its labels (teacher_forcing)")
+                         f"a {task} model learns from its labels (teacher_forcing)")
+    if training.init_from is not None:
+        raise ValueError(f"init_from: a {task} model starts from scratch (or from embeddings.pretrained)")
     return training
 
 
@@ -115,6 +119,15 @@ class LanguageModelConfig(Section):
         default_factory=LSTMLMConfig)
     training: TrainingConfig = TrainingConfig()
     generation: GenerationConfig = GenerationConfig()
+
+    @field_validator("training")
+    @classmethod
+    def _counted_model_trains_no_further(cls, training: TrainingConfig, info: ValidationInfo) -> TrainingConfig:
+        model = info.data.get("model")
+        if getattr(model, "arch", None) == "kneser_ney" and (
+                training.strategy.name != "teacher_forcing" or training.init_from is not None):
+            raise ValueError("strategy and init_from: a Kneser-Ney model is counted, not trained")
+        return training
 
 
 class BiLMTaskConfig(Section):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+
+from attnkit.errors import UserError
+from attnkit.training.checkpoint import load_weights, read_checkpoint
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +36,29 @@ class Fitted:
     and returns the summary."""
 
     fit: Callable[[], dict]
+
+
+def init_dir(cfg, resume: bool) -> Path | None:
+    """``training.init_from`` of a fresh run, checked to hold a trained model of the same task."""
+    from attnkit.config import load_config, resolve_path
+
+    if cfg.training.init_from is None or resume:  # a resumed run has its weights in last.safetensors
+        return None
+    path = resolve_path(cfg.training.init_from)
+    for name in ("config.yaml", "model.safetensors"):
+        if not (path / name).is_file():
+            raise UserError(f"training.init_from: {path} is not a trained model directory ({name} is missing)")
+    task = load_config(path / "config.yaml").task
+    if task != cfg.task:
+        raise UserError(f"training.init_from: {path} holds a {task} model, not a {cfg.task} model")
+    return path
+
+
+def init_weights(model: nn.Module, path: Path) -> None:
+    """Start ``model`` from the best weights of the model directory ``path``."""
+    groups, doc = read_checkpoint(path / "model.safetensors")
+    load_weights(model, groups["model"], doc["aliases"], path / "model.safetensors")
+    log.info("starting from the weights of %s (step %s)", path, doc.get("step"))
 
 
 def word_embedding(model: nn.Module) -> nn.Embedding:

@@ -25,7 +25,7 @@ from attnkit.errors import UserError
 from attnkit.models import build_language_model
 from attnkit.models.ngram import EOS_WORD, UNK_WORD, KneserNeyLM
 from attnkit.specials import EOS, SPECIALS, UNK
-from attnkit.tasks.base import Fitted, Prepared
+from attnkit.tasks.base import Fitted, Prepared, init_dir, init_weights
 from attnkit.training.checkpoint import atomic_write_text, load_weights, read_checkpoint
 from attnkit.training.strategies import make_strategy, token_nll
 
@@ -85,13 +85,18 @@ def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fit
     test = read_text(d.test) if d.test else None
     if cfg.model.arch == "kneser_ney":
         return Fitted(lambda: fit_ngram(cfg, out, train, valid, test))
-    if resume:
-        tok = load_tokenizer(out, "words", v.level)
+    init = init_dir(cfg, resume)
+    if resume or init:  # a fine-tuned model keeps the tokenizer of the model it starts from
+        tok = load_tokenizer(init or out, "words", v.level)
+        if init:
+            save_tokenizer(tok, out, "words")
     else:
         tok = train_tokenizer(train, v.level, v.size, v.subword_model, v.min_freq, v.character_coverage, t.seed)
         save_tokenizer(tok, out, "words")
     torch.manual_seed(t.seed)
     model = build_language_model(cfg.model, len(tok))
+    if init:
+        init_weights(model, init)
     chunk = min(d.max_len, model.max_positions or d.max_len)
     train_ids, valid_ids = stream(tok, train), stream(tok, valid)
     test_ids = stream(tok, test) if test else None

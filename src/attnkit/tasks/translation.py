@@ -16,7 +16,7 @@ from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_
 from attnkit.errors import UserError
 from attnkit.evaluation import score_corpus
 from attnkit.models import build_model
-from attnkit.tasks.base import Prepared
+from attnkit.tasks.base import Prepared, init_dir, init_weights
 from attnkit.training.strategies import make_strategy, token_nll
 from attnkit.translator import Translator
 
@@ -83,9 +83,13 @@ def evaluate_split(translator: Translator, data: Parallel, beam: int) -> dict:
 def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
     train_data, valid_data = read_split(cfg, "train"), read_split(cfg, "valid")
     test_data = read_split(cfg, "test")
-    if resume:
-        src_tok = load_tokenizer(out, "src", cfg.vocab.level)
-        tgt_tok = load_tokenizer(out, "tgt", cfg.vocab.level)
+    init = init_dir(cfg, resume)
+    if resume or init:  # a fine-tuned model keeps the tokenizers of the model it starts from
+        src_tok = load_tokenizer(init or out, "src", cfg.vocab.level)
+        tgt_tok = load_tokenizer(init or out, "tgt", cfg.vocab.level)
+        if init:
+            save_tokenizer(src_tok, out, "src")
+            save_tokenizer(tgt_tok, out, "tgt")
     else:
         log.info("training %s tokenizer(s) on %d sentence pairs", cfg.vocab.level, len(train_data))
         src_tok, tgt_tok = make_tokenizers(cfg, train_data)
@@ -99,6 +103,8 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
 
     torch.manual_seed(cfg.training.seed)
     model = build_model(cfg.model, len(src_tok), len(tgt_tok))
+    if init:
+        init_weights(model, init)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s model with %s parameters; %d training pairs, vocab %d/%d", cfg.model.arch,
              f"{n_params:,}", len(train_ids.src), len(src_tok), len(tgt_tok))
