@@ -211,6 +211,10 @@ def print_scores(scores: dict, as_json: bool) -> None:
 
 def cmd_evaluate(args) -> int:
     task = model_task(args.model_dir)
+    if task == "captioning":
+        return evaluate_captioner(args)
+    if not args.src:
+        raise UserError("evaluate: give the test file with --src")
     if task == "tagging":
         from attnkit.data.conllu import read_conllu
         from attnkit.tasks.tagging import Tagger, accuracy
@@ -285,6 +289,63 @@ def exposure(translator, data) -> dict:
     ids = encode(data, translator.src_tok, translator.tgt_tok, limit, what="exposure-diagnostic")
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=translator.cfg.training.precision == "bf16"):
         return exposure_bias(translator.model, ids.src, ids.tgt)
+
+
+def evaluate_captioner(args) -> int:
+    from attnkit.tasks.captioning import Captioner, read_splits
+
+    captioner = Captioner.load(args.model_dir)
+    if args.src:
+        raise UserError("evaluate: a captioner is scored on the test split of its config; --src is not used")
+    test = read_splits(captioner.cfg)["test"]
+    if test is None:
+        raise UserError(f"{args.model_dir}: the config names no test split (data.test)")
+    beam = args.beam or captioner.cfg.decoding.beam
+    start = time.monotonic()
+    captions = captioner.caption(test.images, beam)
+    seconds = time.monotonic() - start
+    if args.output:
+        write_output(args.output, [c.text for c in captions])
+    scores = captioner.evaluate(test, beam, captions)
+    scores.update(beam=beam, seconds=round(seconds, 2), images_per_s=round(len(captions) / seconds, 2))
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        print(f"BLEU-4 {scores['bleu']}  [{scores['bleu_signature']}]")
+        print(f"exact match {scores['exact_match']}%" + (f"  localisation {scores['localisation']}"
+                                                         if "localisation" in scores else ""))
+        print(f"{scores['images']} images, beam {beam}, {scores['images_per_s']} images/s")
+    return 0
+
+
+def cmd_caption(args) -> int:
+    from attnkit.data.images import load_image
+    from attnkit.tasks.captioning import Captioner
+
+    captioner = Captioner.load(args.model_dir)
+    im = captioner.cfg.image
+    pixels = []
+    for path in args.images:
+        p, note = load_image(path, im.height, im.width, im.channels)
+        if note:
+            log.warning("note: %s: %s (the model reads %dx%d %s)", path, note, im.width, im.height,
+                        "grayscale" if im.channels == 1 else "RGB")
+        pixels.append(p)
+    captions = captioner.caption(pixels, beam=args.beam)
+    write_output(None, [f"{path}\t{c.text}" for path, c in zip(args.images, captions)])
+    if args.attention_dir:
+        from attnkit.overlay import save_attention
+
+        alpha, _ = captioner.attention(pixels, [c.tokens for c in captions])  # (B, T, h, w)
+        used: set[str] = set()
+        for i, (path, c) in enumerate(zip(args.images, captions)):
+            stem = Path(path).stem
+            stem = stem if stem not in used else f"{stem}-{i + 1}"
+            used.add(stem)
+            words = captioner.tok.pieces(c.tokens)
+            save_attention(Path(args.attention_dir), stem, pixels[i], words, alpha[i, : len(words)].numpy())
+        log.info("attention maps saved under %s", args.attention_dir)
+    return 0
 
 
 DEMO_SENTENCES = [

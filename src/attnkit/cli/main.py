@@ -58,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score a model on a test file. Translation: translate --src and score the "
                                    "detokenized output against --ref with sacreBLEU (cased BLEU) and chrF, printing "
                                    "their signatures. Tagging: accuracy on the gold CoNLL-U --src. Classification: "
-                                   "accuracy on the TSV --src. Language model: perplexity of the text --src.")
+                                   "accuracy on the TSV --src. Language model: perplexity of the text --src. "
+                                   "Captioning: BLEU-4, exact match and (digit scenes) attention localisation "
+                                   "on the test split of the model's config (no --src).")
     e.add_argument("model_dir", metavar="DIR", help="a trained model directory")
-    e.add_argument("--src", required=True, metavar="FILE",
+    e.add_argument("--src", metavar="FILE",
                    help="the test file: source sentences, CoNLL-U, TSV or text (plain or .gz)")
     e.add_argument("--ref", metavar="FILE", help="translation: reference translations, aligned with --src")
     e.add_argument("--beam", type=int, default=None, metavar="N", help="beam size; 1 is greedy (default: the config's)")
@@ -72,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "position when the model reads the reference prefix (teacher forced) and when it reads its "
                         "own greedy output (self fed)")
     e.set_defaults(func=c.cmd_evaluate)
+
+    cp = sub.add_parser("caption", help="describe images with a trained captioner",
+                        description="Print 'IMAGE<TAB>CAPTION' for each image. An image of another size or channel "
+                                    "count than the model reads is resized or converted, with a note. With "
+                                    "--attention-dir, save for each image one picture per generated word showing "
+                                    "where the model looked (DIR/STEM/NN-WORD.png) and all of them in a row "
+                                    "(DIR/STEM.png).")
+    cp.add_argument("model_dir", metavar="DIR", help="a trained captioner directory")
+    cp.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
+    cp.add_argument("--beam", type=int, default=None, metavar="N", help="beam size; 1 is greedy (default: the config's)")
+    cp.add_argument("--attention-dir", metavar="DIR", help="save the attention map of every generated word here")
+    cp.set_defaults(func=c.cmd_caption)
 
     d = sub.add_parser("demo", help="train a small Transformer on the embedded Multi30k en-de and show it",
                        description="The main job: train a small Transformer on the Multi30k English-German data "

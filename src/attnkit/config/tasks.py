@@ -150,6 +150,11 @@ class CaptioningConfig(Section):
     training: CaptionTrainingConfig = CaptionTrainingConfig()
     decoding: CaptionDecodingConfig = CaptionDecodingConfig()
 
+    @field_validator("data", mode="before")
+    @classmethod
+    def _digits_by_default(cls, data):
+        return {"source": "digits", **data} if isinstance(data, dict) and "source" not in data else data
+
 
 TASK_CONFIGS = {
     "translation": TranslationConfig,
