@@ -39,13 +39,15 @@ def test_there_are_shipped_configs():
 
 
 def data_files(cfg) -> list[str]:
+    if getattr(cfg.data, "source", None) == "digits":  # captioning's composed scenes: one digits file
+        return [cfg.data.digits]
     out = []
     for split in ("train", "valid", "test"):
         value = getattr(cfg.data, split)
         if value is None:
             continue
         for v in value if isinstance(value, list) else [value]:
-            out += [v.src, v.tgt] if hasattr(v, "src") else [v]
+            out += [v.src, v.tgt] if hasattr(v, "src") else [v.captions] if hasattr(v, "captions") else [v]
     return out
 
 

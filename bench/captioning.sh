@@ -1,0 +1,43 @@
+#!/bin/sh
+# The captioning rows of docs/BENCHMARKS.md: train a captioning config on the composed-digits scenes
+# for MINUTES (default 25) on this machine, then score its test scenes (1000 scenes, handwriting never
+# seen in training) with greedy search and with beam 3: BLEU-4 (sacreBLEU), exact match, attention
+# localisation. Writes bench/results/NAME.json and an attention picture of three test scenes under
+# runs/bench-NAME/attention/.
+#   sh bench/captioning.sh [configs/digits-captioner.yaml] [MINUTES]
+set -eu
+config=${1:-configs/digits-captioner.yaml}
+minutes=${2:-25}
+name=$(basename "$config" .yaml)
+out=runs/bench-$name
+bin=.venv/bin
+rm -rf "$out"
+$bin/attnkit -q train "$config" --out "$out" --max-minutes "$minutes"
+$bin/attnkit -q evaluate "$out" --beam 1 --json --output "$out/test.greedy.txt" > "$out/test.greedy.json"
+$bin/attnkit -q evaluate "$out" --beam 3 --json --output "$out/test.beam3.txt" > "$out/test.beam3.json"
+# three test scenes as PNG files, captioned with their attention maps (the README picture)
+$bin/python - "$out" <<'PY'
+import sys
+from PIL import Image
+from attnkit.config import load_config
+from attnkit.tasks.captioning import read_splits
+out = sys.argv[1]
+test = read_splits(load_config(f"{out}/config.yaml"))["test"]
+for i in (0, 1, 2):
+    Image.fromarray(test.images[i].squeeze(-1)).save(f"{out}/test-scene-{i}.png")
+PY
+$bin/attnkit -q caption "$out" "$out"/test-scene-0.png "$out"/test-scene-1.png "$out"/test-scene-2.png \
+    --beam 3 --attention-dir "$out/attention" > "$out/test-scenes.txt"
+$bin/python - "$out" "$config" "$minutes" "$name" <<'PY'
+import json, sys
+out, config, minutes, name = sys.argv[1:]
+summary = json.load(open(f"{out}/summary.json"))
+greedy, beam3 = json.load(open(f"{out}/test.greedy.json")), json.load(open(f"{out}/test.beam3.json"))
+row = {"config": config, "max_minutes": float(minutes), "summary": summary, "test_greedy": greedy,
+       "test_beam3": beam3}
+json.dump(row, open(f"bench/results/{name}.json", "w"), indent=2)
+print(json.dumps({"config": config, "params": summary["params"], "steps": summary["steps"],
+                  "wall_seconds": summary["wall_seconds"],
+                  **{f"{k}_{s}": r[s] for k, r in (("greedy", greedy), ("beam3", beam3))
+                     for s in ("bleu", "exact_match", "localisation")}}))
+PY
