@@ -388,6 +388,20 @@ def test_captioning_config_errors_name_the_key():
     assert parse_config({"task": "captioning"}).data.source == "digits"
 
 
+def test_the_transformer_captioner_trains_and_captions(tmp_path, capsys):
+    raw = tiny_run_config(valid_every=2)
+    raw["data"].update(train_scenes=20, valid_scenes=4, test_scenes=4)
+    raw["model"] = {"arch": "caption_transformer", "channels": [4, 8], "d_model": 16, "num_heads": 2,
+                    "ff_dim": 16, "decoder_layers": 1, "max_positions": 16}
+    cfg = write_yaml(tmp_path / "t.yaml", raw)
+    assert main(["-q", "train", str(cfg), "--out", str(tmp_path / "run"), "--max-steps", "2"]) == 0
+    Image.new("L", (32, 32)).save(tmp_path / "black.png")
+    capsys.readouterr()
+    assert main(["-q", "caption", str(tmp_path / "run"), str(tmp_path / "black.png"), "--attention-dir",
+                 str(tmp_path / "att")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'black.png'}\t")
+
+
 def test_training_on_a_flickr8k_style_folder(tmp_path):
     """The files source end to end: RGB images of mixed sizes, a Flickr8k captions file, split files."""
     names = [f"im{i}.jpg" for i in range(6)]

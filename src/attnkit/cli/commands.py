@@ -297,7 +297,7 @@ def evaluate_captioner(args) -> int:
     captioner = Captioner.load(args.model_dir)
     if args.src:
         raise UserError("evaluate: a captioner is scored on the test split of its config; --src is not used")
-    test = read_splits(captioner.cfg)["test"]
+    test = read_splits(captioner.cfg, ("test",))["test"]
     if test is None:
         raise UserError(f"{args.model_dir}: the config names no test split (data.test)")
     beam = args.beam or captioner.cfg.decoding.beam

@@ -67,14 +67,17 @@ class RenderedScenes(Sequence):
         return self.pixels[i]
 
 
-def read_splits(cfg: CaptioningConfig) -> dict[str, CaptionSet | None]:
+def read_splits(cfg: CaptioningConfig, names: tuple[str, ...] = ("train", "valid", "test")
+                ) -> dict[str, CaptionSet | None]:
+    """The splits ``names`` of the config's data (None for a split it does not have)."""
     d, im = cfg.data, cfg.image
     if d.source == "digits":
         counts = {"train": d.train_scenes, "valid": d.valid_scenes, "test": d.test_scenes}
         splits = digit_splits(resolve_path(d.digits), d.seed, counts, im.height, im.width, d.min_digits,
                               d.max_digits, tuple(d.digit_split))
         out: dict[str, CaptionSet | None] = {}
-        for name, scenes in splits.items():
+        for name in names:
+            scenes = splits[name]
             rendered = [scenes[i] for i in range(len(scenes))]
             pixels = np.stack([s.image for s in rendered])[..., None]  # (N, H, W, 1)
             if im.channels == 3:
@@ -92,7 +95,7 @@ def read_splits(cfg: CaptioningConfig) -> dict[str, CaptionSet | None]:
         folder = ImageFolder(images, [item.image for item in items], im.height, im.width, im.channels)
         return CaptionSet(folder, [item.captions for item in items])
 
-    return {"train": files(d.train), "valid": files(d.valid), "test": files(d.test)}
+    return {name: files(getattr(d, name)) for name in names}
 
 
 @dataclass
@@ -165,7 +168,8 @@ class Captioner:
         return alpha.view(alpha.size(0), alpha.size(1), h, w), nll  # (B, T, h, w)
 
     def evaluate(self, data: CaptionSet, beam: int | None = None, captions: list[Caption] | None = None) -> dict:
-        """BLEU-4, exact match (%), validation loss (per token) and, for digit scenes, localisation."""
+        """BLEU-4, exact match (%), the loss per token of each image's first reference (teacher forced)
+        and, for digit scenes, localisation."""
         hyps = [c.text for c in (captions or self.caption(data.images, beam))]
         refs = [[self.normalise(r) for r in rs] for rs in data.references]
         scores = caption_scores(hyps, refs)
