@@ -46,25 +46,12 @@ class CaptionSet:
     """The images of one split (each (H, W, C) uint8 at the model's size, read when asked for) and
     their reference captions; ``digits`` (scenes only) the digits each caption names."""
 
-    images: Sequence[np.ndarray]
+    images: Sequence[np.ndarray] | np.ndarray  # an image folder, or scenes rendered once (N, H, W, C)
     references: list[list[str]]
     digits: list[list[Digit]] | None = None
 
     def __len__(self) -> int:
         return len(self.references)
-
-
-class RenderedScenes(Sequence):
-    """Digit scenes rendered once, kept as one (N, H, W, 1) uint8 array."""
-
-    def __init__(self, pixels: np.ndarray):
-        self.pixels = pixels
-
-    def __len__(self) -> int:
-        return len(self.pixels)
-
-    def __getitem__(self, i):
-        return self.pixels[i]
 
 
 def read_splits(cfg: CaptioningConfig, names: tuple[str, ...] = ("train", "valid", "test")
@@ -82,7 +69,7 @@ def read_splits(cfg: CaptioningConfig, names: tuple[str, ...] = ("train", "valid
             pixels = np.stack([s.image for s in rendered])[..., None]  # (N, H, W, 1)
             if im.channels == 3:
                 pixels = pixels.repeat(3, axis=-1)
-            out[name] = CaptionSet(RenderedScenes(pixels), [[s.caption] for s in rendered],
+            out[name] = CaptionSet(pixels, [[s.caption] for s in rendered],
                                    [s.digits for s in rendered])
         return out
 
