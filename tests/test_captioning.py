@@ -13,6 +13,7 @@ import pytest
 import torch
 from helpers import write_yaml
 from PIL import Image
+from safetensors.torch import save_file
 from torch import nn
 
 import attnkit
@@ -294,15 +295,15 @@ def test_torchvision_backbone_needs_its_local_weights_file(monkeypatch, tmp_path
     fake.models = types.SimpleNamespace(resnet18=FakeResNet)
     monkeypatch.setitem(sys.modules, "torchvision", fake)
     cfg = tiny("show_attend_tell", backbone="torchvision", torchvision_model="resnet18",
-               torchvision_weights=str(tmp_path / "resnet18.pth"))
-    with pytest.raises(UserError, match=r"resnet18\.pth: weights file of resnet18 not found"):
+               torchvision_weights=str(tmp_path / "resnet18.safetensors"))
+    with pytest.raises(UserError, match=r"resnet18\.safetensors: weights file of resnet18 not found"):
         build_captioner(cfg, (3, 32, 32), VOCAB)
-    torch.save(FakeResNet().state_dict(), tmp_path / "resnet18.pth")
+    save_file(FakeResNet().state_dict(), str(tmp_path / "resnet18.safetensors"))
     model = build_captioner(cfg, (1, 32, 32), VOCAB)  # grayscale images are repeated to 3 channels
     assert model.encoder.grid_size == (8, 8)
     assert not any(p.requires_grad for p in model.encoder.backbone.parameters())  # frozen by default
-    (tmp_path / "resnet18.pth").write_bytes(b"junk")
-    with pytest.raises(UserError, match=r"resnet18\.pth: not a resnet18 state dict"):
+    (tmp_path / "resnet18.safetensors").write_bytes(b"junk")
+    with pytest.raises(UserError, match=r"resnet18\.safetensors: not a resnet18 state dict in safetensors format"):
         build_captioner(cfg, (3, 32, 32), VOCAB)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from attnkit.errors import UserError
@@ -72,10 +73,11 @@ class TorchvisionGrid(nn.Module):
             if weights is None or not Path(weights).is_file():
                 raise UserError(f"model.torchvision_weights: {weights}: weights file of {name} not found "
                                 f"(attnkit downloads nothing; save the state dict there first)")
-            try:
-                net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            try:  # safetensors, never a pickle: save_file(net.state_dict(), "resnet50.safetensors")
+                net.load_state_dict(load_file(weights))
             except Exception as err:  # any unreadable or mismatched file is the user's to fix
-                raise UserError(f"{weights}: not a {name} state dict ({type(err).__name__}: {err})") from None
+                raise UserError(f"{weights}: not a {name} state dict in safetensors format "
+                                f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
         self.body = nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
         self.out_channels = net.fc.in_features
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
