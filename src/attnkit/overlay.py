@@ -26,7 +26,7 @@ def attention_overlay(pixels: np.ndarray, alpha: np.ndarray, scale: int = 4) -> 
     heat = Image.fromarray((alpha / max(float(alpha.max()), 1e-12)).astype(np.float32))
     heat = np.asarray(heat.resize(size, Image.BILINEAR), dtype=np.float32).clip(0, 1)[..., None]  # (H', W', 1)
     glow = np.concatenate([np.ones_like(heat), heat, np.zeros_like(heat)], axis=-1)  # red -> yellow
-    out = base * 0.45 * (1.0 - heat) + glow * heat * 0.85 + base * 0.15  # dimmed image, glow where alpha is high
+    out = base * 0.7 + glow * heat * (0.8 - 0.4 * base)  # the image, and a glow that leaves its ink readable
     return Image.fromarray((out.clip(0, 1) * 255).round().astype(np.uint8))
 
 
