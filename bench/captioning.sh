@@ -15,7 +15,7 @@ rm -rf "$out"
 $bin/attnkit -q train "$config" --out "$out" --max-minutes "$minutes"
 $bin/attnkit -q evaluate "$out" --beam 1 --json --output "$out/test.greedy.txt" > "$out/test.greedy.json"
 $bin/attnkit -q evaluate "$out" --beam 3 --json --output "$out/test.beam3.txt" > "$out/test.beam3.json"
-# three test scenes as PNG files, captioned with their attention maps (the README picture)
+# three test scenes as PNG files, captioned with their attention maps
 $bin/python - "$out" <<'PY'
 import sys
 from PIL import Image
@@ -28,6 +28,24 @@ for i in (0, 1, 2):
 PY
 $bin/attnkit -q caption "$out" "$out"/test-scene-0.png "$out"/test-scene-1.png "$out"/test-scene-2.png \
     --beam 3 --attention-dir "$out/attention" > "$out/test-scenes.txt"
+# the README picture: the four digit-naming words of test scene 1, each under its attention
+$bin/python - "$out" <<'PY'
+import sys
+from PIL import Image
+from attnkit.config import load_config
+from attnkit.overlay import caption_strip
+from attnkit.tasks.captioning import Captioner, read_splits
+out = sys.argv[1]
+captioner = Captioner.load(out)
+scene = read_splits(load_config(f"{out}/config.yaml"), ("test",))["test"].images[1]
+caption = captioner.caption([scene], beam=3)[0]
+alpha, _ = captioner.attention([scene], [caption.tokens])  # (1, T, h, w)
+words = captioner.tok.pieces(caption.tokens)
+named = [i for i, w in enumerate(words) if w in ("zero one two three four five six seven eight nine".split())]
+strip = caption_strip(scene, [words[i] for i in named], alpha[0, named].numpy())
+strip.save("docs/images/caption-attention.png")
+print(caption.text)
+PY
 $bin/python - "$out" "$config" "$minutes" "$name" <<'PY'
 import json, sys
 out, config, minutes, name = sys.argv[1:]
