@@ -28,9 +28,9 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 from torch import Tensor
 
-from attnkit.config import load_config
 from attnkit.data.batching import pad
 from attnkit.errors import UserError
+from attnkit.model_dir import open_model_dir
 from attnkit.specials import BOS, EOS
 
 # -- what an inspection returns ------------------------------------------------------------------
@@ -377,12 +377,8 @@ INSPECTORS: dict[str, type[Inspector]] = {
 
 
 def load_inspector(path: str | Path) -> Inspector:
-    path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"{path}: model directory not found")
-    if not (path / "config.yaml").is_file():
-        raise UserError(f"{path}: model directory is incomplete, config.yaml is missing")
-    task = load_config(path / "config.yaml").task
+    path, cfg = open_model_dir(path, files=())
+    task = cfg.task
     if task not in INSPECTORS:
         raise UserError(f"{path}: holds a {task} model, which has nothing to inspect "
                         f"(inspectable: {', '.join(INSPECTORS)})")

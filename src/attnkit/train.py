@@ -11,9 +11,10 @@ import torch
 
 from attnkit.config import AnyConfig, dump_config, load_config, parse_config, resolve_path
 from attnkit.errors import UserError
+from attnkit.model_dir import load_best_weights
 from attnkit.tasks import TASKS
 from attnkit.tasks.base import Fitted
-from attnkit.training.checkpoint import atomic_write_text, load_weights, read_checkpoint
+from attnkit.training.checkpoint import atomic_write_text
 from attnkit.training.trainer import BEST, LAST, Trainer, check_resumable
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,7 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     # final scores with the best weights (there are none yet when stopped before the first validation)
     doc: dict = {}
     if (out / BEST).is_file():
-        groups, doc = read_checkpoint(out / BEST)
-        load_weights(model, groups["model"], doc["aliases"], out / BEST)
+        doc = load_best_weights(model, out)
     model.eval()
     summary = {"task": cfg.task, "stopped": st.stopped, "steps": st.step, "epochs": st.epoch,
                "best_step": st.best_step, "params": prepared.meta.get("params"),

@@ -13,18 +13,17 @@ from pathlib import Path
 
 import torch
 
-from attnkit.config import TranslationConfig, load_config
+from attnkit.config import TranslationConfig
 from attnkit.data.batching import inference_batches, pad
 from attnkit.data.vocab import Tokenizer, load_tokenizer
 from attnkit.decoding.search import beam_search, greedy, max_lengths
 from attnkit.errors import UserError
+from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq, build_model
 from attnkit.specials import EOS
-from attnkit.training.checkpoint import load_weights, read_checkpoint
 
 log = logging.getLogger(__name__)
 
-CONFIG, WEIGHTS = "config.yaml", "model.safetensors"
 
 
 @dataclass
@@ -79,18 +78,9 @@ class Translator:
 
 
 def load_model_dir(path: str | Path) -> Translator:
-    path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"{path}: model directory not found")
-    for name in (CONFIG, WEIGHTS):
-        if not (path / name).is_file():
-            raise UserError(f"{path}: model directory is incomplete, {name} is missing")
-    cfg = load_config(path / CONFIG)
-    if cfg.task != "translation":
-        raise UserError(f"{path}: holds a {cfg.task} model, not a translation model")
+    path, cfg = open_model_dir(path, "translation", "a translation model")
     src_tok = load_tokenizer(path, "src", cfg.vocab.level)
     tgt_tok = load_tokenizer(path, "tgt", cfg.vocab.level)
-    groups, doc = read_checkpoint(path / WEIGHTS)
     model = build_model(cfg.model, len(src_tok), len(tgt_tok))
-    load_weights(model, groups["model"], doc["aliases"], path / WEIGHTS)
+    load_best_weights(model, path)
     return Translator(model, src_tok, tgt_tok, cfg)

@@ -192,14 +192,9 @@ def cmd_translate(args) -> int:
 
 def model_task(model_dir: str) -> str:
     """The task of a trained model directory, from its config.yaml."""
-    from attnkit.config import load_config
+    from attnkit.model_dir import open_model_dir
 
-    path = Path(model_dir)
-    if not path.is_dir():
-        raise UserError(f"{path}: model directory not found")
-    if not (path / "config.yaml").is_file():
-        raise UserError(f"{path}: model directory is incomplete, config.yaml is missing")
-    return load_config(path / "config.yaml").task
+    return open_model_dir(model_dir, files=())[1].task
 
 
 def print_scores(scores: dict, as_json: bool) -> None:

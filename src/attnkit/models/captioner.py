@@ -66,8 +66,8 @@ class TorchvisionGrid(nn.Module):
         try:
             import torchvision
         except ImportError:
-            raise UserError(f"model.backbone torchvision: the torchvision package is not installed "
-                            f"(pip install torchvision), or use backbone: cnn") from None
+            raise UserError("model.backbone torchvision: the torchvision package is not installed "
+                            "(pip install torchvision), or use backbone: cnn") from None
         net = getattr(torchvision.models, name)(weights=None)
         if pretrained:
             if weights is None or not Path(weights).is_file():

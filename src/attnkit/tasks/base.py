@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from attnkit.errors import UserError
-from attnkit.training.checkpoint import load_weights, read_checkpoint
+from attnkit.model_dir import load_best_weights
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,7 @@ def init_dir(cfg, resume: bool) -> Path | None:
 
 def init_weights(model: nn.Module, path: Path) -> None:
     """Start ``model`` from the best weights of the model directory ``path``."""
-    groups, doc = read_checkpoint(path / "model.safetensors")
-    load_weights(model, groups["model"], doc["aliases"], path / "model.safetensors")
+    doc = load_best_weights(model, path)
     log.info("starting from the weights of %s (step %s)", path, doc.get("step"))
 
 

@@ -27,10 +27,10 @@ from attnkit.data.conllu import read_conllu
 from attnkit.data.text import read_lines
 from attnkit.data.vocab import ListTokenizer
 from attnkit.errors import UserError
+from attnkit.model_dir import load_best_weights
 from attnkit.models.bilm import BidirectionalLM, ContextualEmbedder
 from attnkit.specials import BOS, EOS, UNK
 from attnkit.tasks.base import Prepared
-from attnkit.training.checkpoint import load_weights, read_checkpoint
 from attnkit.training.strategies import IGNORE
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,7 @@ class Contextual:
         chars = ListTokenizer.load(path / "chars.vocab.txt", "char")
         bilm = build_bilm(cfg, len(chars), len(words))
         if weights:
-            groups, doc = read_checkpoint(path / "model.safetensors")
-            load_weights(bilm, groups["model"], doc["aliases"], path / "model.safetensors")
+            load_best_weights(bilm, path)
         return cls(chars, ContextualEmbedder(bilm, freeze))
 
     @staticmethod

@@ -23,7 +23,7 @@ import torch
 from sacrebleu.metrics import BLEU
 from torch import Tensor
 
-from attnkit.config import CaptioningConfig, load_config, resolve_path
+from attnkit.config import CaptioningConfig, resolve_path
 from attnkit.data.batching import Batch, pad
 from attnkit.data.captions import read_caption_set
 from attnkit.data.digit_scenes import Digit, digit_splits
@@ -31,11 +31,11 @@ from attnkit.data.images import ImageFolder, to_tensor
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.decoding.search import beam_search, greedy
 from attnkit.errors import UserError
+from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq, build_captioner
 from attnkit.specials import BOS, EOS
 from attnkit.tasks.base import Prepared
 from attnkit.training.captioning_loss import DoublyStochasticAttention, cross_attention
-from attnkit.training.checkpoint import load_weights, read_checkpoint
 from attnkit.training.strategies import token_nll
 
 log = logging.getLogger(__name__)
@@ -100,19 +100,10 @@ class Captioner:
 
     @classmethod
     def load(cls, path: str | Path) -> Captioner:
-        path = Path(path)
-        if not path.is_dir():
-            raise UserError(f"{path}: model directory not found")
-        for name in ("config.yaml", "model.safetensors"):
-            if not (path / name).is_file():
-                raise UserError(f"{path}: model directory is incomplete, {name} is missing")
-        cfg = load_config(path / "config.yaml")
-        if cfg.task != "captioning":
-            raise UserError(f"{path}: holds a {cfg.task} model, not a captioner")
+        path, cfg = open_model_dir(path, "captioning", "a captioner")
         tok = load_tokenizer(path, "words", cfg.vocab.level)
         model = build_captioner(cfg.model, image_shape(cfg), len(tok), pretrained=False)
-        groups, doc = read_checkpoint(path / "model.safetensors")
-        load_weights(model, groups["model"], doc["aliases"], path / "model.safetensors")
+        load_best_weights(model, path)
         return cls(model, tok, cfg)
 
     def normalise(self, text: str) -> str:

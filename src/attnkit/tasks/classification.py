@@ -12,17 +12,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from attnkit.config import ClassificationConfig, load_config, resolve_path
+from attnkit.config import ClassificationConfig, resolve_path
 from attnkit.data.batching import pad, token_batches
 from attnkit.data.text import read_lines
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.errors import UserError
+from attnkit.model_dir import WEIGHTS, load_best_weights, open_model_dir
 from attnkit.models import build_classifier
 from attnkit.models.bilm import WithContextualEmbeddings
 from attnkit.specials import UNK
 from attnkit.tasks.base import Prepared, apply_pretrained, word_embedding
 from attnkit.tasks.bilm import Contextual
-from attnkit.training.checkpoint import load_weights, read_checkpoint
 from attnkit.training.strategies import IGNORE, Supervised
 
 log = logging.getLogger(__name__)
@@ -191,20 +191,11 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
-        path = Path(path)
-        if not path.is_dir():
-            raise UserError(f"{path}: model directory not found")
-        for name in ("config.yaml", "model.safetensors", "labels.txt"):
-            if not (path / name).is_file():
-                raise UserError(f"{path}: model directory is incomplete, {name} is missing")
-        cfg = load_config(path / "config.yaml")
-        if cfg.task != "classification":
-            raise UserError(f"{path}: holds a {cfg.task} model, not a classifier")
+        path, cfg = open_model_dir(path, "classification", "a classifier", files=(WEIGHTS, "labels.txt"))
         tok = load_tokenizer(path, "words", cfg.vocab.level)
         labels = (path / "labels.txt").read_text(encoding="utf-8").split("\n")[:-1]
         model, enc = build(cfg, tok, labels, path, fresh=False)
-        groups, doc = read_checkpoint(path / "model.safetensors")
-        load_weights(model, groups["model"], doc["aliases"], path / "model.safetensors")
+        load_best_weights(model, path)
         return cls(model, enc, cfg)
 
     def classify(self, texts: list[str]) -> list[tuple[str, float]]:

@@ -16,17 +16,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from attnkit.config import LanguageModelConfig, load_config, resolve_path
+from attnkit.config import LanguageModelConfig, resolve_path
 from attnkit.data.batching import token_batches
 from attnkit.data.text import read_lines
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.decoding.search import beam_decode, greedy_decode, sample_decode
 from attnkit.errors import UserError
+from attnkit.model_dir import WEIGHTS, load_best_weights, open_model_dir, require_files
 from attnkit.models import build_language_model
 from attnkit.models.ngram import EOS_WORD, UNK_WORD, KneserNeyLM
 from attnkit.specials import EOS, SPECIALS, UNK
 from attnkit.tasks.base import Fitted, Prepared, init_dir, init_weights
-from attnkit.training.checkpoint import atomic_write_text, load_weights, read_checkpoint
+from attnkit.training.checkpoint import atomic_write_text
 from attnkit.training.strategies import make_strategy, token_nll
 
 log = logging.getLogger(__name__)
@@ -150,22 +151,14 @@ class LanguageModel:
 
     @classmethod
     def load(cls, path: str | Path) -> LanguageModel:
-        path = Path(path)
-        if not (path / "config.yaml").is_file():
-            raise UserError(f"{path}: not a model directory (config.yaml is missing)")
-        cfg = load_config(path / "config.yaml")
-        if cfg.task != "language_model":
-            raise UserError(f"{path}: holds a {cfg.task} model, not a language model")
+        path, cfg = open_model_dir(path, "language_model", "a language model", files=())
         if cfg.model.arch == "kneser_ney":
-            if not (path / NGRAM_FILE).is_file():
-                raise UserError(f"{path}: model directory is incomplete, {NGRAM_FILE} is missing")
+            require_files(path, NGRAM_FILE)
             return cls(cfg, None, None, KneserNeyLM.from_json((path / NGRAM_FILE).read_text(encoding="utf-8")))
+        require_files(path, WEIGHTS)
         tok = load_tokenizer(path, "words", cfg.vocab.level)
         model = build_language_model(cfg.model, len(tok))
-        if not (path / "model.safetensors").is_file():
-            raise UserError(f"{path}: model directory is incomplete, model.safetensors is missing")
-        groups, doc = read_checkpoint(path / "model.safetensors")
-        load_weights(model, groups["model"], doc["aliases"], path / "model.safetensors")
+        load_best_weights(model, path)
         return cls(cfg, model.eval(), tok, None)
 
     def perplexity(self, lines: list[str]) -> float:

@@ -13,17 +13,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from attnkit.config import TaggingConfig, load_config, resolve_path
+from attnkit.config import TaggingConfig, resolve_path
 from attnkit.data.batching import pad, token_batches
 from attnkit.data.conllu import Sentence, read_conllu
 from attnkit.data.vocab import ListTokenizer
 from attnkit.errors import UserError
+from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import build_tagger
 from attnkit.models.bilm import WithContextualEmbeddings
 from attnkit.specials import UNK
 from attnkit.tasks.base import Prepared, apply_pretrained, word_embedding
 from attnkit.tasks.bilm import Contextual
-from attnkit.training.checkpoint import load_weights, read_checkpoint
 from attnkit.training.strategies import IGNORE, Supervised
 
 log = logging.getLogger(__name__)
@@ -221,19 +221,10 @@ class Tagger:
 
     @classmethod
     def load(cls, path: str | Path) -> Tagger:
-        path = Path(path)
-        if not path.is_dir():
-            raise UserError(f"{path}: model directory not found")
-        for name in ("config.yaml", "model.safetensors"):
-            if not (path / name).is_file():
-                raise UserError(f"{path}: model directory is incomplete, {name} is missing")
-        cfg = load_config(path / "config.yaml")
-        if cfg.task != "tagging":
-            raise UserError(f"{path}: holds a {cfg.task} model, not a tagger")
+        path, cfg = open_model_dir(path, "tagging", "a tagger")
         vocabs = Vocabularies.load(path, cfg.vocab.lowercase)
         model = build(cfg, vocabs, path, fresh=False)
-        groups, doc = read_checkpoint(path / "model.safetensors")
-        load_weights(model, groups["model"], doc["aliases"], path / "model.safetensors")
+        load_best_weights(model, path)
         return cls(model, vocabs, cfg)
 
     def tag(self, sentences: list[Sentence]) -> list[list[str]]:
