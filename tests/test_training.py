@@ -239,6 +239,22 @@ def test_resumed_run_reproduces_uninterrupted_run(tmp_path, toy_config, arch):
     assert b["test"]["bleu"] == a["test"]["bleu"]
 
 
+def test_records_logged_after_the_last_checkpoint_are_taken_again_once(tmp_path, toy_config):
+    """A run killed (kill -9) after logging steps its checkpoint does not hold: the resumed run drops
+    those records and logs the steps again, so each step is in metrics.jsonl exactly once."""
+    cfg = toy_config("rnn")
+    train(cfg, tmp_path / "A", max_steps=12, progress=False)
+    train(cfg, tmp_path / "B", max_steps=5, progress=False)
+    log = tmp_path / "B" / METRICS
+    with open(log, "a", encoding="utf-8") as f:  # what the killed run had logged past its checkpoint
+        f.write(json.dumps({"step": 6, "epoch": 0, "loss": 99.0, "lr": 0.1, "tokens_per_s": 1.0}) + "\n")
+        f.write('{"step": 7, "ep')  # torn mid-write
+    train(None, tmp_path / "B", resume=True, max_steps=12, progress=False)
+    steps = [r["step"] for r in records(tmp_path / "B") if "loss" in r]
+    assert steps == list(range(1, 13))
+    assert_same_run(tmp_path / "A", tmp_path / "B")
+
+
 def interrupt_at(monkeypatch, *steps: int):
     """Make the strategy send SIGINT to this process while computing the loss of the given steps."""
     original = translation_task.make_strategy

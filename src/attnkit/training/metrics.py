@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from attnkit.errors import UserError
+from attnkit.training.checkpoint import atomic_write_text
 
 METRICS, TENSORBOARD = "metrics.jsonl", "tensorboard"
 
@@ -28,6 +29,24 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard:
             self.scalars(record)
+
+    def truncate(self, step: int) -> int:
+        """Drop the records logged after ``step``: a run killed between two checkpoints logged steps
+        that its resumed run takes again. Returns how many records were dropped."""
+        if not self.path.is_file():
+            return 0
+        lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        keep = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the torn last line of a killed run
+                continue
+            if record.get("step", 0) <= step:
+                keep.append(line)
+        if len(keep) < len(lines):
+            atomic_write_text(self.path, "".join(line + "\n" for line in keep))
+        return len(lines) - len(keep)
 
     def scalars(self, record: dict) -> None:
         if self.writer is None:

@@ -26,7 +26,7 @@ from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
 from attnkit.errors import UserError
 from attnkit.training.checkpoint import load_weights, optimizer_state, read_checkpoint, save_checkpoint
-from attnkit.training.metrics import METRICS, MetricsLog  # noqa: F401 (METRICS: re-exported)
+from attnkit.training.metrics import METRICS, MetricsLog
 from attnkit.training.schedule import make_schedule
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,10 @@ class Trainer:
             self.strategy.load_state_dict(tensors, doc.get("strategy", {}))
         torch.set_rng_state(groups["extra"]["torch_rng"])
         random.setstate(_py_rng(doc["python_rng"]))
+        dropped = self.metrics.truncate(self.state.step)
+        if dropped:
+            log.info("dropped %d records of %s logged after the checkpoint (they are taken again)",
+                     dropped, METRICS)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", self.out / LAST, self.state.step,
                  self.state.epoch, self.state.batch_in_epoch)
 
