@@ -25,7 +25,6 @@ from attnkit.specials import EOS
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Translation:
     text: str
