@@ -8,12 +8,14 @@
 # bench/results/strategies/NAME-STRATEGY-sSEED.json.
 #
 #   sh bench/strategies.sh runs/bench-multi30k-rnn-general configs/multi30k-rnn-general.yaml [STEPS] [SEEDS]
+# STRATEGIES="professor_forcing" (in the environment) runs only those.
 set -eu
 base=$1
 config=$2
 steps=${3:-300}
 seeds=${4:-"1 2 3"}
 lr=${LR:-0.0003}
+strategies=${STRATEGIES:-"teacher_forcing scheduled_sampling parallel_scheduled_sampling professor_forcing"}
 name=$(basename "$config" .yaml)
 bin=.venv/bin
 data=src/attnkit/resources/multi30k
@@ -47,7 +49,7 @@ json.dump(row, open('$results/$name-base.json', 'w'), indent=1)"
 fi
 
 for seed in $seeds; do
-    for s in teacher_forcing scheduled_sampling parallel_scheduled_sampling professor_forcing; do
+    for s in $strategies; do
         out=runs/strategies/$name-$s-s$seed
         rm -rf "$out"
         $bin/attnkit -q train "$config" --out "$out" --max-steps "$steps" \

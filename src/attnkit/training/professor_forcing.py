@@ -8,6 +8,8 @@ A discriminator D reads a sequence of states and says how likely it came from te
     discriminator:  min  -log D(h^tf) - log(1 - D(h^fr))       on detached states, its own optimiser
     model:          min  NLL(teacher forced) + weight * (-log D(h^fr))   [+ weight * (-log(1 - D(h^tf)))]
 
+per sequence: the NLL is the sum over the sequence's tokens, the adversarial cost one term per sequence.
+
 The discriminator's update never touches the model (its inputs are detached), and the model's update
 never touches the discriminator (frozen while the model's loss is computed; the trainer's optimiser
 holds only the model). As in the paper, the model learns from D only while D's accuracy is at least
@@ -117,8 +119,10 @@ class ProfessorForcing:
                         logit_tf = D(teacher.hidden.float(), mask)
                         adversarial = adversarial + F.binary_cross_entropy_with_logits(
                             logit_tf, torch.zeros_like(logit_tf))
-        # the trainer divides by the token count: weight the per-sequence adversarial mean per token
-        total = nll + c.weight * adversarial * batch.num_tokens
+        # as in the paper, the adversarial cost is per sequence, beside the sequence's NLL (a sum over its
+        # tokens): both are summed over the batch, and the trainer's division by the token count scales
+        # them alike
+        total = nll + c.weight * adversarial * batch.tgt_out.size(0)
         stats = {"nll": nll.item() / batch.num_tokens, "d_accuracy": d_acc, "d_loss": d_loss,
                  "adversarial": adversarial.item()}
         return total, batch.num_tokens, stats
