@@ -71,7 +71,8 @@ class ProfessorForcingConfig(Section):
     forcing from those of free running; the model learns to fool it beside the likelihood loss."""
 
     name: Literal["professor_forcing"]
-    weight: float = Field(1.0, ge=0.0, description="of the adversarial cost (one per sequence) beside the sequence's summed NLL")
+    weight: float = Field(1.0, ge=0.0,
+                          description="of the adversarial cost (one per sequence) beside the sequence's summed NLL")
     feed: Literal["greedy", "sample"] = Field("sample", description="how the free-running pass picks its inputs")
     temperature: float = Field(1.0, gt=0.0)
     disc_hidden: int = Field(256, ge=1, description="the discriminator's GRU size per direction")
