@@ -228,7 +228,8 @@ def test_professor_forcing_updates_touch_only_their_own_side(kind):
     assert changed(disc_before, pf.discriminator) == set(disc_before)
     assert stats["adversarial"] > 0 and 0.0 <= stats["d_accuracy"] <= 1.0
     # per sequence, as in the paper: the summed token NLL plus one adversarial cost per sequence
-    assert loss.item() == pytest.approx(stats["nll"] * n + 1.0 * batch.tgt_out.size(0) * stats["adversarial"], rel=1e-5)
+    sequences = batch.tgt_out.size(0)
+    assert loss.item() == pytest.approx(stats["nll"] * n + 1.0 * sequences * stats["adversarial"], rel=1e-5)
     disc_after = snapshot(pf.discriminator)
     optimizer.zero_grad()
     (loss / n).backward()  # the model's update ...

@@ -8,7 +8,7 @@ A discriminator D reads a sequence of states and says how likely it came from te
     discriminator:  min  -log D(h^tf) - log(1 - D(h^fr))       on detached states, its own optimiser
     model:          min  NLL(teacher forced) + weight * (-log D(h^fr))   [+ weight * (-log(1 - D(h^tf)))]
 
-per sequence: the NLL is the sum over the sequence's tokens, the adversarial cost one term per sequence.
+Both are per sequence: the NLL summed over the sequence's tokens, the adversarial cost one term.
 
 The discriminator's update never touches the model (its inputs are detached), and the model's update
 never touches the discriminator (frozen while the model's loss is computed; the trainer's optimiser
