@@ -277,12 +277,13 @@ def interrupt_at(monkeypatch, *steps: int):
 def test_sigint_stops_after_the_step_and_resume_reproduces(tmp_path, toy_config, monkeypatch):
     cfg = toy_config("transformer")
     train(cfg, tmp_path / "A", max_steps=12, progress=False)
+    handler = signal.getsignal(signal.SIGINT)  # SIG_IGN, not Python's default, in a background job
     with monkeypatch.context() as m:
         interrupt_at(m, 6)  # during the 7th update
         summary = train(cfg, tmp_path / "B", max_steps=12, progress=False)
     assert summary["stopped"] == "interrupted" and summary["steps"] == 7
     assert "test" not in summary
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is handler  # handlers restored
     assert max(train_records(tmp_path / "B")) == 7
     train(None, tmp_path / "B", resume=True, max_steps=12, progress=False)
     assert_same_run(tmp_path / "A", tmp_path / "B")
