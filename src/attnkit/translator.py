@@ -20,6 +20,7 @@ from attnkit.decoding.search import beam_search, greedy, max_lengths
 from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq, build_model
+from attnkit.runtime import autocast
 from attnkit.specials import EOS
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,11 @@ class Translator:
         encoded = [self.encode_source(line, i + 1) if line.strip() else None for i, line in enumerate(lines)]
         todo = [i for i, ids in enumerate(encoded) if ids is not None]
         results: list[list[Translation]] = [[Translation("", 0.0, [])] * nbest for _ in lines]
-        bf16 = self.cfg.training.precision == "bf16"
         for batch in inference_batches([len(encoded[i]) for i in todo], batch_size):
             rows = [todo[j] for j in batch]
             src = pad([encoded[i] for i in rows])
             limit = max_lengths(src, d.max_len_a, d.max_len_b, self.model.max_positions)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with autocast(self.cfg.training.precision):
                 if beam == 1:
                     hyps = greedy(self.model, src, limit, d.min_len)
                 else:

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from attnkit.data.text import read_lines
 from attnkit.errors import UserError
+from attnkit.runtime import autocast
 
 log = logging.getLogger("attnkit")
 
@@ -282,7 +283,7 @@ def exposure(translator, data) -> dict:
 
     limit = translator.model.max_positions or 10**9
     ids = encode(data, translator.src_tok, translator.tgt_tok, limit, what="exposure-diagnostic")
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=translator.cfg.training.precision == "bf16"):
+    with autocast(translator.cfg.training.precision):
         return exposure_bias(translator.model, ids.src, ids.tgt)
 
 

@@ -33,6 +33,7 @@ from attnkit.decoding.search import beam_search, greedy
 from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq, build_captioner
+from attnkit.runtime import autocast
 from attnkit.specials import BOS, EOS
 from attnkit.tasks.base import Prepared
 from attnkit.training.captioning_loss import DoublyStochasticAttention, cross_attention
@@ -109,9 +110,6 @@ class Captioner:
     def normalise(self, text: str) -> str:
         return " ".join((text.lower() if self.cfg.vocab.lowercase else text).split())
 
-    def autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.training.precision == "bf16")
-
     @torch.no_grad()
     def caption(self, images: Sequence[np.ndarray], beam: int | None = None) -> list[Caption]:
         """The best caption of every image (each (H, W, C) uint8 at the model's size)."""
@@ -122,7 +120,7 @@ class Captioner:
         for start in range(0, len(images), d.batch_size):
             src = to_tensor([images[i] for i in range(start, min(start + d.batch_size, len(images)))])
             max_len = torch.full((src.size(0),), limit, dtype=torch.long)
-            with self.autocast():
+            with autocast(self.cfg.training.precision):
                 if beam == 1:
                     hyps = greedy(self.model, src, max_len, d.min_len)
                 else:
@@ -138,7 +136,7 @@ class Captioner:
         src = to_tensor(list(images))
         tgt_in = pad([[BOS] + t for t in tokens])
         tgt_out = pad([t + [EOS] for t in tokens])
-        with self.autocast():
+        with autocast(self.cfg.training.precision):
             out = self.model(src, tgt_in, need_weights=True)
         alpha = cross_attention(out.attention["cross"])  # (B, T, L)
         h, w = self.model.encoder.grid_size

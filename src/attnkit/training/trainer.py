@@ -25,6 +25,7 @@ from tqdm import tqdm
 from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
 from attnkit.errors import UserError
+from attnkit.runtime import autocast
 from attnkit.training.checkpoint import load_weights, optimizer_state, read_checkpoint, save_checkpoint
 from attnkit.training.metrics import METRICS, MetricsLog
 from attnkit.training.schedule import make_schedule
@@ -138,7 +139,7 @@ class Trainer:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.lr()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+        with autocast(self.cfg.precision):
             loss_sum, n_tokens, stats = self.strategy.loss(self.model, batch, self.state.step)
         self.optimizer.zero_grad(set_to_none=True)
         (loss_sum / n_tokens).backward()
@@ -151,7 +152,7 @@ class Trainer:
     def validate(self, count_for_stopping: bool = True) -> dict:
         start = time.monotonic()
         self.model.eval()
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+        with torch.no_grad(), autocast(self.cfg.precision):
             scores = self.validate_fn(self.model)
         value = scores[self.metric]
         better = (self.state.best is None or (value > self.state.best if self.higher_is_better

@@ -1,0 +1,49 @@
+"""The precision a config asks for, and what runs where the CPU lacks native bf16."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from attnkit import runtime
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """Pretend the CPU has (True) or lacks (False) native bf16 kernels."""
+    def pretend(native: bool) -> None:
+        monkeypatch.setattr(runtime, "native_bf16", lambda: native)
+        runtime.effective_precision.cache_clear()
+    yield pretend
+    runtime.effective_precision.cache_clear()
+
+
+def linear_dtype(precision: str) -> torch.dtype:
+    x, w = torch.randn(3, 4), torch.randn(5, 4)
+    with runtime.autocast(precision):
+        return torch.nn.functional.linear(x, w).dtype
+
+
+def test_bf16_runs_in_bf16_where_the_cpu_has_it(cpu):
+    cpu(True)
+    assert runtime.effective_precision("bf16") == "bf16"
+    assert linear_dtype("bf16") == torch.bfloat16
+    assert linear_dtype("fp32") == torch.float32
+
+
+def test_bf16_falls_back_to_fp32_with_one_warning(cpu, caplog):
+    cpu(False)
+    with caplog.at_level(logging.WARNING, logger="attnkit"):
+        assert linear_dtype("bf16") == torch.float32
+        assert linear_dtype("bf16") == torch.float32
+    warnings = [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()]
+    assert len(warnings) == 1 and "running in fp32" in warnings[0]
+
+
+def test_fp32_never_warns(cpu, caplog):
+    cpu(False)
+    with caplog.at_level(logging.WARNING, logger="attnkit"):
+        assert linear_dtype("fp32") == torch.float32
+    assert not caplog.records
