@@ -49,9 +49,10 @@ def lm_config(tmp_path, corpus, model: dict, max_len: int = 16) -> Path:
 # at some positions; a good model gets close to exp(average of those choices)
 @pytest.mark.parametrize("model", [
     {"arch": "lstm_lm", "embed_dim": 16, "hidden": 16, "num_layers": 1, "dropout": 0.0},
+    {"arch": "lstm_lm", "embed_dim": 16, "hidden": 16, "num_layers": 1, "dropout": 0.0, "carry_state": False},
     {"arch": "transformer_lm", "d_model": 32, "num_heads": 2, "ff_dim": 64, "num_layers": 2, "dropout": 0.0,
      "attention_dropout": 0.0, "max_positions": 16},
-], ids=["lstm", "transformer"])
+], ids=["lstm", "lstm-shuffled-chunks", "transformer"])
 def test_tiny_lm_learns_the_grammar(tmp_path, lm_corpus, model):
     summary = train(lm_config(tmp_path, lm_corpus, model), tmp_path / "run", max_steps=300, progress=False)
     ppl = summary["test"]["perplexity"]
@@ -110,3 +111,61 @@ def test_prompt_longer_than_the_context_is_cut_with_a_warning(tmp_path, lm_corpu
     text = lm.generate(" ".join(lines(5, 3)), method="greedy", max_tokens=8)
     assert isinstance(text, str)
     assert "longer than the model's context" in caplog.text
+
+
+# -- truncated backpropagation through time (model.carry_state) --------------------------------------------------
+
+def test_in_order_batches_tile_the_stream_rows():
+    import torch
+
+    from attnkit.tasks.language_model import in_order, stream_rows
+
+    ids = torch.arange(4, 4 + 47)  # 46 predictions: 3 rows of 15, read 4 columns at a time (the last 3)
+    epoch_batches, make_batch = in_order(ids, chunk=4, batch_tokens=12)
+    batches = [make_batch(idx) for idx in epoch_batches(0)]
+    x, y = stream_rows(ids, 3)
+    assert x.shape == (3, 15) and epoch_batches(1) == epoch_batches(0)
+    assert torch.equal(torch.cat([b.tgt_in for b in batches], 1), x)
+    assert torch.equal(torch.cat([b.tgt_out for b in batches], 1), y)
+    assert torch.equal(y[:, :-1], x[:, 1:])  # each target is the next input
+    assert [b.continues for b in batches] == [False, True, True, True]
+
+
+def test_carried_state_scores_the_rows_as_one_pass_and_cuts_the_graph():
+    import torch
+
+    from attnkit.config.models import LSTMLMConfig
+    from attnkit.models import build_language_model
+    from attnkit.tasks.language_model import in_order, stream_rows
+    from attnkit.training.strategies import CarriedState, token_nll
+
+    torch.manual_seed(0)
+    model = build_language_model(LSTMLMConfig(embed_dim=8, hidden=8, num_layers=2, dropout=0.0), 20)
+    ids = torch.randint(4, 20, (61,))
+    epoch_batches, make_batch = in_order(ids, chunk=5, batch_tokens=20)  # 4 rows of 15: 3 batches
+    strategy = CarriedState()
+    total = 0.0
+    for idx in epoch_batches(0):
+        loss, n, _ = strategy.loss(model, make_batch(idx), step=0)
+        total += loss.item()
+        assert not any(h.requires_grad for h in strategy.state.hidden)  # gradients stop at the boundary
+    x, y = stream_rows(ids, 4)
+    with torch.no_grad():
+        whole = token_nll(model(x).logits, y).item()
+    assert total == pytest.approx(whole, rel=1e-5)
+    first = make_batch(epoch_batches(0)[0])  # continues false: from a zero state, whatever came before
+    with torch.no_grad():
+        assert strategy.loss(model, first, 0)[0].item() == pytest.approx(token_nll(model(first.tgt_in).logits,
+                                                                                   first.tgt_out).item(), rel=1e-6)
+
+
+def test_carry_state_with_another_strategy_is_a_config_error(tmp_path, lm_corpus):
+    from attnkit.config import load_config
+    from attnkit.errors import UserError
+
+    model = {"arch": "lstm_lm", "embed_dim": 8, "hidden": 8, "num_layers": 1, "dropout": 0.0}
+    path = lm_config(tmp_path, lm_corpus, model)
+    sampling = ["training.strategy.name=scheduled_sampling"]
+    with pytest.raises(UserError, match="carry_state: false"):
+        load_config(path, sampling)
+    assert load_config(path, [*sampling, "model.carry_state=false"]).model.carry_state is False

@@ -94,7 +94,7 @@ def _format_error(source: str, err: ValidationError) -> str:
     if len(loc) >= 2 and loc[0] == "data" and loc[1] in DATA_SOURCES:
         loc.pop(1)
     key = ".".join(loc) or "(top level)"
-    kind = first["type"]
+    kind, text = first["type"], first["msg"].removeprefix("Value error, ")  # our validators' own words
     if kind in ("union_tag_not_found", "union_tag_invalid"):
         tag = first["ctx"].get("discriminator", "").strip("'")
         expected = first["ctx"].get("expected_tags", "").replace("'", "")
@@ -107,9 +107,9 @@ def _format_error(source: str, err: ValidationError) -> str:
     elif kind == "missing":
         msg = f"missing key '{key}'"
     elif isinstance(first.get("input"), dict):  # a whole section: too long to repeat on one line
-        msg = f"key '{key}': {first['msg']}"
+        msg = f"key '{key}': {text}"
     else:
-        msg = f"key '{key}': {first['msg']} (got {first.get('input')!r})"
+        msg = f"key '{key}': {text} (got {first.get('input')!r})"
     more = len(err.errors()) - 1
     return f"{source}: {msg}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 

@@ -122,6 +122,10 @@ class LSTMLMConfig(Section):
     num_layers: int = Field(2, ge=1)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     tie_embeddings: bool = True
+    carry_state: bool = Field(True, description=(
+        "truncated backpropagation through time: training reads the text in order, in batch_tokens "
+        "/ max_len parallel rows, each batch starting from the state the one before ended in (its "
+        "gradient stops there); false: shuffled chunks of max_len tokens, each from a zero state"))
 
 
 class TransformerLMConfig(TransformerBlocks):

@@ -122,11 +122,14 @@ class LanguageModelConfig(Section):
 
     @field_validator("training")
     @classmethod
-    def _counted_model_trains_no_further(cls, training: TrainingConfig, info: ValidationInfo) -> TrainingConfig:
+    def _training_suits_the_model(cls, training: TrainingConfig, info: ValidationInfo) -> TrainingConfig:
         model = info.data.get("model")
         if getattr(model, "arch", None) == "kneser_ney" and (
                 training.strategy.name != "teacher_forcing" or training.init_from is not None):
             raise ValueError("strategy and init_from: a Kneser-Ney model is counted, not trained")
+        if getattr(model, "carry_state", False) and training.strategy.name != "teacher_forcing":
+            raise ValueError(f"strategy {training.strategy.name}: it trains on shuffled chunks, each from a "
+                             f"zero state; set model.carry_state: false")
         return training
 
 

@@ -33,6 +33,10 @@ class LSTMState:
     hidden: tuple[Tensor, Tensor] | None  # (layers, B, H) each; None before the first token
     batch_size: int
 
+    def detach(self) -> LSTMState:
+        """The same state cut from the graph that made it (truncated backpropagation through time)."""
+        return LSTMState(None if self.hidden is None else tuple(h.detach() for h in self.hidden), self.batch_size)
+
 
 class LSTMLanguageModel(nn.Module):
     carries_state = True  # its state after one chunk of text is the context of the next

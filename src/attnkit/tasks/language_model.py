@@ -1,9 +1,12 @@
 """Language modelling: plain text in, perplexity and continuations out.
 
 The text is one stream: every line followed by ``</s>`` (so each line end is a predicted token, as
-in the Penn Treebank benchmark). Neural LMs train on shuffled chunks of ``chunk`` tokens and are
-scored on the whole validation / test stream in order (the LSTM carries its state from one chunk to
-the next). The n-gram LM is counted, not trained, and scores sentence by sentence.
+in the Penn Treebank benchmark). An LSTM LM trains on that stream read in order, cut into parallel
+rows, each batch the next ``chunk`` tokens of every row, starting from the state the batch before
+ended in (``model.carry_state``, truncated backpropagation through time); the Transformer LM (and
+an LSTM with ``carry_state: false``) trains on shuffled chunks of ``chunk`` tokens. Every neural LM
+is scored on the whole validation / test stream in order, the LSTM carrying its state from one
+chunk to the next. The n-gram LM is counted, not trained, and scores sentence by sentence.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from attnkit.models.ngram import EOS_WORD, UNK_WORD, KneserNeyLM
 from attnkit.specials import EOS, SPECIALS, UNK
 from attnkit.tasks.base import Fitted, Prepared, init_dir, init_weights
 from attnkit.training.checkpoint import atomic_write_text
-from attnkit.training.strategies import make_strategy, token_nll
+from attnkit.training.strategies import CarriedState, make_strategy, token_nll
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class LMBatch:
     tgt_out: Tensor  # (B, T) the next token of each
     index: list[int]
     src: None = None  # no source: see TeacherForcing
+    continues: bool = False  # the rows go on from the previous batch's (see CarriedState)
 
     @property
     def num_tokens(self) -> int:
@@ -52,6 +56,12 @@ def read_text(paths: str | list[str]) -> list[str]:
     for p in [paths] if isinstance(paths, str) else paths:
         lines += [line for line in read_lines(resolve_path(p)) if line]
     return lines
+
+
+def stream_rows(ids: Tensor, rows: int) -> tuple[Tensor, Tensor]:
+    """The stream cut into ``rows`` parallel parts: inputs (rows, n) and the next token of each."""
+    n = (ids.numel() - 1) // rows
+    return ids[: n * rows].view(rows, n), ids[1 : n * rows + 1].view(rows, n)
 
 
 def stream(tok: Tokenizer, lines: list[str]) -> Tensor:
@@ -67,10 +77,9 @@ def stream_perplexity(model: torch.nn.Module, ids: Tensor, chunk: int, rows: int
     """exp(mean NLL) of every token of the stream after the first, read in order: the stream is cut
     into ``rows`` parallel parts scored chunk by chunk, an LSTM carrying its state across chunks."""
     model.eval()
-    n = (ids.numel() - 1) // rows
-    x = ids[: n * rows].view(rows, n)  # (rows, n)
-    y = ids[1 : n * rows + 1].view(rows, n)
+    x, y = stream_rows(ids, rows)  # (rows, n) each
     total, count, state = 0.0, 0, None
+    n = x.size(1)
     for start in range(0, n, chunk):
         inp, gold = x[:, start : start + chunk], y[:, start : start + chunk]
         out = model(inp, state)
@@ -104,30 +113,57 @@ def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fit
     n_chunks = (train_ids.numel() - 1) // chunk
     if n_chunks < 1:
         raise UserError(f"{d.train}: fewer than {chunk + 1} tokens of training text")
+    if getattr(cfg.model, "carry_state", False):  # an LSTM's truncated backpropagation through time
+        epoch_batches, make_batch = in_order(train_ids, chunk, t.batch_tokens)
+        strategy, order = CarriedState(t.label_smoothing), "read in order"
+    else:
+        epoch_batches, make_batch = shuffled_chunks(train_ids, chunk, t.batch_tokens, t.seed)
+        strategy, order = make_strategy(t), "shuffled"
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("%s with %s parameters; %d training tokens in chunks of %d, vocab %d", cfg.model.arch,
-             f"{n_params:,}", train_ids.numel(), chunk, len(tok))
-
-    def make_batch(idx: list[int]) -> LMBatch:
-        starts = torch.tensor(idx) * chunk
-        span = starts.unsqueeze(1) + torch.arange(chunk + 1)  # (B, chunk + 1)
-        tokens = train_ids[span]
-        return LMBatch(tokens[:, :-1], tokens[:, 1:], idx)
+    log.info("%s with %s parameters; %d training tokens in chunks of %d, %s; vocab %d", cfg.model.arch,
+             f"{n_params:,}", train_ids.numel(), chunk, order, len(tok))
 
     metric = "perplexity" if t.early_stopping == "auto" else t.early_stopping
     if metric not in ("perplexity", "loss"):
         raise UserError(f"training.early_stopping: a language model picks its best model by perplexity or loss, "
                         f"not {metric}")
     return Prepared(
-        model=model, strategy=make_strategy(t),
-        epoch_batches=lambda epoch: token_batches([(chunk, chunk)] * n_chunks, t.batch_tokens, t.seed, epoch),
-        make_batch=make_batch,
+        model=model, strategy=strategy, epoch_batches=epoch_batches, make_batch=make_batch,
         validate=lambda m: {"perplexity": round(stream_perplexity(m, valid_ids, chunk), 2)},
         test=(lambda m: {"perplexity": round(stream_perplexity(m, test_ids, chunk), 2)}) if test else None,
         metric="perplexity", higher_is_better=False,
         reserve_factor=1.0 + (test_ids.numel() / valid_ids.numel() if test else 0.0),
         meta={"params": n_params, "chunk": chunk},
     )
+
+
+def shuffled_chunks(ids: Tensor, chunk: int, batch_tokens: int, seed: int):
+    """Batches of the stream's ``chunk``-token pieces, shuffled every epoch: (epoch -> lists of piece
+    numbers, piece numbers -> LMBatch)."""
+    n_chunks = (ids.numel() - 1) // chunk
+
+    def make_batch(idx: list[int]) -> LMBatch:
+        starts = torch.tensor(idx) * chunk
+        span = starts.unsqueeze(1) + torch.arange(chunk + 1)  # (B, chunk + 1)
+        tokens = ids[span]
+        return LMBatch(tokens[:, :-1], tokens[:, 1:], idx)
+
+    return (lambda epoch: token_batches([(chunk, chunk)] * n_chunks, batch_tokens, seed, epoch)), make_batch
+
+
+def in_order(ids: Tensor, chunk: int, batch_tokens: int):
+    """The stream in ``batch_tokens // chunk`` parallel rows, read ``chunk`` columns at a time, the
+    same order every epoch: (epoch -> [[0], [1], ...], [k] -> LMBatch of columns k*chunk onwards)."""
+    rows = max(1, min(batch_tokens // chunk, (ids.numel() - 1) // chunk))
+    x, y = stream_rows(ids, rows)  # (rows, n) each
+    n_batches = math.ceil(x.size(1) / chunk)
+
+    def make_batch(idx: list[int]) -> LMBatch:
+        (k,) = idx
+        cols = slice(k * chunk, (k + 1) * chunk)
+        return LMBatch(x[:, cols], y[:, cols], idx, continues=k > 0)
+
+    return (lambda epoch: [[k] for k in range(n_batches)]), make_batch
 
 
 def fit_ngram(cfg: LanguageModelConfig, out: Path, train: list[str], valid: list[str],

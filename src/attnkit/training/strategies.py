@@ -4,6 +4,8 @@ Every strategy has ``loss(model, batch, step) -> (summed loss, number of target 
 the trainer divides the sum by the count, and logs the stats (eps, discriminator accuracy, ...).
 
     TeacherForcing              the gold prefix at every position (the default; the lecture's)
+    CarriedState                teacher forcing over text read in order, each batch starting from
+                                the state the one before ended in (an LSTM LM's truncated BPTT)
     ScheduledSampling           Bengio et al. 2015                    training/scheduled_sampling.py
     ParallelScheduledSampling   Duckworth et al. 2019; Mihaylova and Martins 2019 with two passes
     ProfessorForcing            Lamb et al. 2016                      training/professor_forcing.py
@@ -78,6 +80,24 @@ class TeacherForcing:
     def loss(self, model: Seq2Seq, batch: Batch, step: int) -> tuple[Tensor, int, dict]:
         logits = DecoderView(model, batch).forward(batch.tgt_in).logits
         return token_nll(logits, batch.tgt_out, self.label_smoothing), batch.num_tokens, {}
+
+
+class CarriedState:
+    """Teacher forcing for a language model that reads its training text in order (Zaremba et al.
+    2014): batch k holds the next ``chunk`` tokens of the same parallel rows as batch k - 1, so the
+    model starts from the state batch k - 1 ended in, detached (gradients stop at the boundary:
+    truncated backpropagation through time). A batch with ``continues`` false starts from zero."""
+
+    name = "teacher_forcing"
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+        self.state = None  # the last batch's final state, cut from its graph
+
+    def loss(self, model, batch, step: int) -> tuple[Tensor, int, dict]:
+        out = model(batch.tgt_in, self.state if batch.continues else None)
+        self.state = out.state.detach()
+        return token_nll(out.logits, batch.tgt_out, self.label_smoothing), batch.num_tokens, {}
 
 
 class Supervised:
