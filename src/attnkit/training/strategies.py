@@ -86,7 +86,8 @@ class CarriedState:
     """Teacher forcing for a language model that reads its training text in order (Zaremba et al.
     2014): batch k holds the next ``chunk`` tokens of the same parallel rows as batch k - 1, so the
     model starts from the state batch k - 1 ended in, detached (gradients stop at the boundary:
-    truncated backpropagation through time). A batch with ``continues`` false starts from zero."""
+    truncated backpropagation through time). A batch with ``continues`` false starts from zero, and
+    so does the first batch after ``--resume`` (the state is not checkpointed)."""
 
     name = "teacher_forcing"
 
