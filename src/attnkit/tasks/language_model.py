@@ -79,8 +79,7 @@ def stream_perplexity(model: torch.nn.Module, ids: Tensor, chunk: int, rows: int
     model.eval()
     x, y = stream_rows(ids, rows)  # (rows, n) each
     total, count, state = 0.0, 0, None
-    n = x.size(1)
-    for start in range(0, n, chunk):
+    for start in range(0, x.size(1), chunk):
         inp, gold = x[:, start : start + chunk], y[:, start : start + chunk]
         out = model(inp, state)
         state = out.state if model.carries_state else None
@@ -153,7 +152,8 @@ def shuffled_chunks(ids: Tensor, chunk: int, batch_tokens: int, seed: int):
 
 def in_order(ids: Tensor, chunk: int, batch_tokens: int):
     """The stream in ``batch_tokens // chunk`` parallel rows, read ``chunk`` columns at a time, the
-    same order every epoch: (epoch -> [[0], [1], ...], [k] -> LMBatch of columns k*chunk onwards)."""
+    same order every epoch: (epoch -> [[0], [1], ...], [k] -> LMBatch of columns k*chunk up to
+    (k+1)*chunk, the last batch narrower when the rows do not divide)."""
     rows = max(1, min(batch_tokens // chunk, (ids.numel() - 1) // chunk))
     x, y = stream_rows(ids, rows)  # (rows, n) each
     n_batches = math.ceil(x.size(1) / chunk)
