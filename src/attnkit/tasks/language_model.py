@@ -109,8 +109,7 @@ def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fit
     chunk = min(d.max_len, model.max_positions or d.max_len)
     train_ids, valid_ids = stream(tok, train), stream(tok, valid)
     test_ids = stream(tok, test) if test else None
-    n_chunks = (train_ids.numel() - 1) // chunk
-    if n_chunks < 1:
+    if train_ids.numel() - 1 < chunk:  # not one chunk to learn from
         raise UserError(f"{d.train}: fewer than {chunk + 1} tokens of training text")
     if getattr(cfg.model, "carry_state", False):  # an LSTM's truncated backpropagation through time
         epoch_batches, make_batch = in_order(train_ids, chunk, t.batch_tokens)
