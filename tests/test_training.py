@@ -239,6 +239,30 @@ def test_resumed_run_reproduces_uninterrupted_run(tmp_path, toy_config, arch):
     assert b["test"]["bleu"] == a["test"]["bleu"]
 
 
+def test_sgd_with_momentum_resumes_exactly(tmp_path, toy_config):
+    """The SGD optimiser's momentum buffers are checkpointed like Adam's moments."""
+    cfg = toy_config("rnn", training={"optimizer": "sgd", "momentum": 0.9, "lr": 0.5, "schedule": "constant"})
+    train(cfg, tmp_path / "A", max_steps=12, progress=False)
+    train(cfg, tmp_path / "B", max_steps=5, progress=False)
+    train(None, tmp_path / "B", resume=True, max_steps=12, progress=False)
+    assert_same_run(tmp_path / "A", tmp_path / "B")
+    groups, _ = read_checkpoint(tmp_path / "A" / LAST)
+    assert any("momentum_buffer" in name for name in groups["optim"])
+
+
+def test_plain_sgd_steps_against_the_gradient():
+    from attnkit.config.sections import TrainingConfig
+    from attnkit.training.trainer import make_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = make_optimizer(model, TrainingConfig(optimizer="sgd", lr=0.1))
+    model(torch.randn(4, 3)).square().sum().backward()
+    optimizer.step()
+    for p, old in zip(model.parameters(), before):
+        torch.testing.assert_close(p.detach(), old - 0.1 * p.grad)
+
+
 def test_records_logged_after_the_last_checkpoint_are_taken_again_once(tmp_path, toy_config):
     """A run killed (kill -9) after logging steps its checkpoint does not hold: the resumed run drops
     those records and logs the steps again, so each step is in metrics.jsonl exactly once."""

@@ -79,9 +79,10 @@ class TrainingConfig(Section):
     batch_tokens: int = Field(4096, ge=1, description="target tokens per batch")
     max_steps: int = Field(0, ge=0, description="0: no limit")
     max_epochs: int = Field(0, ge=0, description="0: no limit")
-    optimizer: Literal["adam", "adamw"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(5e-4, gt=0.0)
     adam_betas: list[float] = [0.9, 0.98]
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="sgd only: heavy-ball momentum; 0: plain SGD")
     weight_decay: float = Field(0.0, ge=0.0)
     schedule: Literal["inverse_sqrt", "plateau", "constant"] = "inverse_sqrt"
     warmup_steps: int = Field(4000, ge=0)

@@ -55,8 +55,11 @@ class Result:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     # fused: one kernel updates every parameter (much faster than a Python loop over them on CPU)
+    if cfg.optimizer == "sgd":  # the classic LSTM LM recipe: a large learning rate, cut on plateaus
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, fused=True)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay,
                fused=True)
 
