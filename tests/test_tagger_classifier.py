@@ -124,3 +124,20 @@ def test_bilm_directions_never_see_the_word_they_predict():
         # backward position s predicts word s-1 from words >= s: unaffected for s > t
         torch.testing.assert_close(out.backward_logits[0, t + 1 :], base.backward_logits[0, t + 1 :])
         assert not torch.allclose(out.forward_logits[0, t:], base.forward_logits[0, t:])
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_contextual_embedder_mixes_the_bilm_layers_and_trains_only_what_is_not_frozen(freeze):
+    from attnkit.models.bilm import ContextualEmbedder
+
+    lm = randomize(BidirectionalLM(10, 15, 4, 3, 6, 2, 0.1))
+    chars = chars_of(WORDS)
+    embedder = ContextualEmbedder(lm, freeze=freeze).train()
+    assert lm.training is not freeze  # a frozen LM runs without dropout, even in training
+    lm.eval()
+    torch.testing.assert_close(lm.layers(chars), lm(chars).layers)  # layers skip only the softmax
+    embedder(chars).square().sum().backward()
+    assert embedder.mix.w.grad is not None and embedder.mix.gamma.grad is not None  # the mix always learns
+    below_softmax = [p for name, p in lm.named_parameters() if not name.startswith("W_out")]
+    assert all((p.grad is None) is freeze for p in below_softmax)
+    assert lm.W_out.weight.grad is None

@@ -70,18 +70,22 @@ class BidirectionalLM(nn.Module):
     def output_dim(self) -> int:
         return 2 * self.dim
 
-    def forward(self, chars: Tensor) -> BiLMOutput:
-        """chars (B, T, C) character ids of each word -> logits of both directions and all layers."""
+    def layers(self, chars: Tensor) -> Tensor:
+        """chars (B, T, C) character ids of each word -> (L+1, B, T, 2D) every layer, without the
+        softmax (all that contextual vectors need)."""
         mask = padding_mask(chars[..., 0])  # (B, T) a word is real if it has a first character
         lengths = mask.sum(1)
         x = self.project(self.chars(chars))  # (B, T, D)
         x_in = dropout(x, self.dropout, self.training)
         fwd = self.forward_lm(x_in)  # each (B, T, D)
         bwd = [reverse_padded(h, lengths) for h in self.backward_lm(reverse_padded(x_in, lengths))]
-        layers = torch.stack([torch.cat([x, x], -1)] + [torch.cat([f, b], -1) for f, b in zip(fwd, bwd)])
-        top_f = dropout(fwd[-1], self.dropout, self.training)
-        top_b = dropout(bwd[-1], self.dropout, self.training)
-        return BiLMOutput(self.W_out(top_f), self.W_out(top_b), layers)  # layers (L+1, B, T, 2D)
+        return torch.stack([torch.cat([x, x], -1)] + [torch.cat([f, b], -1) for f, b in zip(fwd, bwd)])
+
+    def forward(self, chars: Tensor) -> BiLMOutput:
+        """chars (B, T, C) character ids of each word -> logits of both directions and all layers."""
+        layers = self.layers(chars)  # (L+1, B, T, 2D)
+        top_f, top_b = dropout(layers[-1], self.dropout, self.training).chunk(2, -1)  # each (B, T, D)
+        return BiLMOutput(self.W_out(top_f), self.W_out(top_b), layers)
 
 
 class ContextualEmbedder(nn.Module):
@@ -108,11 +112,8 @@ class ContextualEmbedder(nn.Module):
 
     def forward(self, chars: Tensor) -> Tensor:
         """chars (B, T, C) in the bidirectional LM's character vocabulary -> (B, T, 2 * D)."""
-        if self.freeze:
-            with torch.no_grad():
-                layers = self.bilm(chars).layers
-        else:
-            layers = self.bilm(chars).layers
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            layers = self.bilm.layers(chars)  # (L+1, B, T, 2D)
         return self.mix(layers)
 
 

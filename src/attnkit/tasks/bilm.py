@@ -211,7 +211,7 @@ def embed(bilm: BidirectionalLM, chars: ListTokenizer, sentences: list[list[str]
     todo = [i for i, s in enumerate(sentences) if s]
     for batch in inference_batches([len(sentences[i]) for i in todo], batch_size):
         rows = [todo[j] for j in batch]
-        layers = bilm(char_tensor(chars, [sentences[i] for i in rows])).layers.float()  # (L+1, B, T, 2D)
+        layers = bilm.layers(char_tensor(chars, [sentences[i] for i in rows])).float()  # (L+1, B, T, 2D)
         for b, i in enumerate(rows):
             out[i] = select_layer(layers[:, b, : len(sentences[i])], layer).contiguous()
     return out
