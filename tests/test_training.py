@@ -389,3 +389,12 @@ def test_trainer_picks_its_direction_from_the_metric(tmp_path):
     for metric, higher in (("bleu", True), ("accuracy", True), ("perplexity", False), ("loss", False)):
         t = trainer_for(tmp_path / metric, lambda m, key=metric: {key: 1.0}, early_stopping=metric)
         assert t.metric == metric and t.higher_is_better == higher
+
+
+def test_momentum_with_adam_is_an_error():
+    from pydantic import ValidationError
+
+    from attnkit.config.sections import TrainingConfig
+
+    with pytest.raises(ValidationError, match="momentum is an sgd setting"):
+        TrainingConfig(optimizer="adam", momentum=0.9)

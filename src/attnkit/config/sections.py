@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -111,6 +111,12 @@ class TrainingConfig(Section):
     @classmethod
     def _name_alone(cls, value):
         return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _momentum_is_for_sgd(self):
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"momentum is an sgd setting; optimizer {self.optimizer} would ignore it")
+        return self
 
 
 class DecodingConfig(Section):
