@@ -391,10 +391,15 @@ def test_trainer_picks_its_direction_from_the_metric(tmp_path):
         assert t.metric == metric and t.higher_is_better == higher
 
 
-def test_momentum_with_adam_is_an_error():
+def test_settings_of_another_optimizer_are_errors():
     from pydantic import ValidationError
 
     from attnkit.config.sections import TrainingConfig
 
     with pytest.raises(ValidationError, match="momentum is an sgd setting"):
         TrainingConfig(optimizer="adam", momentum=0.9)
+    with pytest.raises(ValidationError, match="adam_betas is an adam / adamw setting"):
+        TrainingConfig(optimizer="sgd", adam_betas=[0.9, 0.999])
+    # a saved run config spells out every default: reading it back is not an error
+    saved = TrainingConfig(optimizer="sgd", momentum=0.9).model_dump()
+    assert TrainingConfig(**saved).adam_betas == [0.9, 0.98]

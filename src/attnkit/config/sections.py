@@ -113,9 +113,12 @@ class TrainingConfig(Section):
         return {"name": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _momentum_is_for_sgd(self):
+    def _optimizer_settings_match(self):
+        # by value, not by "was it set": a run's saved config spells out every default
         if self.momentum and self.optimizer != "sgd":
             raise ValueError(f"momentum is an sgd setting; optimizer {self.optimizer} would ignore it")
+        if self.optimizer == "sgd" and self.adam_betas != type(self).model_fields["adam_betas"].default:
+            raise ValueError("adam_betas is an adam / adamw setting; optimizer sgd would ignore it")
         return self
 
 
