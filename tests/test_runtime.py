@@ -47,3 +47,15 @@ def test_fp32_never_warns(cpu, caplog):
     with caplog.at_level(logging.WARNING, logger="attnkit"):
         assert linear_dtype("fp32") == torch.float32
     assert not caplog.records
+
+
+def test_bf16_needs_the_cpu_instructions_not_just_onednn(monkeypatch):
+    """oneDNN accepts bf16 on any AVX-512 CPU, but without AVX512-BF16 or AMX it emulates it, slower
+    than fp32: only the instructions count."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    for avx512_bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        runtime.native_bf16.cache_clear()
+        assert runtime.native_bf16() is native
+    runtime.native_bf16.cache_clear()

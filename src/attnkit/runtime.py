@@ -40,11 +40,14 @@ def tune_malloc() -> bool:
 
 @functools.cache
 def native_bf16() -> bool:
-    """True where oneDNN has bf16 kernels for this CPU (AVX-512 or AMX). Elsewhere bf16 is no faster:
-    on an AVX2-only AMD EPYC a 1024x1024 bf16 matrix product ran 150 times slower than in fp32."""
+    """True where the CPU has bf16 instructions (AVX512-BF16 or AMX) for oneDNN's kernels. Elsewhere
+    bf16 is slower than fp32, even where oneDNN accepts it: a 1024x1024 matrix product ran 150 times
+    slower on an AVX2-only AMD EPYC, and 4 times slower (60 against 257 GFLOP/s) on an AVX-512
+    Xeon without AVX512-BF16, whose oneDNN still reports bf16 as supported."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN: no fast bf16 either
+        has_instructions = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return bool(has_instructions and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without these checks or oneDNN: no fast bf16
         return False
 
 
