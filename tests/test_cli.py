@@ -52,6 +52,19 @@ def test_console_entry_point_help_and_version():
     assert done.returncode == 0 and done.stdout.startswith("attnkit ")
 
 
+def test_quiet_keeps_stderr_to_warnings_and_train_log_whole(tmp_path, toy_config):
+    """``-q`` quiets the console only: the run directory's train.log still has the run's records."""
+    exe = shutil.which("attnkit", path=str(Path(sys.executable).parent))
+    cmd = [exe] if exe else [sys.executable, "-m", "attnkit.cli.main"]
+    out = tmp_path / "run"
+    done = subprocess.run([*cmd, "-q", "train", str(toy_config()), "--out", str(out), "--max-steps", "3"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "step 3" not in done.stderr
+    log = (out / "train.log").read_text(encoding="utf-8")
+    assert "model with" in log and "parameters" in log and "step 3: loss" in log, log
+
+
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["translate"])

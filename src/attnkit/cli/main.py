@@ -172,8 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="attnkit: %(message)s",
-                        stream=sys.stderr)
+    """Progress on stderr (only warnings and errors with ``--quiet``); the records themselves stay at
+    INFO, so a run directory's train.log is whole however the console was set."""
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("attnkit: %(message)s"))
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.basicConfig(level=logging.INFO, handlers=[console])
 
 
 def main(argv: list[str] | None = None) -> int:
