@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import randomize
 
-from attnkit.decoding.search import beam_decode, filter_logits, greedy_decode, sample_decode
+from attnkit.decoding.search import beam_decode, filter_logits, greedy_decode, sample_categorical, sample_decode
 from attnkit.models.lm import LSTMLanguageModel, TransformerLanguageModel
 from attnkit.specials import EOS, PAD
 
@@ -88,6 +88,21 @@ def test_sampling_is_seeded_and_draws_from_the_distribution():
     p = p / p.sum()
     freq = torch.bincount(first, minlength=V).float() / 400
     assert (freq - p).abs().max() < 0.1
+
+
+def test_sample_categorical_draws_each_row_from_its_distribution():
+    """The inverse-CDF sampler: frequencies match the (unnormalised) weights, tokens of weight 0 (first,
+    middle, last) are never drawn, rows are independent, and a seeded generator repeats its draws."""
+    weights = torch.tensor([[0.0, 2.0, 0.0, 1.0, 5.0, 0.0, 2.0, 0.0],   # sums to 10
+                            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0]])
+    n = 40_000
+    draws = sample_categorical(weights.expand(n, 2, 8), torch.Generator().manual_seed(1))  # (n, 2)
+    assert draws.shape == (n, 2)
+    freq = torch.bincount(draws[:, 0], minlength=8).float() / n
+    assert (freq - weights[0] / 10).abs().max() < 0.01  # about 4 standard errors at p = 0.5
+    assert (draws[:, 1] == 7).all()
+    again = sample_categorical(weights.expand(n, 2, 8), torch.Generator().manual_seed(1))
+    assert torch.equal(draws, again)
 
 
 def test_filter_logits_top_k_and_top_p():

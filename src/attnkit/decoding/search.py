@@ -132,6 +132,20 @@ def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_
     return torch.log_softmax(lp, dim=-1)
 
 
+def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One draw from each row of ``probs`` (..., V), non-negative, not necessarily normalised -> (...).
+
+    By inverting the cumulative sum: token i where cdf[i-1] <= u < cdf[i], for u uniform in
+    [0, cdf[V-1]); a token of probability 0 has an empty interval and is never drawn. The same
+    distribution as ``torch.multinomial(probs, 1)``, which on CPU draws one random number per
+    vocabulary entry: for 160 rows of 8,000, one thread, it took 60 ms against 4 ms here, and
+    scheduled sampling draws at every target position of every batch."""
+    cdf = probs.double().cumsum(-1)  # (..., V); double, so the last entries stay distinct
+    u = torch.rand(cdf.shape[:-1] + (1,), dtype=cdf.dtype, device=cdf.device, generator=generator)
+    index = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)  # (..., 1)
+    return index.squeeze(-1).clamp_max(probs.size(-1) - 1)
+
+
 @torch.no_grad()
 def sample_decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, temperature: float = 1.0,
                   top_k: int = 0, top_p: float = 1.0, min_len: int = 0,
@@ -139,7 +153,7 @@ def sample_decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, 
     """Draw each token from the (tempered, top-k, top-p) distribution; log_prob is under that
     distribution."""
     def choose(lp: Tensor) -> Tensor:
-        return torch.multinomial(lp.exp(), 1, generator=generator).squeeze(1)
+        return sample_categorical(lp.exp(), generator)
 
     return _decode(decoder, state, start, max_len, min_len,
                    lambda x: filter_logits(x, temperature, top_k, top_p), choose)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
+from attnkit.decoding.search import sample_categorical
 from attnkit.models.base import Seq2Seq
 from attnkit.specials import BOS, PAD
 
@@ -61,8 +62,7 @@ def own_choice(logits: Tensor, feed: str, temperature: float = 1.0) -> Tensor:
     logits[..., BOS] = float("-inf")
     if feed == "greedy":
         return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    return torch.multinomial(probs.reshape(-1, probs.size(-1)), 1).view(probs.shape[:-1])
+    return sample_categorical(torch.softmax(logits / temperature, dim=-1))
 
 
 def gold_rate(fed: Tensor, tokens_in: Tensor) -> float:
