@@ -91,8 +91,8 @@ def test_sampling_is_seeded_and_draws_from_the_distribution():
 
 
 def test_sample_categorical_draws_each_row_from_its_distribution():
-    """The inverse-CDF sampler: frequencies match the (unnormalised) weights, tokens of weight 0 (first,
-    middle, last) are never drawn, rows are independent, and a seeded generator repeats its draws."""
+    """The inverse-CDF sampler: each row's frequencies match its own (unnormalised) weights, tokens of
+    weight 0 (first, middle, last) are never drawn, and a seeded generator repeats its draws."""
     weights = torch.tensor([[0.0, 2.0, 0.0, 1.0, 5.0, 0.0, 2.0, 0.0],   # sums to 10
                             [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0]])
     n = 40_000
