@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 import random
 
 import pytest
@@ -58,3 +59,18 @@ def test_modified_discounts_follow_chen_and_goodman():
     y = n1 / (n1 + 2 * n2)
     d = discounts(Counter({1: n1, 2: n2, 3: n3, 4: n4}))
     assert d == pytest.approx((1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3))
+
+
+def test_sentences_start_with_one_bos_counted_raw_at_its_own_order():
+    """As SRILM and KenLM: the first word's context is (<s>), its n-grams keep their raw counts."""
+    data = corpus()
+    lm = KneserNeyLM.train(data, 5)
+    for level in lm.counts:
+        for h in level:
+            assert "<s>" not in h[1:]  # never padded with several <s>, never mid-context
+    first = Counter(s[0] for s in data)
+    assert lm.counts[1][("<s>",)] == dict(first)  # raw counts of the first words, not continuation counts
+    second = Counter((s + [EOS_WORD])[1] for s in data if s[0] == "the")
+    assert lm.counts[2][("<s>", "the")] == dict(second)
+    assert lm._context([]) == ("<s>",) and lm._context(["the"]) == ("<s>", "the")
+    assert lm._context("a the cat sat zebra".split()) == ("the", "cat", "sat", "<unk>")

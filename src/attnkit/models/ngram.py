@@ -12,8 +12,10 @@ Y = n1 / (n1 + 2 n2), D1 = 1 - 2Y n2/n1, D2 = 2 - 3Y n3/n2, D3+ = 3 - 4Y n4/n3. 
 seen falls through to the lower order; the unigram level interpolates with the uniform
 distribution 1/|V|. Every distribution sums to one over the vocabulary (tested).
 
-The vocabulary is the training words plus ``</s>`` and ``<unk>``; ``<s>`` pads the context and is
-never predicted.
+The vocabulary is the training words plus ``</s>`` and ``<unk>``. A sentence starts with one ``<s>``,
+which is never predicted: the first word's context is just ``(<s>)``, the second's ``(<s>, w1)``, as
+SRILM and KenLM do, so an n-gram that starts with ``<s>`` is counted once, at its own order, with its
+raw count (nothing can precede ``<s>``, so a continuation count would mean nothing).
 """
 
 from __future__ import annotations
@@ -66,16 +68,14 @@ class KneserNeyLM:
         lm.vocab = words
         lm.index = {w: i for i, w in enumerate(words)}
         n = order
-        padded_sents = [[BOS_WORD] * (n - 1) + sent + [EOS_WORD] for sent in sentences]
-        # raw counts: every n-gram at the highest order, and lower-order n-grams whose context starts
-        # with <s> (nothing can precede <s>, so continuation counts mean nothing for them)
+        # raw counts: every n-gram at the highest order, and the shorter n-grams that start with <s>
+        # (a word fewer than n - 1 words into its sentence) at their own order
         raw: list[dict[tuple[str, ...], Counter]] = [defaultdict(Counter) for _ in range(n)]
-        for padded in padded_sents:
-            for i in range(n - 1, len(padded)):
-                raw[n - 1][tuple(padded[i - n + 1 : i])][padded[i]] += 1
-                for k in range(1, n - 1):
-                    if padded[i - k] == BOS_WORD:
-                        raw[k][tuple(padded[i - k : i])][padded[i]] += 1
+        for sent in sentences:
+            padded = [BOS_WORD] + sent + [EOS_WORD]
+            for i in range(1, len(padded)):
+                h = tuple(padded[max(0, i - n + 1) : i])  # n - 1 words, or all since <s>
+                raw[len(h)][h][padded[i]] += 1
         levels: list[dict[tuple[str, ...], dict[str, int]]] = [dict() for _ in range(n)]
         levels[n - 1] = {h: dict(c) for h, c in raw[n - 1].items()}
         for k in range(n - 2, -1, -1):  # continuation counts from the order above
@@ -101,12 +101,12 @@ class KneserNeyLM:
 
     # -- probabilities ----------------------------------------------------------------------
     def _context(self, history: list[str]) -> tuple[str, ...]:
-        """The last order-1 words of ``history`` (unknown words as <unk>), padded with <s>."""
+        """The last order-1 words of ``<s> history`` (unknown words as <unk>)."""
         n = self.order - 1
         if n == 0:
             return ()
-        h = [w if w in self.index or w == BOS_WORD else UNK_WORD for w in history[-n:]]
-        return tuple([BOS_WORD] * (n - len(h)) + h)
+        h = [w if w in self.index else UNK_WORD for w in history[-n:]]
+        return tuple(([BOS_WORD] if len(h) < n else []) + h)[-n:]
 
     def _weights(self, k: int, h: tuple[str, ...]) -> tuple[dict[str, int], float, float] | None:
         """Counts after context h at level k, their normaliser, and the back-off weight gamma(h)."""
@@ -126,8 +126,8 @@ class KneserNeyLM:
         word = word if word in self.index else UNK_WORD
         h = self._context(history)
         p = 1.0 / len(self.vocab)
-        for k in range(0, self.order):  # from the unigram level up to the longest context
-            w = self._weights(k, h[len(h) - k :] if k else ())
+        for k in range(0, len(h) + 1):  # from the unigram level up to the longest context
+            w = self._weights(k, h[len(h) - k :])
             if w is None:
                 continue  # unseen context: this level passes the lower distribution through
             counts, total, gamma = w
@@ -139,8 +139,8 @@ class KneserNeyLM:
         """P(. | history) over ``self.vocab`` as a vector that sums to 1."""
         h = self._context(history)
         p = np.full(len(self.vocab), 1.0 / len(self.vocab))
-        for k in range(0, self.order):
-            w = self._weights(k, h[len(h) - k :] if k else ())
+        for k in range(0, len(h) + 1):
+            w = self._weights(k, h[len(h) - k :])
             if w is None:
                 continue
             counts, total, gamma = w
