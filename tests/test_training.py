@@ -8,6 +8,7 @@ import math
 import os
 import random
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,18 @@ def test_constant_schedule_with_warmup():
     assert values[9:] == [pytest.approx(1e-3)] * 21
     with pytest.raises(ValueError):
         make_schedule("cosine", 1e-3, 10, 0.5, 2, 0.0)
+
+
+def test_linear_schedule_warms_up_then_falls_with_the_budget_spent():
+    s = make_schedule("linear", 1e-3, 10, 0.5, 2, 0.0)
+    assert lrs(s, 5)[4] == pytest.approx(5e-4)  # warmup: update 5 of 10
+    s.progress = 0.25
+    assert s.lr() == pytest.approx(1e-3 * 0.6 * 0.75)  # update 6: warmup factor 0.6, a quarter spent
+    s.progress = 1.0
+    assert s.lr() == 0.0
+    again = make_schedule("linear", 1e-3, 10, 0.5, 2, 0.0)
+    again.load_state_dict(s.state_dict())
+    assert again.progress == 1.0 and again.step_count == 5
 
 
 def test_plateau_halves_after_patience_bad_validations():
@@ -182,6 +195,29 @@ def test_trainer_max_steps_and_closing_validation(tmp_path):
     assert result.state.stopped == "max_steps" and result.state.step == 3
     assert [r["step"] for r in records(tmp_path) if "valid_bleu" in r] == [3]  # validated once at the end
     assert (tmp_path / BEST).is_file()
+
+
+def test_linear_schedule_reaches_zero_at_the_last_step_or_the_deadline(tmp_path):
+    trainer = trainer_for(tmp_path, lambda m: {"bleu": 1.0, "loss": 1.0}, schedule="linear", valid_every=100)
+    used, step = [], trainer.train_step
+
+    def spy(batch):
+        out = step(batch)
+        used.append(trainer.optimizer.param_groups[0]["lr"])
+        return out
+
+    trainer.train_step = spy
+    trainer.run(max_steps=8)
+    assert used == pytest.approx([1e-3 * (1 - k / 8) for k in range(8)])  # update k+1 after k of 8 spent
+    trainer.schedule.progress, now = 0.0, time.monotonic()
+    spent = trainer.budget(0, now + 100)
+    assert spent(0, now + 50) == pytest.approx(0.5, abs=1e-3)  # by time: half the minutes
+    trainer.schedule.progress = 0.5  # a resumed run goes on from where its schedule stopped
+    assert trainer.budget(0, now + 100)(0, now + 50) == pytest.approx(0.75, abs=1e-3)
+    assert trainer.budget(10, now + 100)(8, now + 1) == pytest.approx(0.8)  # whichever is further along
+    with pytest.raises(UserError, match="training.schedule: linear decays to zero at the end of the budget"):
+        trainer.budget(0, None)
+    assert trainer_for(tmp_path / "c", lambda m: {"bleu": 1.0, "loss": 1.0}).budget(0, None) is None
 
 
 def test_trainer_refuses_a_non_finite_loss(tmp_path):

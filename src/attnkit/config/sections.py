@@ -84,7 +84,9 @@ class TrainingConfig(Section):
     adam_betas: list[float] = [0.9, 0.98]
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="sgd only: heavy-ball momentum; 0: plain SGD")
     weight_decay: float = Field(0.0, ge=0.0)
-    schedule: Literal["inverse_sqrt", "plateau", "constant"] = "inverse_sqrt"
+    schedule: Literal["inverse_sqrt", "plateau", "constant", "linear"] = Field(
+        "inverse_sqrt", description="linear: down to zero at the end of the budget (max_steps, --max-steps "
+                                    "or --max-minutes)")
     warmup_steps: int = Field(4000, ge=0)
     plateau_factor: float = Field(0.5, gt=0.0, lt=1.0)
     plateau_patience: int = Field(2, ge=0)

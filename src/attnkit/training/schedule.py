@@ -62,6 +62,26 @@ class Plateau(Schedule):
         self.bad = state["bad"]
 
 
+class Linear(Schedule):
+    """Warmup, then a straight line down to zero at the end of the run's budget: the schedule that
+    does best when training time is fixed (Li et al. 2020, "Budgeted training"). The trainer sets
+    ``progress``, the fraction of the budget (``max_steps`` or the time limit) already spent."""
+
+    def __init__(self, lr: float, warmup: int):
+        super().__init__(lr, warmup)
+        self.progress = 0.0
+
+    def factor(self, step: int) -> float:
+        return super().factor(step) * max(0.0, 1.0 - self.progress)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "progress": self.progress}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.progress = state["progress"]
+
+
 def make_schedule(kind: str, lr: float, warmup: int, factor: float, patience: int, min_lr: float) -> Schedule:
     if kind == "inverse_sqrt":
         return InverseSqrt(lr, warmup)
@@ -69,4 +89,6 @@ def make_schedule(kind: str, lr: float, warmup: int, factor: float, patience: in
         return Plateau(lr, warmup, factor, patience, min_lr)
     if kind == "constant":
         return Schedule(lr, warmup)
+    if kind == "linear":
+        return Linear(lr, warmup)
     raise ValueError(f"unknown schedule {kind!r}")

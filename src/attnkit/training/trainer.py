@@ -175,12 +175,32 @@ class Trainer:
         self.last_valid_seconds = seconds
         return scores
 
+    def budget(self, max_steps: int, deadline: float | None) -> Callable[[int, float], float] | None:
+        """For a schedule that decays over the budget: (step, now) -> the fraction of it spent, the larger
+        of the steps' and the time's. The time counts from this call, starting where a resumed
+        schedule left off."""
+        if not hasattr(self.schedule, "progress"):
+            return None
+        if not max_steps and deadline is None:
+            raise UserError(f"training.schedule: {self.cfg.schedule} decays to zero at the end of the budget; "
+                            "give training.max_steps, --max-steps or --max-minutes")
+        start, done = time.monotonic(), self.schedule.progress
+
+        def spent(step: int, now: float) -> float:
+            by_steps = step / max_steps if max_steps else 0.0
+            by_time = (done + (1.0 - done) * (now - start) / max(deadline - start, 1e-9)
+                       if deadline is not None else 0.0)
+            return min(1.0, max(by_steps, by_time))
+
+        return spent
+
     def run(self, max_steps: int = 0, deadline: float | None = None, reserve_factor: float = 1.0) -> Result:
         """Train until convergence (early stopping), ``max_steps``, ``max_epochs`` or ``deadline``
         (a ``time.monotonic()`` value; the loop leaves ``reserve_factor`` x the last validation's
         duration for the final validation)."""
         cfg, st = self.cfg, self.state
         max_steps = max_steps or cfg.max_steps
+        budget = self.budget(max_steps, deadline)
         self.last_valid_seconds = 0.0
         flag: dict = {}
         last_scores: dict = {}
@@ -197,6 +217,8 @@ class Trainer:
                 batches = self.epoch_batches(st.epoch)
                 while st.batch_in_epoch < len(batches):
                     t0 = time.monotonic()
+                    if budget:
+                        self.schedule.progress = budget(st.step, t0)
                     loss, n_tok, stats = self.train_step(self.make_batch(batches[st.batch_in_epoch]))
                     if not math.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss} at step {st.step + 1}; lower training.lr")
