@@ -141,3 +141,28 @@ def test_contextual_embedder_mixes_the_bilm_layers_and_trains_only_what_is_not_f
     below_softmax = [p for name, p in lm.named_parameters() if not name.startswith("W_out")]
     assert all((p.grad is None) is freeze for p in below_softmax)
     assert lm.W_out.weight.grad is None
+
+
+def test_cached_frozen_layers_equal_the_lm_and_are_computed_once_per_sentence():
+    from attnkit.models.bilm import ContextualEmbedder
+
+    lm = randomize(BidirectionalLM(10, 15, 4, 3, 6, 2, 0.1))
+    embedder = ContextualEmbedder(lm, freeze=True, cache=True).train()
+    calls = []
+    layers = lm.layers
+    lm.layers = lambda chars: calls.append(chars.size(0)) or layers(chars)
+    chars = chars_of(WORDS)
+    cached = embedder.cached_layers(chars)
+    mask = (WORDS != 0)[None, :, :, None]  # real words; padding is zero in the cache
+    torch.testing.assert_close(cached, layers(chars) * mask, atol=1e-6, rtol=1e-5)
+    assert calls == [3] and len(embedder.cache) == 3
+    # the same sentences again, in another order, another batch width and padding: nothing computed
+    again = chars_of(torch.tensor([[4, 0, 0, 0, 0], [5, 6, 7, 8, 0]]), max_chars=7)
+    torch.testing.assert_close(embedder.cached_layers(again)[:, :, :4], cached[:, [2, 0]])
+    assert calls == [3]
+    mixed = embedder(chars_of(torch.tensor([[9, 4], [8, 8]])))  # one sentence seen, one new
+    assert calls == [3, 1] and mixed.shape == (2, 2, lm.output_dim)
+    embedder.eval()
+    embedder(chars)  # evaluation reads the LM itself, and keeps nothing
+    assert calls == [3, 1, 3] and len(embedder.cache) == 4
+    assert ContextualEmbedder(lm, freeze=False, cache=True).cache is None  # a fine-tuned LM changes: no cache

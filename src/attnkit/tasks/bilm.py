@@ -155,9 +155,9 @@ class Contextual:
         self.chars, self.embedder = chars, embedder
 
     @classmethod
-    def load(cls, path: str | Path, freeze: bool, weights: bool = True) -> Contextual:
+    def load(cls, path: str | Path, freeze: bool, weights: bool = True, cache: bool = False) -> Contextual:
         """From a bilm run directory (``weights``: load its trained weights; a downstream model's own
-        checkpoint already holds them)."""
+        checkpoint already holds them; ``cache``: see ``ContextualEmbedder``)."""
         path = Path(path)
         for name in FILES[: 4 if weights else 3]:
             if not (path / name).is_file():
@@ -170,7 +170,7 @@ class Contextual:
         bilm = build_bilm(cfg, len(chars), len(words))
         if weights:
             load_best_weights(bilm, path)
-        return cls(chars, ContextualEmbedder(bilm, freeze))
+        return cls(chars, ContextualEmbedder(bilm, freeze, cache))
 
     @staticmethod
     def copy_files(src: str | Path, dst: Path) -> None:

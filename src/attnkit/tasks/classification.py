@@ -119,11 +119,11 @@ def build(cfg: ClassificationConfig, tok: Tokenizer, labels: list[str], out: Pat
         return build_classifier(cfg.model, len(tok), len(labels)), Encoder(tok, labels, max_len, cfg.vocab.lowercase)
     if cfg.model.arch != "rnn_classifier":
         raise UserError("embeddings.contextual: only the rnn_classifier reads contextual vectors")
+    # a fresh run reads the trained weights; a resumed one gets them from its own checkpoint
+    ctx = Contextual.load(resolve_path(e.contextual) if fresh else out / "bilm", e.freeze_contextual,
+                          weights=fresh, cache=e.cache_contextual)
     if fresh:
-        ctx = Contextual.load(resolve_path(e.contextual), e.freeze_contextual)
         Contextual.copy_files(resolve_path(e.contextual), out / "bilm")
-    else:
-        ctx = Contextual.load(out / "bilm", e.freeze_contextual, weights=False)
     model = build_classifier(cfg.model, len(tok), len(labels), ctx.embedder.output_dim)
     return WithContextualEmbeddings(model, ctx.embedder), Encoder(tok, labels, max_len, cfg.vocab.lowercase, ctx)
 

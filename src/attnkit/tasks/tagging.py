@@ -149,11 +149,11 @@ def build(cfg: TaggingConfig, vocabs: Vocabularies, out: Path, fresh: bool) -> t
         return build_tagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags))
     if cfg.model.arch != "rnn_tagger":
         raise UserError("embeddings.contextual: only the rnn_tagger reads contextual vectors")
+    # a fresh run reads the trained weights; a resumed one gets them from its own checkpoint
+    vocabs.contextual = Contextual.load(resolve_path(e.contextual) if fresh else out / "bilm", e.freeze_contextual,
+                                        weights=fresh, cache=e.cache_contextual)
     if fresh:
-        vocabs.contextual = Contextual.load(resolve_path(e.contextual), e.freeze_contextual)
         Contextual.copy_files(resolve_path(e.contextual), out / "bilm")
-    else:
-        vocabs.contextual = Contextual.load(out / "bilm", e.freeze_contextual, weights=False)
     embedder = vocabs.contextual.embedder
     tagger = build_tagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags), embedder.output_dim)
     return WithContextualEmbeddings(tagger, embedder)
