@@ -94,8 +94,8 @@ class ContextualEmbedder(nn.Module):
     always trained.
 
     A frozen LM gives a sentence the same layers every epoch, so with ``cache`` they are computed once,
-    during training, and kept (4 (L + 1) 2D bytes a word: 6 KB for configs/bilm-elmo.yaml); the
-    downstream model then trains about as fast as without ELMo."""
+    during training, and kept (4 (L + 1) 2D bytes a word: 6 KB for configs/bilm-elmo.yaml): the LM then
+    runs in the first epoch only."""
 
     def __init__(self, bilm: BidirectionalLM, freeze: bool, cache: bool = False):
         super().__init__()
