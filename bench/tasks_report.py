@@ -13,7 +13,8 @@ RESULTS = Path(__file__).parent / "results"
 
 # (config, what is scored, where it is read in the summary, the anchor beside it)
 ROWS = [
-    ("ewt-bilstm-tagger", "EWT test UPOS %", ("test", "accuracy"), "Stanza 96.2 (raw text); UDPipe 2 97.5 (contextual embeddings)"),
+    ("ewt-bilstm-tagger", "EWT test UPOS %", ("test", "accuracy"),
+     "Stanza 96.2 (raw text); UDPipe 2 97.5 (contextual embeddings)"),
     ("ewt-transformer-tagger", "EWT test UPOS %", ("test", "accuracy"), ""),
     ("ewt-bilstm-glove-tagger", "EWT test UPOS %", ("test", "accuracy"), "the BiLSTM tagger without GloVe, above"),
     ("ewt-bilstm-elmo-tagger", "EWT test UPOS %", ("test", "accuracy"), "the BiLSTM tagger without ELMo, above"),
@@ -21,12 +22,14 @@ ROWS = [
     ("sst2-bag-of-embeddings", "SST-2 dev accuracy %", ("valid", "accuracy"), "the one-to-one baseline"),
     ("sst2-bilstm-last", "SST-2 dev accuracy %", ("valid", "accuracy"), ""),
     ("sst2-bilstm-mean", "SST-2 dev accuracy %", ("valid", "accuracy"), ""),
-    ("sst2-bilstm-attention", "SST-2 dev accuracy %", ("valid", "accuracy"), "CNN without pretrained vectors (Kim 2014) 82.7 on test"),
+    ("sst2-bilstm-attention", "SST-2 dev accuracy %", ("valid", "accuracy"),
+     "CNN without pretrained vectors (Kim 2014) 82.7 on test"),
     ("sst2-transformer", "SST-2 dev accuracy %", ("valid", "accuracy"), ""),
     ("sst2-bilstm-glove", "SST-2 dev accuracy %", ("valid", "accuracy"), "an LSTM with GloVe vectors about 87"),
     ("sst2-bilstm-elmo", "SST-2 dev accuracy %", ("valid", "accuracy"), "the attention BiLSTM without ELMo, above"),
     ("ptb-kneser-ney", "PTB test perplexity", ("test", "perplexity"), "KN5 about 141"),
-    ("ptb-lstm-lm", "PTB test perplexity", ("test", "perplexity"), "PyTorch example (650 tied, 40 epochs) 76; AWD-LSTM 58.8"),
+    ("ptb-lstm-lm", "PTB test perplexity", ("test", "perplexity"),
+     "PyTorch example (650 tied, 40 epochs) 76; AWD-LSTM 58.8"),
     ("ptb-transformer-lm", "PTB test perplexity", ("test", "perplexity"), ""),
     ("bilm-elmo", "EWT dev perplexity (both directions)", ("valid", "perplexity"), ""),
 ]
