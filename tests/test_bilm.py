@@ -35,6 +35,23 @@ def bilm_dir(tmp_path):
     return tmp_path / "bilm"
 
 
+def test_bilm_with_an_adaptive_softmax_learns_and_checks_its_cutoffs(tmp_path, bilm_dir, capsys):
+    from attnkit.cli.main import main
+
+    def config(cutoffs: list[int]) -> str:
+        text = (bilm_dir.parent / "bilm.yaml").read_text()
+        path = tmp_path / f"bilm{len(list(tmp_path.glob('*.yaml')))}.yaml"
+        path.write_text(text.replace("  dropout: 0.0\n", f"  dropout: 0.0\n  adaptive_softmax: {cutoffs}\n"))
+        return str(path)
+
+    summary = train(config([6, 20]), tmp_path / "run", max_steps=100, progress=False)
+    assert summary["valid"]["perplexity"] < 10  # as the full softmax of the fixture
+    for cutoffs, error in (([6, 100000], "must stay below the"), ([2, 4, 6], "need model.dim of at least 64"),
+                           ([20, 6], "positive and increasing")):
+        assert main(["-q", "train", config(cutoffs), "--out", str(tmp_path / "x")]) == 2
+        assert error in capsys.readouterr().err
+
+
 def with_contextual(cfg_path, bilm_dir, freeze: bool = True):
     cfg_path.write_text(cfg_path.read_text() + f"embeddings:\n  contextual: {bilm_dir}\n"
                         f"  freeze_contextual: {str(freeze).lower()}\n")

@@ -110,11 +110,12 @@ def test_reverse_padded():
     assert reverse_padded(x, torch.tensor([4, 2])).tolist() == [[4, 3, 2, 1], [6, 5, 0, 0]]
 
 
-def test_bilm_directions_never_see_the_word_they_predict():
-    lm = randomize(BidirectionalLM(10, 15, 4, 3, 6, 2, 0.1)).eval()
+@pytest.mark.parametrize("cutoffs", [None, [4, 9]], ids=["softmax", "adaptive"])
+def test_bilm_directions_never_see_the_word_they_predict(cutoffs):
+    lm = randomize(BidirectionalLM(10, 15, 4, 3, 16, 2, 0.1, cutoffs)).eval()
     words = torch.tensor([[5, 6, 7, 8, 9]])
     base = lm(chars_of(words))
-    assert base.layers.shape == (3, 1, 5, 12)
+    assert base.layers.shape == (3, 1, 5, 32)
     for t in range(5):
         changed = words.clone()
         changed[0, t] = 11  # different characters
@@ -124,6 +125,16 @@ def test_bilm_directions_never_see_the_word_they_predict():
         # backward position s predicts word s-1 from words >= s: unaffected for s > t
         torch.testing.assert_close(out.backward_logits[0, t + 1 :], base.backward_logits[0, t + 1 :])
         assert not torch.allclose(out.forward_logits[0, t:], base.forward_logits[0, t:])
+
+
+@pytest.mark.parametrize("cutoffs", [None, [4, 9]], ids=["softmax", "adaptive"])
+def test_bilm_output_is_a_distribution_and_target_log_probs_read_it(cutoffs):
+    lm = randomize(BidirectionalLM(10, 15, 4, 3, 16, 2, 0.1, cutoffs), std=0.3).eval()
+    h = torch.randn(7, 16)
+    log_p = torch.log_softmax(lm.logits(h).float(), -1)  # (7, 15): every word of every cluster
+    torch.testing.assert_close(log_p.exp().sum(-1), torch.ones(7))
+    targets = torch.tensor([0, 3, 4, 8, 9, 14, 2])  # words of the head and of both tail clusters
+    torch.testing.assert_close(lm.target_log_probs(h, targets), log_p.gather(1, targets[:, None]).squeeze(1))
 
 
 @pytest.mark.parametrize("freeze", [True, False])

@@ -141,6 +141,17 @@ class BiLMConfig(Section):
     dim: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    adaptive_softmax: list[int] = Field(
+        [], description="cutoffs of an adaptive softmax (Grave et al. 2017) over the words it predicts, most "
+                        "frequent first, e.g. [2000]: each rarer cluster costs a fraction of a full softmax; "
+                        "[]: a full softmax")
+
+    @field_validator("adaptive_softmax")
+    @classmethod
+    def _increasing(cls, cutoffs: list[int]) -> list[int]:
+        if any(c <= 0 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])):
+            raise ValueError("the cutoffs must be positive and increasing")
+        return cutoffs
 
 
 # -- captioning -------------------------------------------------------------------------------------

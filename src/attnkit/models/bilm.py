@@ -7,6 +7,9 @@ direction ever sees the word it predicts. The contextual vector of word t mixes 
     layer 0:  [x_t ; x_t]               layer j:  [h_fwd_{t,j} ; h_bwd_{t,j}]
 
 with learned softmax weights and a scale (``ScalarMix``), one mix per downstream task.
+
+Both directions share one output layer: a full softmax, or an adaptive softmax (Grave et al. 2017)
+whose rarer words sit in smaller clusters that only their own positions pay for.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from attnkit.masks import padding_mask
 
 @dataclass
 class BiLMOutput:
-    forward_logits: Tensor  # (B, T, V): position t predicts word t+1
+    forward_logits: Tensor  # (B, T, V): position t predicts word t+1 (log-probabilities if adaptive)
     backward_logits: Tensor  # (B, T, V): position t predicts word t-1
     layers: Tensor  # (L + 1, B, T, 2 * D) the representations ELMo mixes
 
@@ -57,13 +60,15 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
 
 class BidirectionalLM(nn.Module):
     def __init__(self, num_chars: int, vocab_size: int, char_dim: int, char_hidden: int, dim: int,
-                 num_layers: int, dropout: float):
+                 num_layers: int, dropout: float, adaptive_cutoffs: list[int] | None = None):
         super().__init__()
         self.chars = CharWordEncoder(num_chars, char_dim, char_hidden)
         self.project = nn.Linear(self.chars.output_dim, dim)
         self.forward_lm = LSTMStack(dim, num_layers, dropout)
         self.backward_lm = LSTMStack(dim, num_layers, dropout)
-        self.W_out = nn.Linear(dim, vocab_size)  # one softmax shared by both directions
+        # one output layer shared by both directions; word ids must run from the most frequent
+        self.W_out = (nn.AdaptiveLogSoftmaxWithLoss(dim, vocab_size, adaptive_cutoffs, div_value=4.0)
+                      if adaptive_cutoffs else nn.Linear(dim, vocab_size))
         self.dropout, self.num_layers, self.dim = dropout, num_layers, dim
 
     @property
@@ -81,11 +86,29 @@ class BidirectionalLM(nn.Module):
         bwd = [reverse_padded(h, lengths) for h in self.backward_lm(reverse_padded(x_in, lengths))]
         return torch.stack([torch.cat([x, x], -1)] + [torch.cat([f, b], -1) for f, b in zip(fwd, bwd)])
 
+    def tops(self, chars: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The top layer of each direction (after dropout), each (B, T, D), and all layers (L+1, B, T, 2D)."""
+        layers = self.layers(chars)
+        top_f, top_b = dropout(layers[-1], self.dropout, self.training).chunk(2, -1)
+        return top_f, top_b, layers
+
     def forward(self, chars: Tensor) -> BiLMOutput:
         """chars (B, T, C) character ids of each word -> logits of both directions and all layers."""
-        layers = self.layers(chars)  # (L+1, B, T, 2D)
-        top_f, top_b = dropout(layers[-1], self.dropout, self.training).chunk(2, -1)  # each (B, T, D)
-        return BiLMOutput(self.W_out(top_f), self.W_out(top_b), layers)
+        top_f, top_b, layers = self.tops(chars)
+        return BiLMOutput(self.logits(top_f), self.logits(top_b), layers)
+
+    def logits(self, h: Tensor) -> Tensor:
+        """(..., D) -> (..., V) over every word (an adaptive softmax's log-probabilities: all its clusters)."""
+        if isinstance(self.W_out, nn.AdaptiveLogSoftmaxWithLoss):
+            return self.W_out.log_prob(h.reshape(-1, h.size(-1)).float()).view(*h.shape[:-1], -1)
+        return self.W_out(h)
+
+    def target_log_probs(self, h: Tensor, targets: Tensor) -> Tensor:
+        """h (N, D), targets (N,) -> (N,) log P(target); an adaptive softmax computes only the clusters the
+        targets fall in."""
+        if isinstance(self.W_out, nn.AdaptiveLogSoftmaxWithLoss):
+            return self.W_out(h.float(), targets).output
+        return torch.log_softmax(self.W_out(h).float(), -1).gather(1, targets.unsqueeze(1)).squeeze(1)
 
 
 class ContextualEmbedder(nn.Module):

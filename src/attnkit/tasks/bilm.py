@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from attnkit.config import BiLMTaskConfig, load_config, resolve_path
@@ -92,19 +91,25 @@ class BiLMLoss:
     name = "teacher_forcing"
 
     def loss(self, model: BidirectionalLM, batch: BiLMBatch, step: int) -> tuple[Tensor, int, dict]:
-        out = model(batch.chars)
-        V = out.forward_logits.size(-1)
-        loss = sum(F.cross_entropy(logits.float().reshape(-1, V), labels.reshape(-1), ignore_index=IGNORE,
-                                   reduction="sum")
-                   for logits, labels in ((out.forward_logits, batch.forward_labels),
-                                          (out.backward_logits, batch.backward_labels)))
-        n = int((batch.forward_labels != IGNORE).sum() + (batch.backward_labels != IGNORE).sum())
+        top_f, top_b, _ = model.tops(batch.chars)  # each (B, T, D)
+        loss, n = top_f.new_zeros((), dtype=torch.float32), 0
+        for h, labels in ((top_f, batch.forward_labels), (top_b, batch.backward_labels)):
+            real = labels != IGNORE  # (B, T)
+            loss = loss - model.target_log_probs(h[real], labels[real]).sum()
+            n += int(real.sum())
         return loss, n, {}
 
 
 def build_bilm(cfg: BiLMTaskConfig, num_chars: int, num_words: int) -> BidirectionalLM:
     m = cfg.model
-    return BidirectionalLM(num_chars, num_words, m.char_dim, m.char_hidden, m.dim, m.num_layers, m.dropout)
+    if m.adaptive_softmax and m.adaptive_softmax[-1] >= num_words:
+        raise UserError(f"model.adaptive_softmax: cutoffs {m.adaptive_softmax} must stay below the "
+                        f"{num_words} words the model predicts")
+    if m.dim // 4 ** len(m.adaptive_softmax) < 1:  # each cluster projects to a quarter of the one before
+        raise UserError(f"model.adaptive_softmax: {len(m.adaptive_softmax)} clusters need model.dim of at least "
+                        f"{4 ** len(m.adaptive_softmax)}")
+    return BidirectionalLM(num_chars, num_words, m.char_dim, m.char_hidden, m.dim, m.num_layers, m.dropout,
+                           m.adaptive_softmax or None)
 
 
 def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
