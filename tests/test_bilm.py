@@ -46,7 +46,7 @@ def test_bilm_with_an_adaptive_softmax_learns_and_checks_its_cutoffs(tmp_path, b
 
     summary = train(config([6, 20]), tmp_path / "run", max_steps=100, progress=False)
     assert summary["valid"]["perplexity"] < 10  # as the full softmax of the fixture
-    for cutoffs, error in (([6, 100000], "must stay below the"), ([2, 4, 6], "need model.dim of at least 64"),
+    for cutoffs, error in (([6, 100000], "must stay below the"), ([2, 4, 6], "need dim of at least 64"),
                            ([20, 6], "positive and increasing")):
         assert main(["-q", "train", config(cutoffs), "--out", str(tmp_path / "x")]) == 2
         assert error in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from attnkit.config.sections import Section
 
@@ -152,6 +152,13 @@ class BiLMConfig(Section):
         if any(c <= 0 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])):
             raise ValueError("the cutoffs must be positive and increasing")
         return cutoffs
+
+    @model_validator(mode="after")
+    def _clusters_fit_dim(self) -> BiLMConfig:
+        if self.dim // 4 ** len(self.adaptive_softmax) < 1:  # each cluster projects to a quarter of the one before
+            raise ValueError(f"adaptive_softmax: {len(self.adaptive_softmax)} clusters need dim of at least "
+                             f"{4 ** len(self.adaptive_softmax)}")
+        return self
 
 
 # -- captioning -------------------------------------------------------------------------------------

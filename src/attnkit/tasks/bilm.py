@@ -105,9 +105,6 @@ def build_bilm(cfg: BiLMTaskConfig, num_chars: int, num_words: int) -> Bidirecti
     if m.adaptive_softmax and m.adaptive_softmax[-1] >= num_words:
         raise UserError(f"model.adaptive_softmax: cutoffs {m.adaptive_softmax} must stay below the "
                         f"{num_words} words the model predicts")
-    if m.dim // 4 ** len(m.adaptive_softmax) < 1:  # each cluster projects to a quarter of the one before
-        raise UserError(f"model.adaptive_softmax: {len(m.adaptive_softmax)} clusters need model.dim of at least "
-                        f"{4 ** len(m.adaptive_softmax)}")
     return BidirectionalLM(num_chars, num_words, m.char_dim, m.char_hidden, m.dim, m.num_layers, m.dropout,
                            m.adaptive_softmax or None)
 
