@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import write_yaml
 from test_classification import cls_config, text, write_tsv
-from test_tagging import BILSTM, sentence, tag_config, write_conllu
+from test_tagging import BILSTM, TRANSFORMER, sentence, tag_config, write_conllu
 
 from attnkit.tasks.classification import Classifier
 from attnkit.tasks.tagging import Tagger
@@ -58,11 +58,12 @@ def with_contextual(cfg_path, bilm_dir, freeze: bool = True):
     return cfg_path
 
 
-def test_tagger_with_contextual_embeddings_trains_and_reloads(tmp_path, bilm_dir):
+@pytest.mark.parametrize("model", [BILSTM, TRANSFORMER], ids=["bilstm", "transformer"])
+def test_tagger_with_contextual_embeddings_trains_and_reloads(tmp_path, bilm_dir, model):
     r = random.Random(0)
     corpus = {split: write_conllu(tmp_path / f"{split}.conllu", [sentence(r) for _ in range(n)])
               for split, n in (("train", 200), ("valid", 30), ("test", 30))}
-    cfg = with_contextual(tag_config(tmp_path, corpus, BILSTM), bilm_dir)
+    cfg = with_contextual(tag_config(tmp_path, corpus, model), bilm_dir)
     summary = train(cfg, tmp_path / "run", max_steps=150, progress=False)
     assert summary["test"]["accuracy"] >= 95.0
     tagger = Tagger.load(tmp_path / "run")  # rebuilt from run/bilm + the tagger's own checkpoint
@@ -76,16 +77,33 @@ def test_tagger_with_contextual_embeddings_trains_and_reloads(tmp_path, bilm_dir
         assert torch.equal(value, pretrained[name]), name
 
 
-def test_classifier_with_contextual_embeddings(tmp_path, bilm_dir):
+@pytest.mark.parametrize("model", [
+    {"arch": "rnn_classifier", "embed_dim": 16, "hidden": 16, "pooling": "attention", "attention_dim": 8,
+     "dropout": 0.0},
+    {"arch": "transformer_classifier", "d_model": 16, "num_heads": 2, "ff_dim": 32, "num_layers": 1,
+     "dropout": 0.0, "pooling": "attention", "attention_dim": 8},
+], ids=["bilstm", "transformer"])
+def test_classifier_with_contextual_embeddings(tmp_path, bilm_dir, model):
     r = random.Random(1)
     corpus = {split: write_tsv(tmp_path / f"{split}.tsv", [text(r) for _ in range(n)])
               for split, n in (("train", 300), ("valid", 40), ("test", 40))}
-    model = {"arch": "rnn_classifier", "embed_dim": 16, "hidden": 16, "pooling": "attention", "attention_dim": 8,
-             "dropout": 0.0}
     cfg = with_contextual(cls_config(tmp_path, corpus, model), bilm_dir, freeze=False)
     summary = train(cfg, tmp_path / "run", max_steps=150, progress=False)
     assert summary["test"]["accuracy"] >= 90.0
     assert len(Classifier.load(tmp_path / "run").classify(["great film", "awful"])) == 2
+
+
+def test_the_bag_of_embeddings_baseline_refuses_contextual_vectors(tmp_path, bilm_dir, capsys):
+    from attnkit.cli.main import main
+
+    r = random.Random(1)
+    corpus = {split: write_tsv(tmp_path / f"{split}.tsv", [text(r) for _ in range(n)])
+              for split, n in (("train", 30), ("valid", 5), ("test", 5))}
+    model = {"arch": "bag_of_embeddings", "embed_dim": 8, "hidden": 8}
+    cfg = with_contextual(cls_config(tmp_path, corpus, model), bilm_dir)
+    assert main(["-q", "train", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "embeddings" in err and "bag_of_embeddings is the baseline" in err and len(err.strip().splitlines()) == 1
 
 
 def test_embed_command_writes_the_layers_of_every_word(tmp_path, bilm_dir, capsys):

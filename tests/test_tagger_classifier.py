@@ -65,14 +65,16 @@ def test_char_encoder_gives_zero_for_padding_and_context_free_word_vectors():
     (lambda: RNNTagger(12, 5, 8, 6, 2, 0.1, num_chars=10, char_dim=4, char_hidden=3), "chars"),
     (lambda: RNNTagger(12, 5, 8, 6, 1, 0.1, cell="gru", extra_dim=7), "extra"),
     (lambda: TransformerTagger(12, 5, 8, 2, 16, 2, 0.1, 0.1, "sinusoidal", "pre", 32), "words"),
-], ids=["bilstm-chars", "bigru-extra", "transformer"])
+    (lambda: TransformerTagger(12, 5, 8, 2, 16, 2, 0.1, 0.1, "sinusoidal", "pre", 32, num_chars=10, char_dim=4,
+                               char_hidden=3, extra_dim=7), "chars+extra"),
+], ids=["bilstm-chars", "bigru-extra", "transformer", "transformer-chars-extra"])
 def test_tagger_gives_one_tag_per_word_independent_of_padding(make, inputs):
     tagger = randomize(make()).eval()
     extra = torch.randn(3, 6, 7)
 
     def run(words):
-        return tagger(words, chars=chars_of(words) if inputs == "chars" else None,
-                      extra=extra[:, : words.size(1)] if inputs == "extra" else None)
+        return tagger(words, chars=chars_of(words) if "chars" in inputs else None,
+                      extra=extra[:, : words.size(1)] if "extra" in inputs else None)
 
     logits = run(WORDS)
     assert logits.shape == (3, 4, 5)
@@ -87,13 +89,15 @@ def test_tagger_gives_one_tag_per_word_independent_of_padding(make, inputs):
     lambda: RNNClassifier(12, 3, 8, 6, 2, "mean", 5, 0.1),
     lambda: RNNClassifier(12, 3, 8, 6, 1, "attention", 5, 0.1),
     lambda: TransformerClassifier(12, 3, 8, 2, 16, 1, 0.1, 0.1, "sinusoidal", "pre", 32, "attention", 5),
-], ids=["boe", "bilstm-last", "bilstm-mean", "bilstm-attention", "transformer-attention"])
+    lambda: TransformerClassifier(12, 3, 8, 2, 16, 1, 0.1, 0.1, "sinusoidal", "pre", 32, "mean", 5, extra_dim=7),
+], ids=["boe", "bilstm-last", "bilstm-mean", "bilstm-attention", "transformer-attention", "transformer-extra"])
 def test_classifier_one_prediction_per_text_independent_of_padding(make):
     model = randomize(make()).eval()
-    out = model(WORDS)
+    extra = torch.randn(3, 7, 7) if getattr(model, "W_extra", None) is not None else None
+    out = model(WORDS, extra=None if extra is None else extra[:, :4])
     assert out.logits.shape == (3, 3)
     padded = torch.cat([WORDS, torch.zeros(3, 3, dtype=torch.long)], 1)
-    torch.testing.assert_close(model(padded).logits, out.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(padded, extra=extra).logits, out.logits, atol=1e-5, rtol=1e-5)
     if out.attention is not None:
         assert (out.attention[WORDS == 0] == 0).all()
 

@@ -81,6 +81,9 @@ class RNNTaggerConfig(Section):
 class TransformerTaggerConfig(TransformerBlocks):
     arch: Literal["transformer_tagger"] = "transformer_tagger"
     num_layers: int = Field(4, ge=1)
+    char_dim: int = Field(32, ge=0, description="0: no character features (a character BiLSTM per word, "
+                          "projected to d_model and added to the word's embedding)")
+    char_hidden: int = Field(64, ge=1, description="per direction of the character BiLSTM")
 
 
 # -- classification ---------------------------------------------------------------------------------

@@ -111,6 +111,9 @@ class ClassificationConfig(Section):
         vocab = info.data.get("vocab")
         if (embeddings.pretrained or embeddings.contextual) and vocab is not None and vocab.level != "word":
             raise ValueError("pretrained and contextual word vectors need vocab.level: word")
+        if embeddings.contextual and getattr(info.data.get("model"), "arch", None) == "bag_of_embeddings":
+            raise ValueError("contextual vectors are read by rnn_classifier and transformer_classifier; "
+                             "bag_of_embeddings is the baseline of word embeddings alone")
         return embeddings
 
 

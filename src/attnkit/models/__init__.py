@@ -65,7 +65,8 @@ def build_tagger(cfg: RNNTaggerConfig | TransformerTaggerConfig, num_words: int,
         return RNNTagger(num_words, num_tags, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.dropout, cfg.cell,
                          num_chars if cfg.char_dim else 0, cfg.char_dim, cfg.char_hidden, extra_dim)
     return TransformerTagger(num_words, num_tags, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers,
-                             cfg.dropout, cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions)
+                             cfg.dropout, cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
+                             num_chars if cfg.char_dim else 0, cfg.char_dim, cfg.char_hidden, extra_dim)
 
 
 def build_classifier(cfg: BagOfEmbeddingsConfig | RNNClassifierConfig | TransformerClassifierConfig,
@@ -77,7 +78,7 @@ def build_classifier(cfg: BagOfEmbeddingsConfig | RNNClassifierConfig | Transfor
                              cfg.attention_dim, cfg.dropout, cfg.cell, extra_dim)
     return TransformerClassifier(num_words, num_labels, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers,
                                  cfg.dropout, cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
-                                 cfg.pooling, cfg.attention_dim)
+                                 cfg.pooling, cfg.attention_dim, extra_dim)
 
 
 def build_language_model(cfg: LSTMLMConfig | TransformerLMConfig, vocab: int) -> nn.Module:

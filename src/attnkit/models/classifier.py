@@ -86,9 +86,10 @@ class RNNClassifier(nn.Module):
 class TransformerClassifier(nn.Module):
     def __init__(self, num_words: int, num_classes: int, d_model: int, num_heads: int, ff_dim: int,
                  num_layers: int, dropout: float, attention_dropout: float, positional: str, norm: str,
-                 max_positions: int, pooling: str, attention_dim: int):
+                 max_positions: int, pooling: str, attention_dim: int, extra_dim: int = 0):
         super().__init__()
         embed = Embeddings(num_words, d_model, positional, max_positions, dropout)
+        self.W_extra = nn.Linear(extra_dim, d_model, bias=False) if extra_dim else None  # contextual vectors
         self.encoder = TransformerEncoder(embed, num_layers, d_model, num_heads, ff_dim, dropout,
                                           attention_dropout, norm)
         self.pool = Pooling("mean" if pooling == "last" else pooling, d_model, attention_dim)
@@ -96,7 +97,9 @@ class TransformerClassifier(nn.Module):
         self.max_positions = max_positions
 
     def forward(self, words: Tensor, extra: Tensor | None = None) -> ClassifierOutput:
-        enc = self.encoder(words)
+        """words (B, T), extra (B, T, E) -> logits (B, classes) and the pooling's weights."""
+        projected = self.W_extra(extra.to(self.W_extra.weight.dtype)) if extra is not None else None
+        enc = self.encoder(words, extra=projected)
         pooled, alpha = self.pool(enc.memory, enc.src_mask)
         return ClassifierOutput(self.head(pooled), alpha)
 

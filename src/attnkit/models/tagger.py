@@ -1,8 +1,9 @@
 """Sequence taggers (many to many, synchronous): one tag per input word.
 
 ``RNNTagger``: word embeddings (+ a character BiLSTM per word, + optional contextual vectors such as
-ELMo's) -> BiLSTM -> a linear layer per position. ``TransformerTagger``: a Transformer encoder over
-the words -> a linear layer per position.
+ELMo's) -> BiLSTM -> a linear layer per position. ``TransformerTagger``: word embeddings (+ the
+same character and contextual features, projected to d_model and added) -> a Transformer encoder ->
+a linear layer per position.
 """
 
 from __future__ import annotations
@@ -45,14 +46,24 @@ class RNNTagger(nn.Module):
 class TransformerTagger(nn.Module):
     def __init__(self, num_words: int, num_tags: int, d_model: int, num_heads: int, ff_dim: int,
                  num_layers: int, dropout: float, attention_dropout: float, positional: str, norm: str,
-                 max_positions: int):
+                 max_positions: int, num_chars: int = 0, char_dim: int = 0, char_hidden: int = 0,
+                 extra_dim: int = 0):
         super().__init__()
         embed = Embeddings(num_words, d_model, positional, max_positions, dropout)
         self.encoder = TransformerEncoder(embed, num_layers, d_model, num_heads, ff_dim, dropout,
                                           attention_dropout, norm)
+        self.chars = CharWordEncoder(num_chars, char_dim, char_hidden) if num_chars else None
+        side_dim = (self.chars.output_dim if self.chars else 0) + extra_dim
+        self.W_side = nn.Linear(side_dim, d_model, bias=False) if side_dim else None
         self.W_out = nn.Linear(d_model, num_tags)
         self.max_positions = max_positions
 
     def forward(self, words: Tensor, chars: Tensor | None = None, extra: Tensor | None = None) -> Tensor:
-        """words (B, T) -> tag logits (B, T, num_tags)."""
-        return self.W_out(self.encoder(words).memory)
+        """words (B, T), chars (B, T, C), extra (B, T, E) -> tag logits (B, T, num_tags)."""
+        side = []
+        if self.chars is not None:
+            side.append(self.chars(chars))
+        if extra is not None:
+            side.append(extra)
+        projected = self.W_side(torch.cat([s.to(self.W_side.weight.dtype) for s in side], dim=-1)) if side else None
+        return self.W_out(self.encoder(words, extra=projected).memory)

@@ -35,10 +35,13 @@ class Embeddings(nn.Module):
         self.positions = make_positions(positional, d_model, max_positions)
         self.scale, self.dropout = math.sqrt(d_model), dropout
 
-    def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
-        """ids (B, T) -> (B, T, d_model), positions starting at ``offset``."""
-        x = self.positions(self.token(ids) * self.scale, offset)
-        return dropout(x, self.dropout, self.training)
+    def forward(self, ids: Tensor, offset: int = 0, extra: Tensor | None = None) -> Tensor:
+        """ids (B, T) -> (B, T, d_model), positions starting at ``offset``; ``extra`` (B, T, d_model),
+        a word's other features already projected to d_model, is added to its scaled embedding."""
+        x = self.token(ids) * self.scale
+        if extra is not None:
+            x = x + extra.to(x.dtype)
+        return dropout(self.positions(x, offset), self.dropout, self.training)
 
 
 def stack_weights(alphas: list[Tensor | None]) -> Tensor | None:
@@ -55,9 +58,10 @@ class TransformerEncoder(nn.Module):
                                     for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
 
-    def forward(self, src: Tensor, need_weights: bool = False) -> EncoderOutput:
+    def forward(self, src: Tensor, need_weights: bool = False, extra: Tensor | None = None) -> EncoderOutput:
+        """src (B, S), extra (B, S, d_model) added to the word embeddings (see ``Embeddings``)."""
         mask = padding_mask(src)  # (B, S)
-        x = self.embed(src)
+        x = self.embed(src, extra=extra)
         alphas = []
         for layer in self.layers:
             x, alpha = layer(x, mask[:, None, None, :], need_weights)  # mask (B, 1, 1, S)

@@ -117,8 +117,6 @@ def build(cfg: ClassificationConfig, tok: Tokenizer, labels: list[str], out: Pat
     max_len = min(d.max_len, getattr(cfg.model, "max_positions", d.max_len))
     if e.contextual is None:
         return build_classifier(cfg.model, len(tok), len(labels)), Encoder(tok, labels, max_len, cfg.vocab.lowercase)
-    if cfg.model.arch != "rnn_classifier":
-        raise UserError("embeddings.contextual: only the rnn_classifier reads contextual vectors")
     # a fresh run reads the trained weights; a resumed one gets them from its own checkpoint
     ctx = Contextual.load(resolve_path(e.contextual) if fresh else out / "bilm", e.freeze_contextual,
                           weights=fresh, cache=e.cache_contextual)

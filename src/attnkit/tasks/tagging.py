@@ -147,8 +147,6 @@ def build(cfg: TaggingConfig, vocabs: Vocabularies, out: Path, fresh: bool) -> t
     e = cfg.embeddings
     if e.contextual is None:
         return build_tagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags))
-    if cfg.model.arch != "rnn_tagger":
-        raise UserError("embeddings.contextual: only the rnn_tagger reads contextual vectors")
     # a fresh run reads the trained weights; a resumed one gets them from its own checkpoint
     vocabs.contextual = Contextual.load(resolve_path(e.contextual) if fresh else out / "bilm", e.freeze_contextual,
                                         weights=fresh, cache=e.cache_contextual)
