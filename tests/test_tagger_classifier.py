@@ -83,6 +83,20 @@ def test_tagger_gives_one_tag_per_word_independent_of_padding(make, inputs):
     torch.testing.assert_close(more[:, :4][WORDS != 0], logits[WORDS != 0], atol=1e-5, rtol=1e-5)
 
 
+def test_a_transformer_taggers_attention_is_the_one_its_tags_came_from():
+    tagger = randomize(TransformerTagger(12, 5, 8, 2, 16, 2, 0.1, 0.1, "sinusoidal", "pre", 32, num_chars=10,
+                                         char_dim=4, char_hidden=3, extra_dim=7)).eval()
+    chars, extra = chars_of(WORDS), torch.randn(3, 4, 7)
+    enc = tagger.encode(WORDS, chars, extra, need_weights=True)
+    torch.testing.assert_close(tagger.W_out(enc.memory), tagger(WORDS, chars, extra))
+    weights = enc.attention["encoder"]  # (B, layers, heads, T, T)
+    assert weights.shape == (3, 2, 2, 4, 4)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 2, 2, 4))
+    # the characters and the contextual vectors change what the words attend to
+    words_alone = tagger.encoder(WORDS, need_weights=True).attention["encoder"]
+    assert not torch.allclose(weights, words_alone)
+
+
 @pytest.mark.parametrize("make", [
     lambda: BagOfEmbeddings(12, 3, 8, 6, 0.1),
     lambda: RNNClassifier(12, 3, 8, 6, 1, "last", 5, 0.1),

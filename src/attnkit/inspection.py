@@ -209,16 +209,16 @@ class TranslationInspector(Inspector):
         return Inspection(self.task, source, result, maps)
 
 
-def encoder_attention(model: torch.nn.Module, words: Tensor) -> Tensor | None:
-    """A Transformer tagger's or classifier's encoder self-attention (layers, heads, T, T), from the
-    encoder's own returned weights; None for recurrent models."""
+def encoder_attention(model: torch.nn.Module, inputs: dict[str, Tensor]) -> Tensor | None:
+    """A Transformer tagger's or classifier's encoder self-attention (layers, heads, T, T) over the
+    same inputs its prediction reads (words, characters, contextual vectors), as ``encode`` returns
+    it; None for recurrent models."""
     from attnkit.models.transformer import TransformerEncoder
 
     core = getattr(model, "model", model)  # WithContextualEmbeddings
-    encoder = getattr(core, "encoder", None)
-    if not isinstance(encoder, TransformerEncoder):
+    if not isinstance(getattr(core, "encoder", None), TransformerEncoder):
         return None
-    return first_row(encoder(words, need_weights=True).attention.get("encoder"))
+    return first_row(model.encode(**inputs, need_weights=True).attention.get("encoder"))
 
 
 class TaggingInspector(Inspector):
@@ -243,7 +243,7 @@ class TaggingInspector(Inspector):
             raise UserError(f"the text has {len(words)} words; this tagger reads at most {limit} at once")
         tags = self.tagger.tag([Sentence(words, {})])[0]
         batch = self.tagger.vocabs.batch([Sentence(words, {})], None, [0])
-        alpha = encoder_attention(self.tagger.model, batch.words)
+        alpha = encoder_attention(self.tagger.model, batch.inputs())
         maps = ([AttentionMap("encoder", TITLES["encoder"], words, words, alpha, "words", "words")]
                 if alpha is not None else [])
         return Inspection(self.task, words, TaggingResult(words=words, tags=tags), maps)
@@ -269,7 +269,7 @@ class ClassificationInspector(Inspector):
         ranked = sorted(zip(c.enc.labels, probs), key=lambda lp: -lp[1])
         tokens = c.enc.tok.pieces(batch.words[0].tolist())
         maps = []
-        alpha = encoder_attention(c.model, batch.words)
+        alpha = encoder_attention(c.model, batch.inputs())
         if alpha is not None:
             maps.append(AttentionMap("encoder", TITLES["encoder"], tokens, tokens, alpha, "tokens", "tokens"))
         if out.attention is not None:  # one learned query over the words

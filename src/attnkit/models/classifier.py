@@ -17,6 +17,7 @@ from attnkit.layers.dropout import dropout
 from attnkit.layers.pooling import AttentionPool, last_pool, mean_pool
 from attnkit.layers.rnn import RNNEncoder
 from attnkit.masks import padding_mask
+from attnkit.models.base import EncoderOutput
 from attnkit.models.transformer import Embeddings, TransformerEncoder
 
 
@@ -96,10 +97,15 @@ class TransformerClassifier(nn.Module):
         self.head = MLPHead(d_model, d_model, num_classes, dropout)
         self.max_positions = max_positions
 
+    def encode(self, words: Tensor, extra: Tensor | None = None, need_weights: bool = False) -> EncoderOutput:
+        """words (B, T), extra (B, T, E) -> the encoder's states (B, T, d_model) and, with
+        ``need_weights``, its self-attention weights."""
+        projected = self.W_extra(extra.to(self.W_extra.weight.dtype)) if extra is not None else None
+        return self.encoder(words, need_weights, extra=projected)
+
     def forward(self, words: Tensor, extra: Tensor | None = None) -> ClassifierOutput:
         """words (B, T), extra (B, T, E) -> logits (B, classes) and the pooling's weights."""
-        projected = self.W_extra(extra.to(self.W_extra.weight.dtype)) if extra is not None else None
-        enc = self.encoder(words, extra=projected)
+        enc = self.encode(words, extra)
         pooled, alpha = self.pool(enc.memory, enc.src_mask)
         return ClassifierOutput(self.head(pooled), alpha)
 

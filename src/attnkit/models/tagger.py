@@ -15,6 +15,7 @@ from attnkit.layers.char import CharWordEncoder
 from attnkit.layers.dropout import dropout
 from attnkit.layers.rnn import RNNEncoder
 from attnkit.masks import padding_mask
+from attnkit.models.base import EncoderOutput
 from attnkit.models.transformer import Embeddings, TransformerEncoder
 
 
@@ -58,12 +59,18 @@ class TransformerTagger(nn.Module):
         self.W_out = nn.Linear(d_model, num_tags)
         self.max_positions = max_positions
 
-    def forward(self, words: Tensor, chars: Tensor | None = None, extra: Tensor | None = None) -> Tensor:
-        """words (B, T), chars (B, T, C), extra (B, T, E) -> tag logits (B, T, num_tags)."""
+    def encode(self, words: Tensor, chars: Tensor | None = None, extra: Tensor | None = None,
+               need_weights: bool = False) -> EncoderOutput:
+        """words (B, T), chars (B, T, C), extra (B, T, E) -> the encoder's states (B, T, d_model) and,
+        with ``need_weights``, its self-attention weights."""
         side = []
         if self.chars is not None:
             side.append(self.chars(chars))
         if extra is not None:
             side.append(extra)
         projected = self.W_side(torch.cat([s.to(self.W_side.weight.dtype) for s in side], dim=-1)) if side else None
-        return self.W_out(self.encoder(words, extra=projected).memory)
+        return self.encoder(words, need_weights, extra=projected)
+
+    def forward(self, words: Tensor, chars: Tensor | None = None, extra: Tensor | None = None) -> Tensor:
+        """words (B, T), chars (B, T, C), extra (B, T, E) -> tag logits (B, T, num_tags)."""
+        return self.W_out(self.encode(words, chars, extra).memory)
