@@ -27,8 +27,8 @@ from pydantic import TypeAdapter, ValidationError
 from attnkit.config.captioning import DATA_SOURCES
 from attnkit.config.models import (
     BagOfEmbeddingsConfig,
-    CaptionTransformerConfig,
     BiLMConfig,
+    CaptionTransformerConfig,
     KneserNeyConfig,
     LSTMLMConfig,
     RNNClassifierConfig,

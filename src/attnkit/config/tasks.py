@@ -15,8 +15,8 @@ from attnkit.config.captioning import (
 )
 from attnkit.config.models import (
     BagOfEmbeddingsConfig,
-    CaptionTransformerConfig,
     BiLMConfig,
+    CaptionTransformerConfig,
     KneserNeyConfig,
     LSTMLMConfig,
     RNNClassifierConfig,
