@@ -29,7 +29,8 @@ def main() -> None:
     for name in ["multi30k-transformer"] + [f"multi30k-rnn-{c}" for c in CONTEXTS]:
         cells = row(name)
         print(f"| `{name}.yaml` | {cells if cells else 'not yet run | | | | | |'} |")
-    sig = next((json.loads(p.read_text())["test2016_beam5"]["bleu_signature"] for p in RESULTS.glob("multi30k-*.json")), None)
+    sig = next((json.loads(p.read_text())["test2016_beam5"]["bleu_signature"]
+                for p in RESULTS.glob("multi30k-*.json")), None)
     if sig:
         print(f"\nBLEU signature: `{sig}`")
 

@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(DIR/STEM.png).")
     cp.add_argument("model_dir", metavar="DIR", help="a trained captioner directory")
     cp.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
-    cp.add_argument("--beam", type=int, default=None, metavar="N", help="beam size; 1 is greedy (default: the config's)")
+    cp.add_argument("--beam", type=int, default=None, metavar="N",
+                    help="beam size; 1 is greedy (default: the config's)")
     cp.add_argument("--attention-dir", metavar="DIR", help="save the attention map of every generated word here")
     cp.set_defaults(func=c.cmd_caption)
 

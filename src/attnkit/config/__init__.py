@@ -70,7 +70,8 @@ __all__ = [
     "CaptioningConfig", "ClassificationConfig", "Config",
     "DecodingConfig", "EmbeddingsConfig", "GenerationConfig", "KneserNeyConfig", "LSTMLMConfig",
     "LabelledData", "LanguageModelConfig", "ParallelData", "RNNClassifierConfig", "RNNConfig",
-    "RNNTaggerConfig", "ShowAttendTellConfig", "TaggedData", "TaggingConfig", "TextData", "TrainingConfig", "TransformerClassifierConfig",
+    "RNNTaggerConfig", "ShowAttendTellConfig", "TaggedData", "TaggingConfig", "TextData", "TrainingConfig",
+    "TransformerClassifierConfig",
     "TransformerConfig", "TransformerLMConfig", "TransformerTaggerConfig", "TranslationConfig", "VocabConfig",
     "apply_overrides", "dump_config", "load_config", "parse_config", "read_yaml", "resolve_path",
 ]

@@ -173,8 +173,9 @@ class ImageGridEncoder(Section):
     channels: list[int] = Field([32, 64, 128], description="cnn: channels of each stage (two 3x3 convolutions); "
                                 "a 2x2 max-pool between stages, so the grid is 2^(stages-1) times coarser")
     torchvision_model: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet50"
-    torchvision_weights: str | None = Field(None, description="local weights file (state dict, safetensors) of the torchvision "
-                                            "model; needed with backbone: torchvision")
+    torchvision_weights: str | None = Field(
+        None, description="local weights file (state dict, safetensors) of the torchvision model; needed with "
+                          "backbone: torchvision")
     freeze_backbone: bool = Field(True, description="torchvision: keep the pretrained weights fixed")
     cell_positions: bool = Field(True, description="add a learned row and column embedding to each cell")
 

@@ -11,7 +11,8 @@ scene has exactly one sentence, so exact match is a meaningful score:
     2 in a row           a small three left of a large seven at the bottom
     2 in a column        a large five above a small one on the right
     2 on a diagonal      a small two at the top right and a large nine at the bottom left
-    3 or 4               a small three at the top left , a large seven at the top right and a small one at the bottom right
+    3 or 4               a small three at the top left , a large seven at the top right and a small one
+                         at the bottom right
 
 Every scene records each digit's bounding box and the position of the word that names it (for the
 attention-localisation score). Scene ``i`` of a split is a pure function of ``(seed, split, i)``,
