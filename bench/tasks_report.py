@@ -15,7 +15,7 @@ RESULTS = Path(__file__).parent / "results"
 ROWS = [
     ("ewt-bilstm-tagger", "EWT test UPOS %", ("test", "accuracy"),
      "Stanza 96.2 (raw text); UDPipe 2 97.5 (contextual embeddings)"),
-    ("ewt-transformer-tagger", "EWT test UPOS %", ("test", "accuracy"), ""),
+    ("ewt-transformer-tagger", "EWT test UPOS %", ("test", "accuracy"), "the BiLSTM tagger, above"),
     ("ewt-bilstm-glove-tagger", "EWT test UPOS %", ("test", "accuracy"), "the BiLSTM tagger without GloVe, above"),
     ("ewt-bilstm-elmo-tagger", "EWT test UPOS %", ("test", "accuracy"), "the BiLSTM tagger without ELMo, above"),
     ("taiga-bilstm-tagger", "Taiga test UPOS %", ("test", "accuracy"), ""),
