@@ -67,23 +67,27 @@ class TransformerConfig(TransformerBlocks):
 
 
 # -- tagging ----------------------------------------------------------------------------------------
-class RNNTaggerConfig(Section):
+class CharFeatures(Section):
+    """What every tagger reads of a word's spelling: a character BiLSTM's vector of it."""
+
+    char_dim: int = Field(32, ge=0, description="0: no character features")
+    char_hidden: int = Field(64, ge=1, description="per direction of the character BiLSTM")
+
+
+class RNNTaggerConfig(CharFeatures):
     arch: Literal["rnn_tagger"] = "rnn_tagger"
     cell: Literal["lstm", "gru"] = "lstm"
     embed_dim: int = Field(128, ge=1)
     hidden: int = Field(256, ge=1, description="per direction")
     num_layers: int = Field(2, ge=1)
-    char_dim: int = Field(32, ge=0, description="0: no character features")
-    char_hidden: int = Field(64, ge=1, description="per direction of the character BiLSTM")
     dropout: float = Field(0.33, ge=0.0, lt=1.0)
 
 
-class TransformerTaggerConfig(TransformerBlocks):
+class TransformerTaggerConfig(TransformerBlocks, CharFeatures):
+    """The character vector is projected to d_model and added to the word's embedding."""
+
     arch: Literal["transformer_tagger"] = "transformer_tagger"
     num_layers: int = Field(4, ge=1)
-    char_dim: int = Field(32, ge=0, description="0: no character features (a character BiLSTM per word, "
-                          "projected to d_model and added to the word's embedding)")
-    char_hidden: int = Field(64, ge=1, description="per direction of the character BiLSTM")
 
 
 # -- classification ---------------------------------------------------------------------------------

@@ -61,12 +61,13 @@ def build_model(cfg: RNNConfig | TransformerConfig, src_vocab: int, tgt_vocab: i
 
 def build_tagger(cfg: RNNTaggerConfig | TransformerTaggerConfig, num_words: int, num_chars: int,
                  num_tags: int, extra_dim: int = 0) -> RNNTagger | TransformerTagger:
+    inputs = (num_chars if cfg.char_dim else 0, cfg.char_dim, cfg.char_hidden, extra_dim)
     if cfg.arch == "rnn_tagger":
         return RNNTagger(num_words, num_tags, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.dropout, cfg.cell,
-                         num_chars if cfg.char_dim else 0, cfg.char_dim, cfg.char_hidden, extra_dim)
+                         *inputs)
     return TransformerTagger(num_words, num_tags, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers,
                              cfg.dropout, cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
-                             num_chars if cfg.char_dim else 0, cfg.char_dim, cfg.char_hidden, extra_dim)
+                             *inputs)
 
 
 def build_classifier(cfg: BagOfEmbeddingsConfig | RNNClassifierConfig | TransformerClassifierConfig,
