@@ -2,7 +2,7 @@
 # One row of the taggers / classifiers / language models tables of docs/BENCHMARKS.md: train CONFIG
 # for at most MINUTES on this machine (it stops earlier when validation stops improving), then keep
 # the run's summary (validation and test scores of the best checkpoint, parameters, steps, time) in
-# bench/results/NAME.json.
+# bench/results/NAME.json (NAME: the config's, or the environment's NAME for a variant of it).
 #   sh bench/task.sh configs/ewt-bilstm-tagger.yaml [MINUTES] [--set section.key=value ...]
 # The ELMo configs read the pretrained biLM from runs/bilm-elmo: train it first with
 #   sh bench/task.sh configs/bilm-elmo.yaml 80 && cp -r runs/bench-bilm-elmo runs/bilm-elmo
@@ -10,7 +10,7 @@ set -eu
 config=$1
 minutes=${2:-60}
 shift; [ $# -gt 0 ] && shift
-name=$(basename "$config" .yaml)
+name=${NAME:-$(basename "$config" .yaml)}
 out=runs/bench-$name
 bin=.venv/bin
 rm -rf "$out"
