@@ -27,7 +27,7 @@ if [ "${KEEP:-0}" = 1 ] && { [ -d runs/bilm-elmo ] || { [ -f bench/results/ewt-b
     [ -f bench/results/sst2-bilstm-elmo.json ]; }; }; then
   echo "kept the biLM"
 else
-  sh bench/task.sh configs/bilm-elmo.yaml 80
+  sh bench/task.sh configs/bilm-elmo.yaml 60
   rm -rf runs/bilm-elmo && cp -r runs/bench-bilm-elmo runs/bilm-elmo
 fi
 run ewt-bilstm-elmo-tagger 45
