@@ -5,7 +5,7 @@
 # bench/results/NAME.json (NAME: the config's, or the environment's NAME for a variant of it).
 #   sh bench/task.sh configs/ewt-bilstm-tagger.yaml [MINUTES] [--set section.key=value ...]
 # The ELMo configs read the pretrained biLM from runs/bilm-elmo: train it first with
-#   sh bench/task.sh configs/bilm-elmo.yaml 80 && cp -r runs/bench-bilm-elmo runs/bilm-elmo
+#   sh bench/task.sh configs/bilm-elmo.yaml 60 && cp -r runs/bench-bilm-elmo runs/bilm-elmo
 set -eu
 config=$1
 minutes=${2:-60}
