@@ -50,9 +50,10 @@ def lm_config(tmp_path, corpus, model: dict, max_len: int = 16) -> Path:
 @pytest.mark.parametrize("model", [
     {"arch": "lstm_lm", "embed_dim": 16, "hidden": 16, "num_layers": 1, "dropout": 0.0},
     {"arch": "lstm_lm", "embed_dim": 16, "hidden": 16, "num_layers": 1, "dropout": 0.0, "carry_state": False},
+    {"arch": "lstm_lm", "embed_dim": 16, "hidden": 16, "num_layers": 1, "dropout": 0.0, "adaptive_softmax": [8]},
     {"arch": "transformer_lm", "d_model": 32, "num_heads": 2, "ff_dim": 64, "num_layers": 2, "dropout": 0.0,
      "attention_dropout": 0.0, "max_positions": 16},
-], ids=["lstm", "lstm-shuffled-chunks", "transformer"])
+], ids=["lstm", "lstm-shuffled-chunks", "lstm-adaptive-softmax", "transformer"])
 def test_tiny_lm_learns_the_grammar(tmp_path, lm_corpus, model):
     summary = train(lm_config(tmp_path, lm_corpus, model), tmp_path / "run", max_steps=300, progress=False)
     ppl = summary["test"]["perplexity"]
@@ -157,6 +158,15 @@ def test_carried_state_scores_the_rows_as_one_pass_and_cuts_the_graph():
     with torch.no_grad():
         assert strategy.loss(model, first, 0)[0].item() == pytest.approx(token_nll(model(first.tgt_in).logits,
                                                                                    first.tgt_out).item(), rel=1e-6)
+
+
+def test_adaptive_softmax_cutoffs_past_the_vocabulary_are_a_user_error(tmp_path, lm_corpus):
+    from attnkit.errors import UserError
+
+    model = {"arch": "lstm_lm", "embed_dim": 8, "hidden": 8, "num_layers": 1, "adaptive_softmax": [5, 40]}
+    with pytest.raises(UserError, match=r"model.adaptive_softmax: cutoffs \[5, 40\] must stay below"):
+        train(lm_config(tmp_path, lm_corpus, model), tmp_path / "run", max_steps=1, progress=False)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_carry_state_with_another_strategy_is_a_config_error(tmp_path, lm_corpus):

@@ -13,8 +13,9 @@ from attnkit.specials import EOS, PAD
 V = 17
 
 
-def lstm_lm():
-    return randomize(LSTMLanguageModel(V, 12, 16, 2, 0.1, tie_embeddings=True), std=0.5).eval()
+def lstm_lm(cutoffs=None):
+    return randomize(LSTMLanguageModel(V, 12, 16, 2, 0.1, tie_embeddings=True, adaptive_cutoffs=cutoffs),
+                     std=0.5).eval()
 
 
 def transformer_lm(positional="sinusoidal", norm="pre"):
@@ -22,7 +23,8 @@ def transformer_lm(positional="sinusoidal", norm="pre"):
     return randomize(m, std=0.5).eval()
 
 
-MODELS = [pytest.param(lstm_lm, id="lstm"), pytest.param(transformer_lm, id="transformer"),
+MODELS = [pytest.param(lstm_lm, id="lstm"), pytest.param(lambda: lstm_lm([6, 11]), id="lstm-adaptive-softmax"),
+          pytest.param(transformer_lm, id="transformer"),
           pytest.param(lambda: transformer_lm("learned", "post"), id="transformer-learned-post")]
 
 
@@ -38,6 +40,30 @@ def test_changing_a_future_token_never_changes_earlier_logits(make):
         out = model(y).logits
         torch.testing.assert_close(out[:, :t], base[:, :t], atol=1e-6, rtol=0)
         assert not torch.allclose(out[:, t:], base[:, t:])
+
+
+@pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
+def test_adaptive_softmax_is_a_distribution_and_scores_the_gold_words_as_the_full_pass(tie):
+    model = randomize(LSTMLanguageModel(V, 12, 12, 1, 0.0, tie, adaptive_cutoffs=[6, 11]), std=0.5).eval()
+    assert (model.W_out.weight is model.embed.weight) == tie
+    x = torch.randint(4, V, (3, 8), generator=torch.Generator().manual_seed(2))
+    gold = torch.randint(1, V, (3, 8), generator=torch.Generator().manual_seed(3))
+    gold[0, -3:] = PAD
+    log_p = model(x).logits  # (3, 8, V)
+    torch.testing.assert_close(log_p.exp().sum(-1), torch.ones(3, 8))
+    want = -(log_p.gather(-1, gold.unsqueeze(-1)).squeeze(-1) * (gold != PAD)).sum()
+    torch.testing.assert_close(model(x, gold=gold).nll, want)
+    # every cluster takes part: head words, and words of both tail clusters
+    assert {0, 1, 2} <= set(torch.bucketize(gold[gold != PAD], torch.tensor([6, 11]), right=True).tolist())
+
+
+def test_the_full_softmax_scores_the_gold_words_as_its_logits():
+    model = lstm_lm()
+    x, gold = torch.randint(4, V, (2, 6)), torch.randint(1, V, (2, 6))
+    gold[1, 0] = PAD
+    want = torch.nn.functional.cross_entropy(model(x).logits.flatten(0, 1), gold.flatten(), ignore_index=PAD,
+                                             reduction="sum")
+    torch.testing.assert_close(model(x, gold=gold).nll, want)
 
 
 @pytest.mark.parametrize("make", MODELS)

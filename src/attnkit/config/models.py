@@ -122,7 +122,21 @@ class KneserNeyConfig(Section):
     order: int = Field(5, ge=1, le=10)
 
 
-class LSTMLMConfig(Section):
+class AdaptiveSoftmaxOption(Section):
+    adaptive_softmax: list[int] = Field(
+        [], description="cutoffs of an adaptive softmax (Grave et al. 2017) over the words it predicts, most "
+                        "frequent first, e.g. [2000]: a word past the first cutoff costs its cluster's softmax, "
+                        "only when it is the word to predict; []: a full softmax")
+
+    @field_validator("adaptive_softmax")
+    @classmethod
+    def _increasing(cls, cutoffs: list[int]) -> list[int]:
+        if any(c <= 0 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])):
+            raise ValueError("the cutoffs must be positive and increasing")
+        return cutoffs
+
+
+class LSTMLMConfig(AdaptiveSoftmaxOption):
     arch: Literal["lstm_lm"] = "lstm_lm"
     embed_dim: int = Field(650, ge=1)
     hidden: int = Field(650, ge=1)
@@ -141,24 +155,13 @@ class TransformerLMConfig(TransformerBlocks):
     tie_embeddings: bool = True
 
 
-class BiLMConfig(Section):
+class BiLMConfig(AdaptiveSoftmaxOption):
     arch: Literal["bilm"] = "bilm"
     char_dim: int = Field(32, ge=1)
     char_hidden: int = Field(128, ge=1)
     dim: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    adaptive_softmax: list[int] = Field(
-        [], description="cutoffs of an adaptive softmax (Grave et al. 2017) over the words it predicts, most "
-                        "frequent first, e.g. [2000]: each rarer cluster costs a fraction of a full softmax; "
-                        "[]: a full softmax")
-
-    @field_validator("adaptive_softmax")
-    @classmethod
-    def _increasing(cls, cutoffs: list[int]) -> list[int]:
-        if any(c <= 0 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])):
-            raise ValueError("the cutoffs must be positive and increasing")
-        return cutoffs
 
     @model_validator(mode="after")
     def _clusters_fit_dim(self) -> BiLMConfig:

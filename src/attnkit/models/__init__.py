@@ -84,7 +84,8 @@ def build_classifier(cfg: BagOfEmbeddingsConfig | RNNClassifierConfig | Transfor
 
 def build_language_model(cfg: LSTMLMConfig | TransformerLMConfig, vocab: int) -> nn.Module:
     if cfg.arch == "lstm_lm":
-        return LSTMLanguageModel(vocab, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.dropout, cfg.tie_embeddings)
+        return LSTMLanguageModel(vocab, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.dropout, cfg.tie_embeddings,
+                                 cfg.adaptive_softmax or None)
     return TransformerLanguageModel(vocab, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers, cfg.dropout,
                                     cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
                                     cfg.tie_embeddings)

@@ -4,7 +4,9 @@
 (decoder-only: masked self-attention blocks without encoder-decoder attention). Both are their
 own decoders: ``init_state(batch_size)``, ``step(tokens, state)`` and ``reorder(state, index)``
 drive the same greedy, beam and sampling code as translation, and ``forward(tokens)`` is the
-teacher-forced pass (tested equal to stepping).
+teacher-forced pass (tested equal to stepping). The LSTM LM can predict through a tied adaptive
+softmax (``layers/adaptive_softmax.py``): its ``logits`` are then log-probabilities, and given the
+``gold`` next tokens it computes only their clusters (``LMOutput.nll``), which is how it trains.
 """
 
 from __future__ import annotations
@@ -12,20 +14,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnkit.layers.adaptive_softmax import TiedAdaptiveSoftmax
 from attnkit.layers.dropout import dropout
 from attnkit.layers.positional import make_positions
 from attnkit.layers.transformer import DecoderLayer
 from attnkit.masks import causal_mask
+from attnkit.specials import PAD
 
 
 @dataclass
 class LMOutput:
-    logits: Tensor  # (B, T, V)
+    logits: Tensor | None  # (B, T, V); None when the model was given the gold tokens and computed ``nll``
     hidden: Tensor | None = None  # (B, T, D) the top states, what the output layer reads
     state: object = None  # LSTM: the state after the last token (truncated BPTT carries it on)
     attention: list[Tensor | None] | None = None  # Transformer: per layer self-attention (B, h, T, T)
+    nll: Tensor | None = None  # () the summed -log p of the gold tokens (not padding), when given them
 
 
 @dataclass
@@ -42,28 +49,47 @@ class LSTMLanguageModel(nn.Module):
     carries_state = True  # its state after one chunk of text is the context of the next
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, num_layers: int, dropout: float,
-                 tie_embeddings: bool):
+                 tie_embeddings: bool, adaptive_cutoffs: list[int] | None = None):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.rnn = nn.LSTM(embed_dim, hidden, num_layers, batch_first=True,
                            dropout=dropout if num_layers > 1 else 0.0)
         self.proj = nn.Linear(hidden, embed_dim) if tie_embeddings and hidden != embed_dim else None
-        self.W_out = nn.Linear(embed_dim if tie_embeddings else hidden, vocab_size)
-        if tie_embeddings:
-            self.W_out.weight = self.embed.weight
+        out_dim = embed_dim if tie_embeddings else hidden
+        if adaptive_cutoffs:
+            weight = self.embed.weight if tie_embeddings else nn.Parameter(torch.empty(vocab_size, out_dim))
+            self.W_out = TiedAdaptiveSoftmax(weight, adaptive_cutoffs)
+            nn.init.uniform_(weight, -0.1, 0.1)
+        else:
+            self.W_out = nn.Linear(out_dim, vocab_size)
+            if tie_embeddings:
+                self.W_out.weight = self.embed.weight
         self.dropout = dropout
         self.max_positions = None
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
 
-    def _logits(self, h: Tensor) -> Tensor:
+    def _top(self, h: Tensor) -> Tensor:
+        """The LSTM's top states (..., H) -> what the output layer reads (..., D)."""
         h = dropout(h, self.dropout, self.training)
-        return self.W_out(self.proj(h) if self.proj is not None else h)
+        return self.proj(h) if self.proj is not None else h
 
-    def forward(self, tokens: Tensor, state: LSTMState | None = None, need_weights: bool = False) -> LMOutput:
-        """tokens (B, T) -> logits (B, T, V), and the state after the last token (for truncated BPTT)."""
+    def forward(self, tokens: Tensor, state: LSTMState | None = None, need_weights: bool = False,
+                gold: Tensor | None = None) -> LMOutput:
+        """tokens (B, T) -> logits (B, T, V), and the state after the last token (for truncated BPTT).
+        Given ``gold`` (B, T), the next tokens, the summed -log p(gold) instead of the logits."""
         x = dropout(self.embed(tokens), self.dropout, self.training)
         h, hidden = self.rnn(x, state.hidden if state is not None else None)  # (B, T, H)
-        return LMOutput(self._logits(h), h, LSTMState(hidden, tokens.size(0)))
+        top, state = self._top(h), LSTMState(hidden, tokens.size(0))
+        adaptive = isinstance(self.W_out, TiedAdaptiveSoftmax)
+        if gold is None:
+            return LMOutput(self.W_out.log_prob(top) if adaptive else self.W_out(top), h, state)
+        real = gold.flatten() != PAD  # (B T,)
+        top, gold = top.flatten(0, 1)[real], gold.flatten()[real]  # (N, D), (N,)
+        if adaptive:
+            nll = -self.W_out.target_log_prob(top, gold).sum()
+        else:
+            nll = F.cross_entropy(self.W_out(top).float(), gold, reduction="sum")
+        return LMOutput(None, h, state, nll=nll)
 
     def init_state(self, batch_size: int) -> LSTMState:
         return LSTMState(None, batch_size)

@@ -102,6 +102,9 @@ def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fit
     else:
         tok = train_tokenizer(train, v.level, v.size, v.subword_model, v.min_freq, v.character_coverage, t.seed)
         save_tokenizer(tok, out, "words")
+    cutoffs = getattr(cfg.model, "adaptive_softmax", None)
+    if cutoffs and cutoffs[-1] >= len(tok):
+        raise UserError(f"model.adaptive_softmax: cutoffs {cutoffs} must stay below the vocabulary's {len(tok)} words")
     torch.manual_seed(t.seed)
     model = build_language_model(cfg.model, len(tok))
     if init:

@@ -96,9 +96,15 @@ class CarriedState:
         self.state = None  # the last batch's final state, cut from its graph
 
     def loss(self, model, batch, step: int) -> tuple[Tensor, int, dict]:
-        out = model(batch.tgt_in, self.state if batch.continues else None)
+        state = self.state if batch.continues else None
+        if self.label_smoothing:  # smoothing needs the whole distribution
+            out = model(batch.tgt_in, state)
+            nll = token_nll(out.logits, batch.tgt_out, self.label_smoothing)
+        else:  # the model scores the gold tokens only (an adaptive softmax: only their clusters)
+            out = model(batch.tgt_in, state, gold=batch.tgt_out)
+            nll = out.nll
         self.state = out.state.detach()
-        return token_nll(out.logits, batch.tgt_out, self.label_smoothing), batch.num_tokens, {}
+        return nll, batch.num_tokens, {}
 
 
 class Supervised:
