@@ -7,11 +7,11 @@ cluster; a tail word's probability is its cluster's, times its own within the cl
     log p(w | h) = log p_head(w | h)                                  w < c_1
     log p(w | h) = log p_head(cluster i | h) + log p_i(w | h)         c_i <= w < c_{i+1}
 
-with p_head = softmax([h E_head^T + b_head, h U^T + b_U]) and p_i = softmax(h E_i^T + b_i), where E is
-the (V, D) matrix of word vectors, the input embedding's when the model ties them. It is a full distribution over the
-same V words, so its perplexity compares with a full softmax's. Training needs only the clusters
-its gold words fall in: the head for every position, a tail cluster for the few positions whose gold
-word is in it. Grave et al. (2017) also shrink each tail cluster's dimension; that would untie it
+with p_head = softmax([h E_head^T + b_head, h U^T + b_U]) and p_i = softmax(h E_i^T + b_i), where E
+is the (V, D) matrix of word vectors, the input embedding's when the model ties them. It is a full
+distribution over the same V words, so its perplexity compares with a full softmax's. Training needs
+only the clusters its gold words fall in: the head for every position, a tail cluster for the few
+positions whose gold word is in it. Grave et al. (2017) also shrink each tail cluster's dimension; that would untie it
 from the embedding, so here every cluster reads h at full dimension.
 """
 
