@@ -11,8 +11,8 @@ with p_head = softmax([h E_head^T + b_head, h U^T + b_U]) and p_i = softmax(h E_
 is the (V, D) matrix of word vectors, the input embedding's when the model ties them. It is a full
 distribution over the same V words, so its perplexity compares with a full softmax's. Training needs
 only the clusters its gold words fall in: the head for every position, a tail cluster for the few
-positions whose gold word is in it. Grave et al. (2017) also shrink each tail cluster's dimension; that would untie it
-from the embedding, so here every cluster reads h at full dimension.
+positions whose gold word is in it. Grave et al. (2017) also shrink each tail cluster's dimension;
+that would untie it from the embedding, so here every cluster reads h at full dimension.
 """
 
 from __future__ import annotations
