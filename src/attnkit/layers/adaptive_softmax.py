@@ -33,6 +33,7 @@ class TiedAdaptiveSoftmax(nn.Module):
         self.bias = nn.Parameter(torch.zeros(vocab_size))
         self.cluster = nn.Linear(dim, len(cutoffs))  # U, b_U: one logit per tail cluster
         self.bounds = [0, *cutoffs, vocab_size]
+        self.register_buffer("cutoffs", torch.tensor(cutoffs), persistent=False)  # for bucketize
 
     def _log_softmax(self, h: Tensor, i: int) -> Tensor:
         """h (N, D) -> (N, n_i) log-probabilities within part i (0: the head, with the cluster entries last)."""
@@ -57,7 +58,7 @@ class TiedAdaptiveSoftmax(nn.Module):
         positions whose target is in it."""
         head = self._log_softmax(h, 0)  # (N, c_1 + k)
         c1 = self.bounds[1]
-        cluster = torch.bucketize(targets, torch.tensor(self.bounds[1:-1], device=targets.device), right=True)
+        cluster = torch.bucketize(targets, self.cutoffs, right=True)
         head_index = torch.where(cluster == 0, targets, c1 + cluster - 1)  # a tail word: its cluster's entry
         out = head.gather(1, head_index.unsqueeze(1)).squeeze(1)
         for i in range(1, len(self.bounds) - 1):

@@ -39,6 +39,13 @@ class Fitted:
     fit: Callable[[], dict]
 
 
+def check_cutoffs(cutoffs: list[int], num_words: int) -> None:
+    """``model.adaptive_softmax``'s cutoffs must leave every cluster a word of the vocabulary."""
+    if cutoffs and cutoffs[-1] >= num_words:
+        raise UserError(f"model.adaptive_softmax: cutoffs {cutoffs} must stay below the {num_words} words the "
+                        f"model predicts")
+
+
 def init_dir(cfg, resume: bool) -> Path | None:
     """``training.init_from`` of a fresh run, checked to hold a trained model of the same task."""
     from attnkit.config import load_config, resolve_path

@@ -29,7 +29,7 @@ from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights
 from attnkit.models.bilm import BidirectionalLM, ContextualEmbedder
 from attnkit.specials import BOS, EOS, UNK
-from attnkit.tasks.base import Prepared
+from attnkit.tasks.base import Prepared, check_cutoffs
 from attnkit.training.strategies import IGNORE
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,7 @@ class BiLMLoss:
 
 def build_bilm(cfg: BiLMTaskConfig, num_chars: int, num_words: int) -> BidirectionalLM:
     m = cfg.model
-    if m.adaptive_softmax and m.adaptive_softmax[-1] >= num_words:
-        raise UserError(f"model.adaptive_softmax: cutoffs {m.adaptive_softmax} must stay below the "
-                        f"{num_words} words the model predicts")
+    check_cutoffs(m.adaptive_softmax, num_words)
     return BidirectionalLM(num_chars, num_words, m.char_dim, m.char_hidden, m.dim, m.num_layers, m.dropout,
                            m.adaptive_softmax or None)
 

@@ -29,7 +29,7 @@ from attnkit.model_dir import WEIGHTS, load_best_weights, open_model_dir, requir
 from attnkit.models import build_language_model
 from attnkit.models.ngram import EOS_WORD, UNK_WORD, KneserNeyLM
 from attnkit.specials import EOS, SPECIALS, UNK
-from attnkit.tasks.base import Fitted, Prepared, init_dir, init_weights
+from attnkit.tasks.base import Fitted, Prepared, check_cutoffs, init_dir, init_weights
 from attnkit.training.checkpoint import atomic_write_text
 from attnkit.training.strategies import CarriedState, make_strategy, token_nll
 
@@ -102,9 +102,7 @@ def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fit
     else:
         tok = train_tokenizer(train, v.level, v.size, v.subword_model, v.min_freq, v.character_coverage, t.seed)
         save_tokenizer(tok, out, "words")
-    cutoffs = getattr(cfg.model, "adaptive_softmax", None)
-    if cutoffs and cutoffs[-1] >= len(tok):
-        raise UserError(f"model.adaptive_softmax: cutoffs {cutoffs} must stay below the vocabulary's {len(tok)} words")
+    check_cutoffs(getattr(cfg.model, "adaptive_softmax", []), len(tok))
     torch.manual_seed(t.seed)
     model = build_language_model(cfg.model, len(tok))
     if init:
