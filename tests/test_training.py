@@ -439,3 +439,72 @@ def test_settings_of_another_optimizer_are_errors():
     # a saved run config spells out every default: reading it back is not an error
     saved = TrainingConfig(optimizer="sgd", momentum=0.9).model_dump()
     assert TrainingConfig(**saved).adam_betas == [0.9, 0.98]
+
+
+# -- a moving average of the weights (training.ema_decay) ---------------------------------------------
+
+
+def test_weight_average_follows_the_ramped_exponential_average():
+    from attnkit.training.averaging import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    average = WeightAverage(model, decay=0.9)
+    expected = model.weight.detach().clone()
+    for t, value in enumerate([1.0, -2.0, 3.0, 0.5, 4.0, 4.0, -1.0, 2.0, 0.0, 5.0, 5.0, 5.0, 5.0], start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        d = min(0.9, (1 + t) / (10 + t))  # 0.18, 0.25, ... until it reaches the decay at t = 81
+        assert average.rate() == pytest.approx(d)
+        average.update(model)
+        expected = d * expected + (1 - d) * value
+        torch.testing.assert_close(average.model.weight, expected)
+    assert not any(p.requires_grad for p in average.model.parameters())
+    assert average.model.weight.data_ptr() != model.weight.data_ptr()
+
+
+def test_weight_average_keeps_tied_weights_tied():
+    from attnkit.training.averaging import WeightAverage
+
+    model = build_model(tiny_rnn(tie_embeddings=True), 13, 13)
+    average = WeightAverage(model, decay=0.5)
+    average.update(model)
+    assert average.model.decoder.W_out.weight is average.model.decoder.embed.weight
+
+
+def test_the_best_checkpoint_holds_the_average_and_validation_sees_it(tmp_path):
+    seen = []
+    trainer = trainer_for(tmp_path, lambda m: seen.append(m) or {"bleu": 1.0, "loss": 1.0}, ema_decay=0.5,
+                          valid_every=100)
+    trainer.run(max_steps=6)
+    assert seen == [trainer.average.model] and trainer.average.updates == 6
+    groups, _ = read_checkpoint(tmp_path / BEST)
+    raw, _ = read_checkpoint(tmp_path / LAST)
+    for name, t in trainer.average.model.state_dict().items():
+        if name in groups["model"]:
+            torch.testing.assert_close(groups["model"][name], t)
+    moved = [n for n, t in trainer.model.state_dict().items()
+             if n in raw["model"] and not torch.equal(groups["model"][n], raw["model"][n])]
+    assert moved  # the raw weights went on past their average, and ``last`` keeps both
+    assert any(k.startswith("average.") for k in raw["extra"])
+
+
+def test_a_run_with_a_weight_average_resumes_exactly(tmp_path, toy_config):
+    cfg = toy_config("rnn", training={"ema_decay": 0.8})
+    a = train(cfg, tmp_path / "A", max_steps=12, progress=False)
+    train(cfg, tmp_path / "B", max_steps=5, progress=False)
+    b = train(None, tmp_path / "B", resume=True, max_steps=12, progress=False)
+    assert_same_run(tmp_path / "A", tmp_path / "B")
+    ga, da = read_checkpoint(tmp_path / "A" / LAST)
+    gb, db = read_checkpoint(tmp_path / "B" / LAST)
+    assert da["average"]["updates"] == db["average"]["updates"] == 12
+    for name, t in ga["extra"].items():
+        if name.startswith("average."):
+            torch.testing.assert_close(gb["extra"][name], t, atol=1e-6, rtol=0)
+    assert b["test"]["bleu"] == a["test"]["bleu"]
+
+
+def test_resuming_with_a_weight_average_needs_one_in_the_checkpoint(tmp_path, toy_config):
+    train(toy_config("rnn"), tmp_path / "A", max_steps=3, progress=False)
+    with pytest.raises(UserError, match="written without training.ema_decay"):
+        train(None, tmp_path / "A", resume=True, max_steps=6, progress=False,
+              overrides=["training.ema_decay=0.9"])

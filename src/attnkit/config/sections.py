@@ -93,6 +93,9 @@ class TrainingConfig(Section):
     min_lr: float = Field(1e-6, ge=0.0)
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     clip_norm: float = Field(1.0, ge=0.0, description="0: no clipping")
+    ema_decay: float = Field(
+        0.0, ge=0.0, lt=1.0, description="validate and keep a moving average of the weights, which covers about "
+                                         "the last 1 / (1 - ema_decay) updates; 0: the weights themselves")
     valid_every: int = Field(1000, ge=1, description="steps between validations")
     valid_beam: int = Field(1, ge=1, description="beam used to compute validation BLEU")
     early_stopping: Literal["auto", "bleu", "loss", "accuracy", "perplexity"] = Field(

@@ -2,8 +2,10 @@
 batch into a loss, a function that lists an epoch's batches, and a function that validates.
 
 Checkpoints, in the run directory:
-    model.safetensors   the best weights so far (by validation BLEU or loss)
-    last.safetensors    the latest weights + optimiser + RNG + loop position: ``--resume`` starts here
+    model.safetensors   the best weights so far (by validation BLEU or loss); with
+                        ``training.ema_decay``, the best of the weights' moving average
+    last.safetensors    the latest weights + optimiser + RNG + loop position (+ the average):
+                        ``--resume`` starts here
 Both are written atomically; Ctrl-C or SIGTERM stops after the current step and saves ``last``.
 """
 
@@ -26,7 +28,8 @@ from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
 from attnkit.errors import UserError
 from attnkit.runtime import autocast
-from attnkit.training.checkpoint import load_weights, optimizer_state, read_checkpoint, save_checkpoint
+from attnkit.training.averaging import WeightAverage
+from attnkit.training.checkpoint import load_weights, model_tensors, optimizer_state, read_checkpoint, save_checkpoint
 from attnkit.training.metrics import METRICS, MetricsLog
 from attnkit.training.schedule import make_schedule
 
@@ -97,6 +100,7 @@ class Trainer:
         self.schedule = make_schedule(cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.plateau_factor,
                                       cfg.plateau_patience, cfg.min_lr)
         self.state = LoopState()
+        self.average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
         self.progress = progress
         self.metrics = MetricsLog(self.out, cfg.tensorboard)  # metrics.jsonl, and TensorBoard if asked
         # the validation score that picks the best model, and its direction
@@ -112,6 +116,10 @@ class Trainer:
         if hasattr(self.strategy, "state_dict"):  # a strategy that learns too (professor forcing's discriminator)
             tensors, meta["strategy"] = self.strategy.state_dict()
             extra.update({f"strategy.{k}": v for k, v in tensors.items()})
+        if self.average is not None:
+            tensors, aliases = model_tensors(self.average.model)
+            extra.update({f"average.{k}": v for k, v in tensors.items()})
+            meta["average"] = {"updates": self.average.updates, "aliases": aliases}
         save_checkpoint(self.out / LAST, self.model, meta, self.optimizer, extra)
 
     def resume(self) -> None:
@@ -121,9 +129,14 @@ class Trainer:
         self.schedule.load_state_dict(doc["schedule"])
         self.state = LoopState(**{**doc["loop"], "stopped": ""})
         if hasattr(self.strategy, "load_state_dict"):  # before the RNG: building its parts draws numbers
-            prefix = "strategy."
-            tensors = {k[len(prefix):]: v for k, v in groups["extra"].items() if k.startswith(prefix)}
-            self.strategy.load_state_dict(tensors, doc.get("strategy", {}))
+            self.strategy.load_state_dict(_prefixed(groups["extra"], "strategy."), doc.get("strategy", {}))
+        if self.average is not None:
+            if "average" not in doc:
+                raise UserError(f"{self.out / LAST}: written without training.ema_decay, so there is no "
+                                "average to resume")
+            load_weights(self.average.model, _prefixed(groups["extra"], "average."), doc["average"]["aliases"],
+                         self.out / LAST)
+            self.average.updates = doc["average"]["updates"]
         torch.set_rng_state(groups["extra"]["torch_rng"])
         random.setstate(_py_rng(doc["python_rng"]))
         dropped = self.metrics.truncate(self.state.step)
@@ -149,20 +162,23 @@ class Trainer:
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model)
         self.schedule.step()
         return loss_sum.item() / n_tokens, n_tokens, stats
 
     def validate(self, count_for_stopping: bool = True) -> dict:
         start = time.monotonic()
-        self.model.eval()
+        model = self.average.model if self.average is not None else self.model
+        model.eval()
         with torch.no_grad(), autocast(self.cfg.precision):
-            scores = self.validate_fn(self.model)
+            scores = self.validate_fn(model)
         value = scores[self.metric]
         better = (self.state.best is None or (value > self.state.best if self.higher_is_better
                                               else value < self.state.best))
         if better:
             self.state.best, self.state.best_step = value, self.state.step
-            save_checkpoint(self.out / BEST, self.model, {**self.meta, "step": self.state.step, "valid": scores})
+            save_checkpoint(self.out / BEST, model, {**self.meta, "step": self.state.step, "valid": scores})
         if count_for_stopping:
             self.state.bad_validations = 0 if better else self.state.bad_validations + 1
             self.schedule.validated(better)
@@ -267,6 +283,11 @@ class Trainer:
             last_scores = self.validate(count_for_stopping=False)
         self.metrics.close()
         return Result(st, last_scores)
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose names start with ``prefix``, under the rest of their names."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _json_rng(state: tuple) -> list:
