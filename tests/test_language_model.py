@@ -179,3 +179,28 @@ def test_carry_state_with_another_strategy_is_a_config_error(tmp_path, lm_corpus
     with pytest.raises(UserError, match="carry_state: false"):
         load_config(path, sampling)
     assert load_config(path, [*sampling, "model.carry_state=false"]).model.carry_state is False
+
+
+@pytest.mark.parametrize("carry", [True, False])
+def test_stream_perplexity_scores_every_token_once_in_parallel_rows(carry):
+    """Four rows of a 63-token stream (62 predictions: 4 x 15 and 2 left over): its NLL is each row's
+    own NLL read alone, the last row continued by the 2 tokens no row holds."""
+    import math
+
+    import torch
+
+    from attnkit.config.models import LSTMLMConfig
+    from attnkit.models import build_language_model
+    from attnkit.tasks.language_model import stream_perplexity
+
+    torch.manual_seed(0)
+    model = build_language_model(LSTMLMConfig(embed_dim=8, hidden=8, num_layers=2, dropout=0.0), 20)
+    model.carries_state = carry  # False: each chunk read from a zero state, as a Transformer reads its window
+    ids = torch.randint(4, 20, (63,))
+    chunk = 4 if carry else 15  # without carrying, one chunk a row, so that reading it alone is the same
+    nll = lambda part: math.log(stream_perplexity(model, part, chunk, rows=1)) * (part.numel() - 1)  # noqa: E731
+    parts = [ids[0:16], ids[15:31], ids[30:46], ids[45:63] if carry else ids[45:61]]
+    expected = sum(nll(p) for p in parts)
+    if not carry:  # the 2 tokens left over are read from a zero state too
+        expected += nll(ids[60:63])
+    assert math.log(stream_perplexity(model, ids, chunk, rows=4)) * 62 == pytest.approx(expected, rel=1e-5)

@@ -75,7 +75,8 @@ def stream(tok: Tokenizer, lines: list[str]) -> Tensor:
 @torch.no_grad()
 def stream_perplexity(model: torch.nn.Module, ids: Tensor, chunk: int, rows: int = 16) -> float:
     """exp(mean NLL) of every token of the stream after the first, read in order: the stream is cut
-    into ``rows`` parallel parts scored chunk by chunk, an LSTM carrying its state across chunks."""
+    into ``rows`` parallel parts scored chunk by chunk, an LSTM carrying its state across chunks.
+    The last few tokens, fewer than ``rows``, that the parts leave over continue the last part."""
     model.eval()
     x, y = stream_rows(ids, rows)  # (rows, n) each
     total, count, state = 0.0, 0, None
@@ -85,6 +86,13 @@ def stream_perplexity(model: torch.nn.Module, ids: Tensor, chunk: int, rows: int
         state = out.state if model.carries_state else None
         total += float(token_nll(out.logits, gold))
         count += gold.numel()
+    left = ids.numel() - 1 - y.numel()
+    if left:
+        if state is not None:  # the last part's state: the context of the tokens after it
+            state = model.reorder(state, torch.tensor([rows - 1]))
+        out = model(ids[None, -left - 1 : -1], state)  # (1, left) -> (1, left, V)
+        total += float(token_nll(out.logits, ids[None, -left:]))
+        count += left
     return math.exp(total / count)
 
 
