@@ -15,11 +15,13 @@ out=runs/bench-$name
 bin=.venv/bin
 rm -rf "$out"
 $bin/attnkit -q train "$config" --out "$out" --max-minutes "$minutes" "$@"
-$bin/python - "$out" "$config" "$minutes" "$name" <<'PY'
+$bin/python - "$out" "$config" "$minutes" "$name" "$@" <<'PY'
 import json, sys
-out, config, minutes, name = sys.argv[1:]
+out, config, minutes, name, *overrides = sys.argv[1:]
 summary = json.load(open(f"{out}/summary.json"))
 row = {"config": config, "max_minutes": float(minutes), "summary": summary}
+if overrides:  # a variant's --set options, so that its row can be rerun as it was
+    row["overrides"] = [o for o in overrides if o != "--set"]
 json.dump(row, open(f"bench/results/{name}.json", "w"), indent=2)
 print(json.dumps({"config": config, "params": summary.get("params"), "steps": summary.get("steps"),
                   "wall_seconds": summary["wall_seconds"], "valid": summary.get("valid"),
