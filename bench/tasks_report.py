@@ -30,18 +30,23 @@ ROWS = [
     ("ptb-kneser-ney", "PTB test perplexity", ("test", "perplexity"), "KN5 about 141"),
     ("ptb-lstm-lm", "PTB test perplexity", ("test", "perplexity"),
      "PyTorch example (650 tied, 40 epochs) 76; AWD-LSTM 58.8"),
+    ("ptb-lstm-lm-no-ema", "PTB test perplexity", ("test", "perplexity"),
+     "the LSTM LM above before the weight average"),
     ("ptb-transformer-lm", "PTB test perplexity", ("test", "perplexity"),
      "Transformer-XL 54.5 (24M parameters, AWD-style regularisation)"),
     ("bilm-elmo", "EWT dev perplexity (both directions)", ("valid", "perplexity"), ""),
 ]
 
 
-def cells(name: str, where: tuple[str, str]) -> str | None:
-    path = RESULTS / f"{name}.json"
-    if not path.is_file():
-        return None
-    r = json.loads(path.read_text(encoding="utf-8"))
-    s = r["summary"]
+def config_cell(name: str, result: dict) -> str:
+    """The config, and a variant's --set options, that reproduce a row."""
+    config = f"`{Path(result['config']).name}`" if result else f"`{name}.yaml`"
+    overrides = " ".join(f"`--set {o}`" for o in result.get("overrides", ()))
+    return f"{config} {overrides}".strip()
+
+
+def cells(result: dict, where: tuple[str, str]) -> str:
+    s = result["summary"]
     score = s.get(where[0], {}).get(where[1], "?")
     steps = f"{s['steps']} ({s['best_step']})" if "steps" in s else "counted"
     tps = f"{s['train_tokens_per_s']:.0f}" if "train_tokens_per_s" in s else ""
@@ -52,8 +57,10 @@ def main() -> None:
     print("| config | score | value | params | steps (best) | wall time | train tokens/s | anchor |")
     print("|---|---|---:|---:|---:|---:|---:|---|")
     for name, what, where, anchor in ROWS:
-        row = cells(name, where) or "not yet run | | | | "
-        print(f"| `{name}.yaml` | {what} | {row} | {anchor} |")
+        path = RESULTS / f"{name}.json"
+        result = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        row = cells(result, where) if result else "not yet run | | | | "
+        print(f"| {config_cell(name, result)} | {what} | {row} | {anchor} |")
 
 
 if __name__ == "__main__":
