@@ -11,6 +11,8 @@ minutes=${2:-25}
 name=$(basename "$config" .yaml)
 out=runs/bench-$name
 bin=.venv/bin
+. bench/keep.sh
+keep_results "bench/results/$name.json"
 rm -rf "$out"
 $bin/attnkit -q train "$config" --out "$out" --max-minutes "$minutes"
 $bin/attnkit -q evaluate "$out" --beam 1 --json --output "$out/test.greedy.txt" > "$out/test.greedy.json"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # One row of docs/BENCHMARKS.md: train a ready config on Multi30k en-de for 60 minutes on this
-# machine, then score test2016 with beam 5 (sacreBLEU, chrF) and write bench/results/NAME.json.
+# machine, then score test2016 with beam 5 (sacreBLEU, chrF) and write bench/results/NAME.json
+# (an existing one is replaced only with FORCE=1).
 #   sh bench/multi30k.sh configs/multi30k-transformer.yaml [MINUTES]
 set -eu
 config=$1
@@ -8,6 +9,8 @@ minutes=${2:-60}
 name=$(basename "$config" .yaml)
 out=runs/bench-$name
 bin=.venv/bin
+. bench/keep.sh
+keep_results "bench/results/$name.json"
 rm -rf "$out"
 $bin/attnkit -q train "$config" --out "$out" --max-minutes "$minutes"
 data=src/attnkit/resources/multi30k

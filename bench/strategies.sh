@@ -21,6 +21,8 @@ bin=.venv/bin
 data=src/attnkit/resources/multi30k
 results=bench/results/strategies
 mkdir -p "$results" runs/strategies
+. bench/keep.sh
+for seed in $seeds; do for s in $strategies; do keep_results "$results/$name-$s-s$seed.json"; done; done
 
 # eps falls linearly from 1 to 0.7 over the run: 30% of the inputs are the model's own by the end
 decay=$(python3 -c "print(0.3 / $steps)")

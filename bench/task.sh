@@ -2,7 +2,8 @@
 # One row of the taggers / classifiers / language models tables of docs/BENCHMARKS.md: train CONFIG
 # for at most MINUTES on this machine (it stops earlier when validation stops improving), then keep
 # the run's summary (validation and test scores of the best checkpoint, parameters, steps, time) in
-# bench/results/NAME.json (NAME: the config's, or the environment's NAME for a variant of it).
+# bench/results/NAME.json (NAME: the config's, or the environment's NAME for a variant of it; an
+# existing result is replaced only with FORCE=1).
 #   sh bench/task.sh configs/ewt-bilstm-tagger.yaml [MINUTES] [--set section.key=value ...]
 # The ELMo configs read the pretrained biLM from runs/bilm-elmo: train it first with
 #   sh bench/task.sh configs/bilm-elmo.yaml 60 && cp -r runs/bench-bilm-elmo runs/bilm-elmo
@@ -13,6 +14,8 @@ shift; [ $# -gt 0 ] && shift
 name=${NAME:-$(basename "$config" .yaml)}
 out=runs/bench-$name
 bin=.venv/bin
+. bench/keep.sh
+keep_results "bench/results/$name.json"
 rm -rf "$out"
 $bin/attnkit -q train "$config" --out "$out" --max-minutes "$minutes" "$@"
 $bin/python - "$out" "$config" "$minutes" "$name" "$@" <<'PY'

@@ -78,8 +78,12 @@ def test_usage_errors_exit_2(capsys):
 
 
 def fails(capsys, argv, *needles) -> str:
-    """Run the CLI; it must exit 2 with exactly one stderr line 'attnkit: error: ...' holding needles."""
-    rc = main(argv)
+    """Run the CLI; it must exit 2 with exactly one stderr line 'attnkit: error: ...' holding needles
+    (an option argparse refuses exits through SystemExit, before the command runs)."""
+    try:
+        rc = main(argv)
+    except SystemExit as stop:
+        rc = stop.code
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
     assert rc == 2, captured.err
@@ -250,7 +254,7 @@ def test_translate_nbest(model_dir, tmp_path, capsys):
     scores = [float(line.split(" ||| ")[2]) for line in out]
     assert scores[0] >= scores[1] and scores[4] >= scores[5]  # best first
     fails(capsys, ["-q", "translate", str(model_dir), "--input", str(tmp_path / "in.txt"), "--nbest", "3",
-                   "--beam", "2"], "--nbest 3", "--beam 2")
+                   "--beam", "2"], "nbest 3", "beam size 2")
 
 
 def test_translate_from_stdin(model_dir, capsys, monkeypatch):

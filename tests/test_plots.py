@@ -85,7 +85,7 @@ def test_taggers_classifiers_and_language_models_plot_the_attention_they_have(ti
     (["--out", "x.jpg"], "give a .png or .svg file name"),
     (["--kind", "pooling"], "--kind pooling: this model has encoder, self, cross"),
     (["--layer", "3"], "--layer 3: the encoder self-attention has layers 1 to 2"),
-    (["--head", "0"], "--head 0: the encoder self-attention has heads 1 to 2"),
+    (["--head", "3"], "--head 3: the encoder self-attention has heads 1 to 2"),
 ])
 def test_plot_attention_errors_are_one_line(tiny_runs, tmp_path, capsys, argv, message):
     argv = ["plot", "attention", str(tiny_runs["transformer"]), "--text", "ab", "--out", str(tmp_path / "a.png"),

@@ -69,6 +69,23 @@ def language_model(data: Path) -> dict:
             "generation": {"method": "greedy", "max_tokens": 6}}
 
 
+def lstm_language_model(data: Path) -> dict:
+    """The Transformer LM's data, read by an LSTM with a tied adaptive softmax, carrying its state."""
+    raw = language_model(data)
+    raw["model"] = {"arch": "lstm_lm", "embed_dim": 16, "hidden": 16, "num_layers": 1, "dropout": 0.0,
+                    "tie_embeddings": True, "adaptive_softmax": [4]}
+    return raw
+
+
+def bilm(data: Path, cutoffs: list[int] | None = None) -> dict:
+    """A character-reading bidirectional LM (ELMo) on the LM's lines; ``cutoffs``: an adaptive softmax."""
+    raw = language_model(data)
+    model = {"arch": "bilm", "char_dim": 8, "char_hidden": 8, "dim": 16, "num_layers": 2, "dropout": 0.0}
+    return {"task": "bilm", "data": {"train": [raw["data"]["train"]], "valid": raw["data"]["valid"]},
+            "vocab": {"level": "word", "min_freq": 1},
+            "model": {**model, **({"adaptive_softmax": cutoffs} if cutoffs else {})}, "training": TRAINING}
+
+
 def captioning(data: Path) -> dict:
     """Scenes of the shipped handwritten digits, 24x24, a CNN to a 6x6 grid and an attending LSTM."""
     return {"task": "captioning",
@@ -87,6 +104,8 @@ CONFIGS = {
     "classifier": lambda d: classification(d, "rnn"),
     "transformer_classifier": lambda d: classification(d, "transformer"),
     "lm": language_model,
+    "lstm_lm": lstm_language_model,
+    "bilm": bilm,
 }
 
 

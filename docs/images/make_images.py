@@ -1,13 +1,17 @@
-"""Make the pictures of the README's "See inside" section: python docs/images/make_images.py
+"""Make the pictures of the README's "See inside" section:
+
+    python docs/images/make_images.py                    # into runs/images/, to look at
+    python docs/images/make_images.py --out docs/images  # replace the README's pictures (tracked files)
 
 Trains a tiny Transformer for under a minute on a toy task whose attention is easy to read (the
 target is the source sentence reversed, so encoder-decoder attention should be an anti-diagonal),
 then draws each plot with the CLI and photographs the page of `attnkit serve` in headless
-Chromium (Playwright, Debian's /usr/bin/chromium). Everything is written to docs/images/.
+Chromium (Playwright, Debian's /usr/bin/chromium).
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import socket
 import subprocess
@@ -19,7 +23,6 @@ from pathlib import Path
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
 SUBJECTS = ["a dog", "the man", "two girls", "a little boy", "the woman", "a black cat"]
 VERBS = ["runs", "sits", "plays", "jumps", "waits", "sleeps"]
 PLACES = ["on the beach", "in the park", "near the water", "in the snow", "on a bench", "at home"]
@@ -57,7 +60,7 @@ def train(root: Path) -> Path:
     return out
 
 
-def screenshot(run: Path, text: str) -> None:
+def screenshot(run: Path, text: str, out: Path) -> None:
     import uvicorn
     from playwright.sync_api import sync_playwright
 
@@ -79,23 +82,29 @@ def screenshot(run: Path, text: str) -> None:
         page.fill("#opt-nbest", "3")
         page.click("#submit")
         page.wait_for_selector("table.heatmap")
-        page.screenshot(path=str(HERE / "page.png"), full_page=True)
+        page.screenshot(path=str(out / "page.png"), full_page=True)
         browser.close()
     server.should_exit = True
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Draw the README's pictures of a tiny toy Transformer.")
+    parser.add_argument("--out", type=Path, default=Path("runs/images"),
+                        help="folder for the pictures (default: runs/images; docs/images replaces the README's)")
+    out = parser.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         run = train(Path(tmp))
         text = "a little boy plays in the snow"
         attnkit("plot", "attention", str(run), "--text", text, "--kind", "cross", "--out",
-                str(HERE / "attention-cross.png"))
+                str(out / "attention-cross.png"))
         attnkit("plot", "attention", str(run), "--text", text, "--kind", "encoder", "--layer", "1", "--out",
-                str(HERE / "attention-encoder.png"))
+                str(out / "attention-encoder.png"))
         attnkit("plot", "positions", "--text", "I am a robot", "--d-model", "64", "--out",
-                str(HERE / "positions.png"))
-        attnkit("plot", "curves", str(run), "--out", str(HERE / "curves.png"))
-        screenshot(run, text)
+                str(out / "positions.png"))
+        attnkit("plot", "curves", str(run), "--out", str(out / "curves.png"))
+        screenshot(run, text, out)
+    print(f"pictures in {out}")
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ class TranslationInspector(Inspector):
     def run(self, text: str, options: Options) -> Inspection:
         t = self.translator
         beam = options.beam or self.cfg.decoding.beam
-        nbest = min(options.nbest or 1, beam)
+        nbest = options.nbest or 1  # more than the beam: the translator's one-line error, as on the CLI
         hyps = t.translate([text], beam=beam, nbest=nbest)[0]
         src_ids = t.encode_source(text)
         best = hyps[0].tokens
@@ -299,7 +299,7 @@ class LanguageModelInspector(Inspector):
         context, new = lm.continue_ids(text, pick(options.method, g.method), pick(options.beam, g.beam),
                                        pick(options.max_tokens, g.max_tokens),
                                        pick(options.temperature, g.temperature), g.top_k, g.top_p,
-                                       pick(options.seed, 0))
+                                       pick(options.seed, 0), min(g.min_tokens, pick(options.max_tokens, g.max_tokens)))
         result = ContinuationResult(prompt=text, continuation=lm.decode(new))
         if lm.ngram is not None:
             return Inspection(self.task, text.split(), result)

@@ -4,7 +4,8 @@
     GET  /api/model        what the model is: task, architecture, the options it takes, the limits
     POST /api/inspect      {"text": ...} -> the output and every attention map, tokens on both axes
     POST /api/caption      {"image": base64} -> a captioning model's caption and its attention over the image
-    GET  /docs, /openapi.json   the API, documented by FastAPI
+    GET  /docs, /redoc, /openapi.json   the API, documented by FastAPI (Swagger UI and ReDoc served from
+                           the fastapi-offline package: the pages work without internet)
 
 Every answer to a bad request is a 4xx with a one-line ``{"error": ...}``: an empty or over-long
 input, wrong JSON types, an unknown field, a body that is not JSON or not UTF-8, a body over the
@@ -29,11 +30,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from attnkit import __version__
+from attnkit.config import DecodingConfig, GenerationConfig, key_type
 from attnkit.errors import UserError
 from attnkit.inspection import AttentionMap, Inspection, Inspector, Options, Result
 
@@ -55,11 +58,15 @@ class InspectRequest(BaseModel):
                               json_schema_extra={"examples": [{"text": "A dog runs on the beach.", "beam": 5,
                                                                "nbest": 3}]})
     text: str = Field(min_length=1, max_length=MAX_CHARS, description="a sentence, a text, or a prompt")
-    beam: int | None = Field(None, ge=1, le=MAX_BEAM, description="translation, LM: beam size (1: greedy)")
-    nbest: int | None = Field(None, ge=1, le=MAX_BEAM, description="translation: hypotheses to return (<= beam)")
-    method: Literal["greedy", "beam", "sample"] | None = Field(None, description="LM: how to continue")
-    max_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS, description="LM: new tokens at most")
-    temperature: float | None = Field(None, gt=0.0, le=10.0, description="LM sampling temperature")
+    beam: key_type(DecodingConfig, "beam") | None = Field(None, le=MAX_BEAM,
+                                                          description="translation, LM: beam size (1: greedy)")
+    nbest: key_type(DecodingConfig, "nbest") | None = Field(None, le=MAX_BEAM,
+                                                            description="translation: hypotheses to return (<= beam)")
+    method: key_type(GenerationConfig, "method") | None = Field(None, description="LM: how to continue")
+    max_tokens: key_type(GenerationConfig, "max_tokens") | None = Field(None, le=MAX_NEW_TOKENS,
+                                                                        description="LM: new tokens at most")
+    temperature: key_type(GenerationConfig, "temperature") | None = Field(None, le=10.0,
+                                                                          description="LM sampling temperature")
     seed: int | None = Field(None, ge=0, description="LM sampling seed (default 0: the same text each time)")
 
 
@@ -68,7 +75,7 @@ class CaptionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     image: str = Field(min_length=1, description="PNG, JPEG, GIF, BMP...: any image Pillow reads, base64")
-    beam: int | None = Field(None, ge=1, le=MAX_BEAM, description="beam size (1: greedy)")
+    beam: key_type(DecodingConfig, "beam") | None = Field(None, le=MAX_BEAM, description="beam size (1: greedy)")
 
 
 class AttentionView(BaseModel):
@@ -189,9 +196,9 @@ def one_line(err: RequestValidationError) -> str:
 def make_app(inspector: Inspector, name: str, max_body_bytes: int | None = None) -> FastAPI:
     if max_body_bytes is None:
         max_body_bytes = MAX_IMAGE_BODY_BYTES if inspector.input == "image" else MAX_BODY_BYTES
-    app = FastAPI(title="attnkit", version=__version__,
-                  description=f"Look inside the {inspector.task} model `{name}`: its output for a text and "
-                              "every attention map it computed, with the tokens of both axes.")
+    app = FastAPIOffline(title="attnkit", version=__version__,
+                         description=f"Look inside the {inspector.task} model `{name}`: its output for a text "
+                                     "and every attention map it computed, with the tokens of both axes.")
     lock = threading.Lock()
     info = ModelInfo(name=name, task=inspector.task, arch=inspector.arch, input=inspector.input,
                      options=sorted(inspector.options),

@@ -15,7 +15,8 @@ from attnkit.model_dir import load_best_weights
 from attnkit.tasks import TASKS
 from attnkit.tasks.base import Fitted
 from attnkit.training.checkpoint import atomic_write_text
-from attnkit.training.trainer import BEST, LAST, Trainer, check_resumable
+from attnkit.training.deadline import DeadlineReached, time_limit
+from attnkit.training.trainer import BEST, LAST, Limits, Trainer, check_resumable
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,12 @@ def absolute_data_paths(cfg: AnyConfig) -> AnyConfig:
 
 
 def train(config: str | Path | None, out: Path, overrides: list[str] | None = None, resume: bool = False,
-          max_steps: int = 0, max_minutes: float = 0.0, progress: bool = True) -> dict:
-    """Train (or resume) the task of ``config`` into ``out``; returns the final scores."""
+          max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True) -> dict:
+    """Train (or resume) the task of ``config`` into ``out``; returns the final scores.
+
+    ``max_steps`` bounds the updates in all, ``max_minutes`` the whole run's wall time: data preparation,
+    training, validation and the final test scoring (what the deadline overtakes is cut short and said
+    so). None: a resumed run keeps the limit it was started with, a fresh run has none."""
     start = time.monotonic()
     out = Path(out)
     prepare_out_dir(out, resume)
@@ -72,11 +77,16 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     model = prepared.model
     trainer = Trainer(model, prepared.strategy, cfg.training, out, prepared.epoch_batches, prepared.make_batch,
                       prepared.validate, prepared.meta, progress=progress, metric=prepared.metric,
-                      higher_is_better=prepared.higher_is_better)
+                      higher_is_better=prepared.higher_is_better, started=start)
     if resume:
         trainer.resume()
-    deadline = start + max_minutes * 60 if max_minutes else None
-    result = trainer.run(max_steps=max_steps, deadline=deadline, reserve_factor=prepared.reserve_factor)
+        trainer.limits = trainer.saved_limits.resumed(max_steps, max_minutes, trainer.wall_before)
+        log_kept_limits(trainer.limits, trainer.wall_before, max_steps, max_minutes)
+    else:
+        trainer.limits = Limits(max_steps or 0, max_minutes or 0.0)
+    limits = trainer.limits
+    deadline = start + limits.max_minutes * 60 - trainer.wall_before if limits.max_minutes else None
+    result = trainer.run(max_steps=limits.max_steps, deadline=deadline, reserve_factor=prepared.reserve_factor)
     st = result.state
 
     # final scores with the best weights (there are none yet when stopped before the first validation)
@@ -90,7 +100,23 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
                "train_tokens_per_s": round(st.tokens / max(st.train_seconds, 1e-9), 1),
                "valid": doc.get("valid", {})}
     if prepared.test is not None and st.stopped != "interrupted":
-        with torch.no_grad():
-            summary["test"] = prepared.test(model)
+        try:
+            with torch.no_grad(), time_limit(deadline):
+                summary["test"] = prepared.test(model)
+        except DeadlineReached:
+            summary["test_skipped"] = "the --max-minutes deadline came first; score it with attnkit evaluate"
+            log.warning("test set not scored: the time limit (--max-minutes) came first; attnkit evaluate %s "
+                        "scores it", out)
     summary["wall_seconds"] = round(time.monotonic() - start, 1)
     return summary
+
+
+def log_kept_limits(limits: Limits, spent: float, max_steps: int | None, max_minutes: float | None) -> None:
+    kept = []
+    if max_steps is None and limits.max_steps:
+        kept.append(f"--max-steps {limits.max_steps}")
+    if max_minutes is None and limits.max_minutes:
+        left = max(0.0, limits.max_minutes - spent / 60)
+        kept.append(f"--max-minutes {limits.max_minutes:g} ({left:.1f} left)")
+    if kept:
+        log.info("resumed with the run's own limits: %s", ", ".join(kept))

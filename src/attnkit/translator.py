@@ -55,7 +55,7 @@ class Translator:
         d = self.cfg.decoding
         beam, batch_size = beam or d.beam, batch_size or d.batch_size
         if nbest > beam:
-            raise UserError(f"--nbest {nbest} cannot exceed --beam {beam}")
+            raise UserError(f"nbest {nbest} cannot exceed the beam size {beam}")
         encoded = [self.encode_source(line, i + 1) if line.strip() else None for i, line in enumerate(lines)]
         todo = [i for i, ids in enumerate(encoded) if ids is not None]
         results: list[list[Translation]] = [[Translation("", 0.0, [])] * nbest for _ in lines]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -56,14 +57,23 @@ def _file_log(out: Path) -> logging.Handler:
 
 def run_training(config, out: Path, overrides, resume, max_steps, max_minutes, progress) -> dict:
     from attnkit.train import prepare_out_dir, train
+    from attnkit.training.checkpoint import atomic_write_text
+    from attnkit.training.trainer import BEST, LAST
 
+    created = not out.exists()
     prepare_out_dir(out, resume)
     handler = _file_log(out)
     try:
         summary = train(config, out, overrides, resume, max_steps, max_minutes, progress)
-    finally:
+    except BaseException:
         logging.getLogger().removeHandler(handler)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        handler.close()
+        if created and not any((out / name).exists() for name in (BEST, LAST)):
+            shutil.rmtree(out, ignore_errors=True)  # a run that failed before its first checkpoint leaves nothing
+        raise
+    logging.getLogger().removeHandler(handler)
+    handler.close()
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -83,6 +93,8 @@ def report(summary: dict, out: Path) -> None:
     if "test" in summary:
         t = summary["test"]
         print(f"test: {_scores(t)}" + (f"  [{t['bleu_signature']}]" if "bleu_signature" in t else ""))
+    elif "test_skipped" in summary:
+        print(f"test: not scored ({summary['test_skipped']})")
 
 
 def cmd_train(args) -> int:
@@ -122,7 +134,10 @@ def cmd_classify(args) -> int:
 
     classifier = Classifier.load(args.model_dir)
     results = classifier.classify(read_input(args.input))
-    write_output(args.output, [f"{label}\t{prob:.4f}" for label, prob in results])
+    empty = results.count(None)
+    if empty:
+        log.warning("%d empty line(s): nothing to classify, an empty line out for each", empty)
+    write_output(args.output, ["" if r is None else f"{r[0]}\t{r[1]:.4f}" for r in results])
     return 0
 
 
@@ -132,10 +147,13 @@ def cmd_generate(args) -> int:
     lm = LanguageModel.load(args.model_dir)
     g = lm.cfg.generation
     pick = lambda value, default: default if value is None else value  # noqa: E731
+    min_tokens, max_tokens = pick(args.min_tokens, g.min_tokens), pick(args.max_tokens, g.max_tokens)
+    if min_tokens > max_tokens:
+        raise UserError(f"--min-tokens {min_tokens} is above --max-tokens {max_tokens}")
     prompts = [args.prompt] if args.prompt is not None else read_input(args.input)
-    out = [lm.generate(p, pick(args.method, g.method), pick(args.beam, g.beam), pick(args.max_tokens, g.max_tokens),
+    out = [lm.generate(p, pick(args.method, g.method), pick(args.beam, g.beam), max_tokens,
                        pick(args.temperature, g.temperature), pick(args.top_k, g.top_k), pick(args.top_p, g.top_p),
-                       None if args.seed is None else args.seed + i)
+                       None if args.seed is None else args.seed + i, min_tokens)
            for i, p in enumerate(prompts)]
     write_output(args.output, out)
     return 0
@@ -213,22 +231,19 @@ def cmd_evaluate(args) -> int:
         raise UserError("evaluate: give the test file with --src")
     if task == "tagging":
         from attnkit.data.conllu import read_conllu
-        from attnkit.tasks.tagging import Tagger, accuracy
+        from attnkit.tasks.tagging import Tagger, accuracy, check_tagged
 
         tagger = Tagger.load(args.model_dir)
         gold = read_conllu(args.src)
         tag = tagger.cfg.data.tag
+        check_tagged(args.src, gold, tag)
         print_scores({tag + "_accuracy": accuracy(tagger.tag(gold), gold, tag), "sentences": len(gold)}, args.json)
         return 0
     if task == "classification":
-        from attnkit.tasks.classification import Classifier, read_tsv
+        from attnkit.tasks.classification import Classifier
 
-        clf = Classifier.load(args.model_dir)
-        d = clf.cfg.data
-        data = read_tsv(args.src, d.text_column, d.label_column, d.header)
-        predicted = [label for label, _ in clf.classify(data.texts)]
-        acc = round(100.0 * sum(p == g for p, g in zip(predicted, data.labels)) / len(data.labels), 2)
-        print_scores({"accuracy": acc, "texts": len(data.labels)}, args.json)
+        acc, n = Classifier.load(args.model_dir).accuracy(args.src)
+        print_scores({"accuracy": acc, "texts": n}, args.json)
         return 0
     if task == "language_model":
         from attnkit.tasks.language_model import LanguageModel
@@ -352,6 +367,9 @@ DEMO_SENTENCES = [
 ]
 
 
+DEMO_EXAMPLES_SECONDS = 5  # beam 5 over the four examples, even from a barely trained model
+
+
 def cmd_demo(args) -> int:
     from importlib import resources
 
@@ -359,14 +377,19 @@ def cmd_demo(args) -> int:
 
     config = Path(str(resources.files("attnkit") / "resources" / "demo.yaml"))
     out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("demo-%Y%m%d-%H%M%S")
-    print(f"attnkit demo: training a small Transformer on Multi30k en-de for {args.minutes:g} minutes -> {out}")
-    summary = run_training(config, out, [], False, 0, args.minutes, not args.quiet)
+    start = time.monotonic()
+    print(f"attnkit demo: a small Transformer on Multi30k en-de, trained and scored within {args.minutes:g} "
+          f"minutes -> {out}")
+    # the run (training, validation, test) ends by the deadline less the few seconds the examples take
+    run_minutes = max(args.minutes - DEMO_EXAMPLES_SECONDS / 60, args.minutes / 2)
+    summary = run_training(config, out, [], False, 0, run_minutes, not args.quiet)
     report(summary, out)
     translator = load_model_dir(out)
     print("\nexamples (beam 5):")
     for src, hyp in zip(DEMO_SENTENCES, translator.translate(DEMO_SENTENCES, beam=5)):
         print(f"  en: {src}\n  de: {hyp[0].text}\n")
     print(f"Translate your own: echo 'A dog runs on the beach.' | attnkit translate {out}")
+    print(f"({time.monotonic() - start:.0f} s in all)")
     return 0
 
 

@@ -11,11 +11,35 @@ from attnkit.errors import UserError
 from attnkit.runtime import tune_malloc
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors (``attnkit: error: ...``, exit 2) instead of a usage block."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("attnkit").strip()
+        print(f"attnkit: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)",
+              file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from attnkit.cli import commands as c
     from attnkit.cli import see
+    from attnkit.cli.options import (
+        Minutes,
+        NonNegative,
+        NonNegativeMinutes,
+        checked,
+        count,
+        input_file,
+        like,
+        output_file,
+    )
+    from attnkit.config import DecodingConfig, GenerationConfig, TrainingConfig
 
-    p = argparse.ArgumentParser(
+    beam = like(DecodingConfig, "beam")
+    batch_size = like(DecodingConfig, "batch_size")
+
+    p = Parser(
         prog="attnkit",
         description="Attention-based sequence models from one lecture: translators (RNN encoder-decoders "
                     "with none/mean/dot/general/additive context, Transformers), taggers, classifiers, language "
@@ -34,9 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default: runs/<config name>)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set training.lr=0.001 (repeatable; values are YAML)")
-    t.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop after N updates in total")
-    t.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
-                   help="bound the whole run's wall time, validation included; it then ends as if converged")
+    t.add_argument("--max-steps", type=like(TrainingConfig, "max_steps"), default=None, metavar="N",
+                   help="stop after N updates in total (0: no limit; a resumed run keeps its own unless given)")
+    t.add_argument("--max-minutes", type=checked(NonNegativeMinutes, "minutes"), default=None, metavar="M",
+                   help="bound the whole run's wall time: training, validation and the final test scoring end by "
+                        "then (what did not fit is said and skipped); 0: no limit; a resumed run keeps the time its "
+                        "budget had left unless given")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out exactly where it stopped (optimizer, schedule, RNG, data position)")
     t.set_defaults(func=c.cmd_train)
@@ -45,13 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Translate one sentence per line, stdin to stdout by default; as many lines "
                                     "out as in (an empty line gives an empty line).")
     tr.add_argument("model_dir", metavar="DIR", help="a trained model directory (the --out of train)")
-    tr.add_argument("--beam", type=int, default=None, metavar="N",
+    tr.add_argument("--beam", type=beam, default=None, metavar="N",
                     help="beam size; 1 is greedy (default: the config's)")
-    tr.add_argument("--nbest", type=int, default=1, metavar="K",
+    tr.add_argument("--nbest", type=like(DecodingConfig, "nbest"), default=1, metavar="K",
                     help="output the K best translations per line as 'LINE ||| TRANSLATION ||| SCORE' (K <= beam)")
-    tr.add_argument("--batch-size", type=int, default=None, metavar="N", help="sentences per batch")
-    tr.add_argument("--input", metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
-    tr.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    tr.add_argument("--batch-size", type=batch_size, default=None, metavar="N", help="sentences per batch")
+    tr.add_argument("--input", type=input_file, metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
+    tr.add_argument("--output", type=output_file, metavar="FILE", help="write to FILE instead of stdout")
     tr.set_defaults(func=c.cmd_translate)
 
     e = sub.add_parser("evaluate", help="score a trained model on a test file",
@@ -62,12 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Captioning: BLEU-4, exact match and (digit scenes) attention localisation "
                                    "on the test split of the model's config (no --src).")
     e.add_argument("model_dir", metavar="DIR", help="a trained model directory")
-    e.add_argument("--src", metavar="FILE",
-                   help="the test file: source sentences, CoNLL-U, TSV or text (plain or .gz)")
-    e.add_argument("--ref", metavar="FILE", help="translation: reference translations, aligned with --src")
-    e.add_argument("--beam", type=int, default=None, metavar="N", help="beam size; 1 is greedy (default: the config's)")
-    e.add_argument("--batch-size", type=int, default=None, metavar="N", help="sentences per batch")
-    e.add_argument("--output", metavar="FILE", help="also write the translations to FILE")
+    e.add_argument("--src", type=input_file, metavar="FILE",
+                   help="the test file: source sentences, CoNLL-U, TSV or text (plain or .gz; attnkit:NAME for a "
+                        "file shipped in the package, e.g. attnkit:multi30k/test_2016_flickr.en.gz)")
+    e.add_argument("--ref", type=input_file, metavar="FILE",
+                   help="translation: reference translations, aligned with --src")
+    e.add_argument("--beam", type=beam, default=None, metavar="N",
+                   help="beam size; 1 is greedy (default: the config's)")
+    e.add_argument("--batch-size", type=batch_size, default=None, metavar="N", help="sentences per batch")
+    e.add_argument("--output", type=output_file, metavar="FILE", help="also write the translations to FILE")
     e.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     e.add_argument("--exposure", action="store_true",
                    help="translation: also measure exposure bias, the reference tokens' loss and accuracy by output "
@@ -82,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "where the model looked (DIR/STEM/NN-WORD.png) and all of them in a row "
                                     "(DIR/STEM.png).")
     cp.add_argument("model_dir", metavar="DIR", help="a trained captioner directory")
-    cp.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
-    cp.add_argument("--beam", type=int, default=None, metavar="N",
+    cp.add_argument("images", nargs="+", type=input_file, metavar="IMAGE", help="image files (anything Pillow reads)")
+    cp.add_argument("--beam", type=beam, default=None, metavar="N",
                     help="beam size; 1 is greedy (default: the config's)")
     cp.add_argument("--attention-dir", metavar="DIR", help="save the attention map of every generated word here")
     cp.set_defaults(func=c.cmd_caption)
@@ -92,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The main job: train a small Transformer on the Multi30k English-German data "
                                    "shipped inside attnkit (no download), report its test2016 BLEU with beam 5, "
                                    "and translate a few sentences.")
-    d.add_argument("--minutes", type=float, default=10.0, metavar="M", help="training time budget (default: 10)")
+    d.add_argument("--minutes", type=checked(Minutes, "minutes"), default=10.0, metavar="M",
+                   help="time budget of the whole demo, training and test scoring (default: 10)")
     d.add_argument("--out", help="run directory (default: runs/demo-<time>)")
     d.set_defaults(func=c.cmd_demo)
 
@@ -101,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write CoNLL-U with the predicted tags in the UPOS or XPOS column the "
                                    "tagger was trained on; every other column is copied unchanged.")
     g.add_argument("model_dir", metavar="DIR", help="a trained tagger directory")
-    g.add_argument("--input", metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
-    g.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    g.add_argument("--input", type=input_file, metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
+    g.add_argument("--output", type=output_file, metavar="FILE", help="write to FILE instead of stdout")
     g.add_argument("--tokens", action="store_true", help="input is one tokenized sentence per line, not CoNLL-U")
     g.set_defaults(func=c.cmd_tag)
 
@@ -110,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read one text per line and write 'LABEL<TAB>PROBABILITY' per line, "
                                    "as many lines out as in.")
     k.add_argument("model_dir", metavar="DIR", help="a trained classifier directory")
-    k.add_argument("--input", metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
-    k.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    k.add_argument("--input", type=input_file, metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
+    k.add_argument("--output", type=output_file, metavar="FILE", help="write to FILE instead of stdout")
     k.set_defaults(func=c.cmd_classify)
 
     n = sub.add_parser("generate", help="continue prompts with a trained language model",
@@ -121,15 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "section.")
     n.add_argument("model_dir", metavar="DIR", help="a trained language-model directory")
     n.add_argument("--prompt", help="one prompt instead of reading stdin")
-    n.add_argument("--input", metavar="FILE", help="read prompts from FILE instead of stdin")
-    n.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    n.add_argument("--input", type=input_file, metavar="FILE", help="read prompts from FILE instead of stdin")
+    n.add_argument("--output", type=output_file, metavar="FILE", help="write to FILE instead of stdout")
     n.add_argument("--method", choices=["greedy", "beam", "sample"], help="how to choose each next token")
-    n.add_argument("--beam", type=int, metavar="N", help="beam size for --method beam")
-    n.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (< 1 sharper, > 1 flatter)")
-    n.add_argument("--top-k", type=int, metavar="K", help="sample among the K most probable tokens (0: all)")
-    n.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling: the smallest set with mass P")
-    n.add_argument("--max-tokens", type=int, metavar="N", help="at most N new tokens per prompt")
-    n.add_argument("--seed", type=int, default=None, help="random seed for sampling (default: unseeded)")
+    n.add_argument("--beam", type=like(GenerationConfig, "beam"), metavar="N", help="beam size for --method beam")
+    n.add_argument("--temperature", type=like(GenerationConfig, "temperature"), metavar="T",
+                   help="sampling temperature, > 0 (< 1 sharper, > 1 flatter)")
+    n.add_argument("--top-k", type=like(GenerationConfig, "top_k"), metavar="K",
+                   help="sample among the K most probable tokens (0: all)")
+    n.add_argument("--top-p", type=like(GenerationConfig, "top_p"), metavar="P",
+                   help="nucleus sampling: the smallest set with mass P, 0 < P <= 1 (1: all)")
+    n.add_argument("--min-tokens", type=like(GenerationConfig, "min_tokens"), metavar="N",
+                   help="at least N new tokens per prompt (default: the config's, 1)")
+    n.add_argument("--max-tokens", type=like(GenerationConfig, "max_tokens"), metavar="N",
+                   help="at most N new tokens per prompt")
+    n.add_argument("--seed", type=checked(NonNegative, "seed"), default=None,
+                   help="random seed for sampling (default: unseeded)")
     n.set_defaults(func=c.cmd_generate)
 
     m = sub.add_parser("embed", help="write ELMo-style contextual word vectors of a text",
@@ -140,13 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "per sentence named by its line number from 0 (the sentences' words in the "
                                    "file's metadata).")
     m.add_argument("model_dir", metavar="DIR", help="a trained bidirectional LM directory (task: bilm)")
-    m.add_argument("--input", metavar="FILE", help="read from FILE (plain, .gz or .conllu) instead of stdin")
-    m.add_argument("--output", metavar="FILE", help="write to FILE (text, or .safetensors) instead of stdout")
+    m.add_argument("--input", type=input_file, metavar="FILE",
+                   help="read from FILE (plain, .gz or .conllu) instead of stdin")
+    m.add_argument("--output", type=output_file, metavar="FILE",
+                   help="write to FILE (text, or .safetensors) instead of stdout")
     m.add_argument("--layer", default="average", metavar="WHICH",
                    help="average (the mean of all layers, default), top (the last LSTM layer), N (layer N; 0 is "
                         "the character-based word vector), or all (every layer, (L+1, T, D) per sentence: "
                         ".safetensors output only)")
-    m.add_argument("--batch-size", type=int, default=32, metavar="N", help="sentences per batch (default: 32)")
+    m.add_argument("--batch-size", type=count(), default=32, metavar="N", help="sentences per batch (default: 32)")
     m.set_defaults(func=c.cmd_embed)
 
     b = sub.add_parser("bench", help="measure training and translation speed",
@@ -155,17 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "runs each system in a process of its own and writes a table.")
     bsub = b.add_subparsers(dest="what", metavar="WHAT", required=True)
     bt = bsub.add_parser("train", help="training tokens/s of a config on its training data")
-    bt.add_argument("config", help="YAML config")
+    bt.add_argument("config", type=input_file, help="YAML config")
     bt.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    bt.add_argument("--steps", type=int, default=30, help="timed updates (default: 30)")
-    bt.add_argument("--warmup", type=int, default=5, help="untimed updates first (default: 5)")
+    bt.add_argument("--steps", type=count(), default=30, help="timed updates (default: 30)")
+    bt.add_argument("--warmup", type=checked(NonNegative, "steps"), default=5,
+                    help="untimed updates first (default: 5)")
     bt.set_defaults(func=c.cmd_bench_train)
     bd = bsub.add_parser("translate", help="translation sentences/s of a trained model")
     bd.add_argument("model_dir", metavar="DIR")
-    bd.add_argument("--src", required=True, metavar="FILE", help="real sentences to translate")
-    bd.add_argument("--beam", type=int, default=1, metavar="N")
-    bd.add_argument("--batch-size", type=int, default=None, metavar="N")
-    bd.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N sentences")
+    bd.add_argument("--src", type=input_file, required=True, metavar="FILE", help="real sentences to translate")
+    bd.add_argument("--beam", type=beam, default=1, metavar="N")
+    bd.add_argument("--batch-size", type=batch_size, default=None, metavar="N")
+    bd.add_argument("--limit", type=checked(NonNegative, "count"), default=0, metavar="N",
+                    help="only the first N sentences (0: all)")
     bd.set_defaults(func=c.cmd_bench_translate)
 
     see.add_parsers(sub)  # plot, serve: attnkit/cli/see.py

@@ -19,6 +19,10 @@ ATTENTION_KINDS = ("encoder", "self", "cross", "pooling")
 
 
 def add_parsers(sub) -> None:
+    from attnkit.cli.options import Count, Dimension, Port, checked, input_file, like
+    from attnkit.config import DecodingConfig
+
+    count = checked(Count, "count")
     p = sub.add_parser("plot", help="draw attention, positional encodings or training curves (PNG or SVG)",
                        description="Draw a picture into --out: PNG or SVG, by its extension.")
     psub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
@@ -31,20 +35,23 @@ def add_parsers(sub) -> None:
                                     "queries, columns keys, with the tokens on both axes.")
     a.add_argument("model_dir", metavar="DIR", help="a trained model directory")
     a.add_argument("--text", help="the sentence (translation, tagging, classification) or prompt (LM)")
-    a.add_argument("--image", metavar="FILE", help="captioning: the image to caption (any format Pillow reads)")
+    a.add_argument("--image", type=input_file, metavar="FILE",
+                   help="captioning: the image to caption (any format Pillow reads)")
     a.add_argument("--out", default="attention.png", metavar="FILE", help="image file (default: attention.png)")
     a.add_argument("--kind", choices=ATTENTION_KINDS, action="append",
                    help="only this attention (repeatable; default: all the model has)")
-    a.add_argument("--layer", type=int, metavar="N", help="only layer N (from 1)")
-    a.add_argument("--head", type=int, metavar="N", help="only head N (from 1)")
-    a.add_argument("--beam", type=int, metavar="N", help="translation: beam size of the output drawn (default: config)")
+    a.add_argument("--layer", type=count, metavar="N", help="only layer N (from 1)")
+    a.add_argument("--head", type=count, metavar="N", help="only head N (from 1)")
+    a.add_argument("--beam", type=like(DecodingConfig, "beam"), metavar="N",
+                   help="translation: beam size of the output drawn (default: config)")
     a.set_defaults(func=cmd_plot_attention)
 
     q = psub.add_parser("positions", help="the sinusoidal positional-encoding matrix of a sentence",
                         description="Draw PE[pos, i] for the whitespace tokens of --text: the vector added to "
                                     "each token's embedding, by position (the lecture's 'I am a robot' picture).")
     q.add_argument("--text", required=True, help='the sentence, e.g. "I am a robot"')
-    q.add_argument("--d-model", type=int, default=64, metavar="N", help="embedding size (default: 64)")
+    q.add_argument("--d-model", type=checked(Dimension, "size"), default=64, metavar="N",
+                   help="embedding size (default: 64)")
     q.add_argument("--out", default="positions.png", metavar="FILE", help="image file (default: positions.png)")
     q.set_defaults(func=cmd_plot_positions)
 
@@ -63,7 +70,7 @@ def add_parsers(sub) -> None:
                                    "JSON API behind it is documented at /docs.")
     s.add_argument("model_dir", metavar="DIR", help="a trained model directory")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    s.add_argument("--port", type=checked(Port, "port"), default=8000, help="port (default: 8000; 0: any free port)")
     s.set_defaults(func=cmd_serve)
 
 
@@ -128,8 +135,6 @@ def cmd_plot_positions(args: argparse.Namespace) -> int:
     tokens = args.text.split()
     if not tokens:
         raise UserError("--text: give at least one word")
-    if args.d_model < 2:
-        raise UserError("--d-model: at least 2")
     return _written(save(positions_figure(tokens, sinusoidal_table(len(tokens), args.d_model)), args.out))
 
 
@@ -145,7 +150,5 @@ def cmd_plot_curves(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from attnkit.server import serve
 
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port {args.port}: give 0 to 65535")
     serve(args.model_dir, args.host, args.port)
     return 0

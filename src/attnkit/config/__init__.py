@@ -19,10 +19,10 @@ from __future__ import annotations
 import copy
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from attnkit.config.captioning import DATA_SOURCES
 from attnkit.config.models import (
@@ -73,7 +73,7 @@ __all__ = [
     "RNNTaggerConfig", "ShowAttendTellConfig", "TaggedData", "TaggingConfig", "TextData", "TrainingConfig",
     "TransformerClassifierConfig",
     "TransformerConfig", "TransformerLMConfig", "TransformerTaggerConfig", "TranslationConfig", "VocabConfig",
-    "apply_overrides", "dump_config", "load_config", "parse_config", "read_yaml", "resolve_path",
+    "apply_overrides", "dump_config", "key_type", "load_config", "parse_config", "read_yaml", "resolve_path",
 ]
 
 Config = AnyConfig
@@ -169,6 +169,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> AnyConf
 
 def dump_config(cfg: AnyConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def key_type(section: type[BaseModel], key: str) -> Any:
+    """The type of a config key with its constraints (``ge=1`` ...): what the CLI's options and the
+    server's requests check a value against, so that each refuses what the config refuses."""
+    info = section.model_fields[key]
+    return Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
 
 
 def resolve_path(path: str, base: Path | None = None) -> Path:

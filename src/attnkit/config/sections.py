@@ -87,7 +87,9 @@ class TrainingConfig(Section):
     schedule: Literal["inverse_sqrt", "plateau", "constant", "linear"] = Field(
         "inverse_sqrt", description="linear: down to zero at the end of the budget (max_steps, --max-steps "
                                     "or --max-minutes)")
-    warmup_steps: int = Field(4000, ge=0)
+    warmup_steps: int | None = Field(
+        None, ge=0, description="updates of linear warmup from 0 to lr; default: 4000 for inverse_sqrt (its formula "
+                                "peaks there), 0 (none) for the other schedules")
     plateau_factor: float = Field(0.5, gt=0.0, lt=1.0)
     plateau_patience: int = Field(2, ge=0)
     min_lr: float = Field(1e-6, ge=0.0)
@@ -102,7 +104,7 @@ class TrainingConfig(Section):
         "auto", description="the validation score that picks the best model; auto: the task's main score")
     patience: int = Field(10, ge=0, description="validations without improvement before stopping; 0: never")
     precision: Literal["fp32", "bf16"] = "fp32"
-    log_every: int = Field(100, ge=1)
+    log_every: int = Field(20, ge=1, description="updates between the training lines of the log and metrics.jsonl")
     init_from: str | None = Field(
         None, description="translation, language model: a trained model directory whose tokenizers and best "
                           "weights this run starts from (fine-tuning; its model section must match); the "
@@ -116,6 +118,12 @@ class TrainingConfig(Section):
     @classmethod
     def _name_alone(cls, value):
         return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _default_warmup(self):
+        if self.warmup_steps is None:
+            self.warmup_steps = 4000 if self.schedule == "inverse_sqrt" else 0
+        return self
 
     @model_validator(mode="after")
     def _optimizer_settings_match(self):
@@ -145,4 +153,12 @@ class GenerationConfig(Section):
     temperature: float = Field(1.0, gt=0.0)
     top_k: int = Field(0, ge=0, description="sample among the k most probable tokens; 0: all")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus: the smallest set with this mass; 1: all")
+    min_tokens: int = Field(1, ge=0, description="new tokens before the line may end (0: an empty continuation "
+                                                 "is allowed, which beam search, ranking by probability, often picks)")
     max_tokens: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _min_below_max(self):
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) is above max_tokens ({self.max_tokens})")
+        return self

@@ -100,15 +100,22 @@ class BidirectionalLM(nn.Module):
     def logits(self, h: Tensor) -> Tensor:
         """(..., D) -> (..., V) over every word (an adaptive softmax's log-probabilities: all its clusters)."""
         if isinstance(self.W_out, nn.AdaptiveLogSoftmaxWithLoss):
-            return self.W_out.log_prob(h.reshape(-1, h.size(-1)).float()).view(*h.shape[:-1], -1)
+            with fp32(h):
+                return self.W_out.log_prob(h.reshape(-1, h.size(-1)).float()).view(*h.shape[:-1], -1)
         return self.W_out(h)
 
     def target_log_probs(self, h: Tensor, targets: Tensor) -> Tensor:
         """h (N, D), targets (N,) -> (N,) log P(target); an adaptive softmax computes only the clusters the
         targets fall in."""
         if isinstance(self.W_out, nn.AdaptiveLogSoftmaxWithLoss):
-            return self.W_out(h.float(), targets).output
+            with fp32(h):  # torch's adaptive softmax writes its clusters into one fp32 tensor
+                return self.W_out(h.float(), targets).output
         return torch.log_softmax(self.W_out(h).float(), -1).gather(1, targets.unsqueeze(1)).squeeze(1)
+
+
+def fp32(x: Tensor) -> torch.autocast:
+    """Autocast switched off for ``x``'s device: what runs inside computes in the dtype it is given."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 class ContextualEmbedder(nn.Module):

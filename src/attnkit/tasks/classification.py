@@ -104,6 +104,15 @@ def predict(model: torch.nn.Module, enc: Encoder, texts: list[str], batch_tokens
     return probs
 
 
+def check_labelled(path: str | Path, data: Examples, labels: list[str], column: int) -> None:
+    """A file to score must hold labels the classifier knows: one whose label column holds none (an
+    unlabelled test set, where the column is the text or an index) is an error, not accuracy 0."""
+    if not set(data.labels) & set(labels):
+        seen = next((lab for lab in data.labels if lab), "")
+        raise UserError(f"{path}: column {column + 1} holds no label this classifier knows ({', '.join(labels)})"
+                        + (f"; e.g. {seen[:40]!r}" if seen else ", only empty cells") + ": is the file labelled?")
+
+
 def accuracy(model: torch.nn.Module, enc: Encoder, data: Examples) -> float:
     best = predict(model, enc, data.texts).argmax(-1).tolist()
     return round(100.0 * sum(enc.labels[b] == g for b, g in zip(best, data.labels)) / len(data.labels), 2)
@@ -196,8 +205,20 @@ class Classifier:
         load_best_weights(model, path)
         return cls(model, enc, cfg)
 
-    def classify(self, texts: list[str]) -> list[tuple[str, float]]:
-        """The most probable label of each text and its probability."""
-        probs = predict(self.model, self.enc, texts)
-        p, best = probs.max(-1)
-        return [(self.enc.labels[b], float(q)) for b, q in zip(best.tolist(), p.tolist())]
+    def classify(self, texts: list[str]) -> list[tuple[str, float] | None]:
+        """The most probable label of each text and its probability; None for an empty text (nothing to
+        classify)."""
+        todo = [i for i, text in enumerate(texts) if text.strip()]
+        out: list[tuple[str, float] | None] = [None] * len(texts)
+        if todo:
+            p, best = predict(self.model, self.enc, [texts[i] for i in todo]).max(-1)
+            for i, b, q in zip(todo, best.tolist(), p.tolist()):
+                out[i] = (self.enc.labels[b], float(q))
+        return out
+
+    def accuracy(self, path: str | Path) -> tuple[float, int]:
+        """Accuracy (%) on a labelled TSV file of the config's layout, and its number of texts."""
+        d = self.cfg.data
+        data = read_tsv(path, d.text_column, d.label_column, d.header)
+        check_labelled(path, data, self.enc.labels, d.label_column)
+        return accuracy(self.model, self.enc, data), len(data.labels)

@@ -214,10 +214,11 @@ class LanguageModel:
 
     # -- continuation -------------------------------------------------------------------------
     def generate(self, prompt: str, method: str = "sample", beam: int = 5, max_tokens: int = 50,
-                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> str:
-        """Continue ``prompt`` to the end of its line (or ``max_tokens``), through the same greedy,
-        beam and sampling code as translation."""
-        _, new = self.continue_ids(prompt, method, beam, max_tokens, temperature, top_k, top_p, seed)
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                 min_tokens: int = 1) -> str:
+        """Continue ``prompt`` to the end of its line (at least ``min_tokens``, at most ``max_tokens``),
+        through the same greedy, beam and sampling code as translation."""
+        _, new = self.continue_ids(prompt, method, beam, max_tokens, temperature, top_k, top_p, seed, min_tokens)
         return self.decode(new)
 
     def decode(self, ids: list[int]) -> str:
@@ -225,7 +226,7 @@ class LanguageModel:
 
     def continue_ids(self, prompt: str, method: str = "sample", beam: int = 5, max_tokens: int = 50,
                      temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                     seed: int | None = None) -> tuple[list[int], list[int]]:
+                     seed: int | None = None, min_tokens: int = 1) -> tuple[list[int], list[int]]:
         """What ``generate`` does, in token ids: the context the model read (the line start, EOS, and
         the prompt, cut to the model's window) and the new tokens (EOS excluded)."""
         if self.ngram is not None:
@@ -246,12 +247,13 @@ class LanguageModel:
         start, max_len = torch.tensor([context[-1]]), torch.tensor([max_tokens])
         with torch.no_grad():
             if method == "greedy":
-                hyp = greedy_decode(decoder, state, start, max_len)[0][0]
+                hyp = greedy_decode(decoder, state, start, max_len, min_tokens)[0][0]
             elif method == "beam":
-                hyp = beam_decode(decoder, state, start, beam, max_len)[0][0]
+                hyp = beam_decode(decoder, state, start, beam, max_len, min_len=min_tokens)[0][0]
             else:
                 gen = torch.Generator().manual_seed(seed) if seed is not None else None
-                hyp = sample_decode(decoder, state, start, max_len, temperature, top_k, top_p, generator=gen)[0][0]
+                hyp = sample_decode(decoder, state, start, max_len, temperature, top_k, top_p, min_tokens,
+                                    generator=gen)[0][0]
         return context, hyp.tokens
 
 

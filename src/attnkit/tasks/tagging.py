@@ -136,6 +136,13 @@ def predict(model: torch.nn.Module, vocabs: Vocabularies, sentences: list[Senten
     return out
 
 
+def check_tagged(path: str | Path, sentences: list[Sentence], tag: str) -> None:
+    """A file to score must hold gold tags: one whose tag column is all ``_`` is an error, not accuracy 0."""
+    if all(t == "_" for s in sentences for t in s.tags[tag]):
+        column = {"upos": 4, "xpos": 5}[tag]
+        raise UserError(f"{path}: no {tag.upper()} tags to score against (column {column} is '_' on every word)")
+
+
 def accuracy(predicted: list[list[str]], sentences: list[Sentence], tag: str) -> float:
     pairs = [(p, g) for pred, s in zip(predicted, sentences) for p, g in zip(pred, s.tags[tag])]
     return round(100.0 * sum(p == g for p, g in pairs) / max(1, len(pairs)), 2)

@@ -17,12 +17,13 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
@@ -30,6 +31,7 @@ from attnkit.errors import UserError
 from attnkit.runtime import autocast
 from attnkit.training.averaging import WeightAverage
 from attnkit.training.checkpoint import load_weights, model_tensors, optimizer_state, read_checkpoint, save_checkpoint
+from attnkit.training.deadline import DeadlineReached, time_limit
 from attnkit.training.metrics import METRICS, MetricsLog
 from attnkit.training.schedule import make_schedule
 
@@ -48,7 +50,23 @@ class LoopState:
     bad_validations: int = 0
     tokens: int = 0
     train_seconds: float = 0.0
+    wall_seconds: float = 0.0  # the run's wall time so far, every invocation's (data preparation included)
     stopped: str = ""  # why the last run ended: converged, max_steps, max_epochs, time, interrupted
+
+
+@dataclass
+class Limits:
+    """A run's budget, kept in its checkpoint so that ``--resume`` keeps it: updates in all and
+    wall-clock minutes in all, every invocation's (0: no limit)."""
+
+    max_steps: int = 0
+    max_minutes: float = 0.0
+
+    def resumed(self, max_steps: int | None, max_minutes: float | None, spent_seconds: float) -> Limits:
+        """The limits of a resumed run: these, except for those given anew; new minutes count from now."""
+        return Limits(self.max_steps if max_steps is None else max_steps,
+                      self.max_minutes if max_minutes is None
+                      else (spent_seconds / 60 + max_minutes if max_minutes else 0.0))
 
 
 @dataclass
@@ -92,7 +110,9 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, strategy, cfg: TrainingConfig, out_dir: Path,
                  epoch_batches: Callable[[int], list[list[int]]], make_batch: Callable[[list[int]], Batch],
                  validate: Callable[[torch.nn.Module], dict], meta: dict, progress: bool = True,
-                 metric: str | None = None, higher_is_better: bool | None = None):
+                 metric: str | None = None, higher_is_better: bool | None = None, started: float | None = None):
+        """``started``: the ``time.monotonic()`` at which this invocation began (its data preparation
+        counts towards the time limit); default: now."""
         self.model, self.strategy, self.cfg, self.out = model, strategy, cfg, Path(out_dir)
         self.epoch_batches, self.make_batch, self.validate_fn = epoch_batches, make_batch, validate
         self.meta = meta  # saved with every checkpoint (what the model directory needs to be read back)
@@ -100,6 +120,10 @@ class Trainer:
         self.schedule = make_schedule(cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.plateau_factor,
                                       cfg.plateau_patience, cfg.min_lr)
         self.state = LoopState()
+        self.started = time.monotonic() if started is None else started
+        self.wall_before = 0.0  # wall seconds of the invocations before this one (resumed runs)
+        self.limits = Limits()  # set by the caller; saved with ``last`` for --resume
+        self.saved_limits = Limits()  # what the resumed checkpoint had
         self.average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
         self.progress = progress
         self.metrics = MetricsLog(self.out, cfg.tensorboard)  # metrics.jsonl, and TensorBoard if asked
@@ -111,8 +135,9 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------
     def save_last(self) -> None:
         extra = {"torch_rng": torch.get_rng_state()}
+        self.state.wall_seconds = self.wall_before + time.monotonic() - self.started
         meta = {**self.meta, "loop": asdict(self.state), "schedule": self.schedule.state_dict(),
-                "python_rng": _json_rng(random.getstate())}
+                "python_rng": _json_rng(random.getstate()), "limits": asdict(self.limits)}
         if hasattr(self.strategy, "state_dict"):  # a strategy that learns too (professor forcing's discriminator)
             tensors, meta["strategy"] = self.strategy.state_dict()
             extra.update({f"strategy.{k}": v for k, v in tensors.items()})
@@ -128,6 +153,8 @@ class Trainer:
         self.optimizer.load_state_dict(optimizer_state(groups["optim"], doc["optimizer"]))
         self.schedule.load_state_dict(doc["schedule"])
         self.state = LoopState(**{**doc["loop"], "stopped": ""})
+        self.wall_before = self.state.wall_seconds
+        self.saved_limits = Limits(**doc.get("limits", {}))
         if hasattr(self.strategy, "load_state_dict"):  # before the RNG: building its parts draws numbers
             self.strategy.load_state_dict(_prefixed(groups["extra"], "strategy."), doc.get("strategy", {}))
         if self.average is not None:
@@ -167,12 +194,19 @@ class Trainer:
         self.schedule.step()
         return loss_sum.item() / n_tokens, n_tokens, stats
 
-    def validate(self, count_for_stopping: bool = True) -> dict:
+    def validate(self, count_for_stopping: bool = True, deadline: float | None = None) -> dict | None:
+        """Score the model (or its average) on the validation set, keep it if best; None when the
+        ``deadline`` came first (nothing is scored or saved then)."""
         start = time.monotonic()
         model = self.average.model if self.average is not None else self.model
         model.eval()
-        with torch.no_grad(), autocast(self.cfg.precision):
-            scores = self.validate_fn(model)
+        try:
+            with torch.no_grad(), autocast(self.cfg.precision), time_limit(deadline):
+                scores = self.validate_fn(model)
+        except DeadlineReached:
+            log.warning("step %d: validation cut short by the time limit (--max-minutes): not scored",
+                        self.state.step)
+            return None
         value = scores[self.metric]
         better = (self.state.best is None or (value > self.state.best if self.higher_is_better
                                               else value < self.state.best))
@@ -212,12 +246,14 @@ class Trainer:
 
     def run(self, max_steps: int = 0, deadline: float | None = None, reserve_factor: float = 1.0) -> Result:
         """Train until convergence (early stopping), ``max_steps``, ``max_epochs`` or ``deadline``
-        (a ``time.monotonic()`` value; the loop leaves ``reserve_factor`` x the last validation's
-        duration for the final validation)."""
+        (a ``time.monotonic()`` value). The loop leaves ``reserve_factor`` x the last validation's
+        duration for the final validation (and test), a sixth of the time left before the first;
+        a validation the deadline still overtakes is cut short, and said so."""
         cfg, st = self.cfg, self.state
         max_steps = max_steps or cfg.max_steps
         budget = self.budget(max_steps, deadline)
         self.last_valid_seconds = 0.0
+        first_reserve = (deadline - time.monotonic()) / 6 if deadline is not None else 0.0
         flag: dict = {}
         last_scores: dict = {}
         validated_at = -1
@@ -225,7 +261,9 @@ class Trainer:
                    dynamic_ncols=True, desc="train")
         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
         window_stats: dict[str, list[float]] = {}  # the strategy's stats (eps, discriminator accuracy, ...)
-        with stop_on_signal(flag):
+        # log lines print above the bar, which stays at the bottom (and on the screen once done)
+        redirect = logging_redirect_tqdm([logging.getLogger()]) if self.progress else nullcontext()
+        with stop_on_signal(flag), redirect:
             while not st.stopped:
                 if cfg.max_epochs and st.epoch >= cfg.max_epochs:
                     st.stopped = "max_epochs"
@@ -235,6 +273,7 @@ class Trainer:
                     t0 = time.monotonic()
                     if budget:
                         self.schedule.progress = budget(st.step, t0)
+                    reserve = self.last_valid_seconds * reserve_factor if self.last_valid_seconds else first_reserve
                     loss, n_tok, stats = self.train_step(self.make_batch(batches[st.batch_in_epoch]))
                     if not math.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss} at step {st.step + 1}; lower training.lr")
@@ -253,12 +292,18 @@ class Trainer:
                                   "lr": self.schedule.lr(), "tokens_per_s": window_tokens / max(elapsed, 1e-9),
                                   **{k: sum(v) / len(v) for k, v in window_stats.items()}}
                         self.log_metrics(record)
+                        log.info("step %d: train loss %.4f  lr %.3g  %.0f tokens/s", st.step, record["loss"],
+                                 record["lr"], record["tokens_per_s"])
                         bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
                                         tok_s=f"{record['tokens_per_s']:.0f}")
                         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
                         window_stats = {}
                     if st.step % cfg.valid_every == 0:
-                        last_scores, validated_at = self.validate(), st.step
+                        scores = self.validate(deadline=deadline)
+                        if scores is None:
+                            st.stopped = "time"
+                        else:
+                            last_scores, validated_at = scores, st.step
                         self.save_last()
                         if cfg.patience and st.bad_validations >= cfg.patience:
                             st.stopped = "converged"
@@ -267,8 +312,7 @@ class Trainer:
                         st.stopped = "interrupted"
                     elif max_steps and st.step >= max_steps:
                         st.stopped = "max_steps"
-                    elif deadline is not None and (
-                            time.monotonic() + self.last_valid_seconds * reserve_factor >= deadline):
+                    elif deadline is not None and time.monotonic() + reserve >= deadline:
                         st.stopped = "time"
                     if st.stopped:
                         break
@@ -280,7 +324,13 @@ class Trainer:
         # uninterrupted run; the closing validation only updates the best model.
         self.save_last()
         if st.stopped != "interrupted" and validated_at != st.step:
-            last_scores = self.validate(count_for_stopping=False)
+            last_scores = self.validate(count_for_stopping=False, deadline=deadline) or last_scores
+        if st.stopped != "interrupted" and not (self.out / BEST).is_file():
+            # no validation finished (the deadline cut it): the model directory still gets weights
+            log.warning("no validation finished before the run ended: %s holds the weights of step %d, "
+                        "unvalidated", BEST, st.step)
+            model = self.average.model if self.average is not None else self.model
+            save_checkpoint(self.out / BEST, model, {**self.meta, "step": st.step, "valid": {}})
         self.metrics.close()
         return Result(st, last_scores)
 

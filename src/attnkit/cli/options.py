@@ -1,0 +1,68 @@
+"""What the command line accepts, checked before any work starts, in one place.
+
+Every numeric option is checked against the constraints of the config key it stands for (or of a
+named type here), so ``--beam 0`` fails with the same rule as ``decoding.beam: 0`` and the server's
+``"beam": 0``; an input file is resolved (``attnkit:NAME`` is a file shipped in the package) and
+must exist; an output file's folder must exist. A violation is argparse's one-line error (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from attnkit.config import key_type, resolve_path
+
+Count = Annotated[int, Field(ge=1)]  # steps, sentences, layers, heads: at least one
+NonNegative = Annotated[int, Field(ge=0)]
+Minutes = Annotated[float, Field(gt=0.0)]
+NonNegativeMinutes = Annotated[float, Field(ge=0.0)]  # 0: no limit
+Dimension = Annotated[int, Field(ge=2)]  # a vector size (sines and cosines come in pairs)
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+def checked(annotation: Any, name: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that parses and validates a value of ``annotation`` (a pydantic type)."""
+    adapter = TypeAdapter(annotation)
+
+    def parse(text: str) -> Any:
+        try:
+            return adapter.validate_strings(text)
+        except ValidationError as err:
+            raise argparse.ArgumentTypeError(f"{err.errors()[0]['msg'].lower()} (got {text!r})") from None
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
+def like(section: type[BaseModel], key: str) -> Callable[[str], Any]:
+    """An argparse ``type`` checking a value as the config key ``section.key`` is checked."""
+    return checked(key_type(section, key), key)
+
+
+def count() -> Callable[[str], int]:
+    return checked(Count, "count")
+
+
+def input_file(text: str) -> str:
+    """An existing file: a path, or ``attnkit:NAME`` for a file shipped in the package."""
+    path = resolve_path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: file not found")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: a folder, not a file")
+    return str(path)
+
+
+def output_file(text: str) -> str:
+    """A file to write, in a folder that exists (checked now, not after the work is done)."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: a folder; give a file name")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: folder {path.parent} not found")
+    return str(path)
