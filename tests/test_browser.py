@@ -152,3 +152,26 @@ def test_upload_an_image_and_see_where_each_caption_word_looked(browser, tiny_ru
         assert page.locator(".image-views figcaption").all_inner_texts() == words + ["</s>"]
         assert "attention over the image" in page.inner_text("#view-title")
         page.close()
+
+
+def test_the_api_docs_render_with_no_network_but_the_server(browser, server):
+    """/docs and /redoc draw their pages from assets the server itself serves: with every other host
+    unreachable (as offline), the operations of the API still show."""
+    page = browser.new_page()
+    elsewhere: list[str] = []
+
+    def only_the_server(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_server)
+    page.goto(f"{server}/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=15000)
+    assert "/api/inspect" in page.inner_text(".swagger-ui")
+    page.goto(f"{server}/redoc")
+    page.wait_for_function("document.body.innerText.includes('/api/inspect')", timeout=15000)
+    assert not elsewhere, elsewhere
+    page.close()

@@ -19,7 +19,6 @@ from tiny_runs import language_model, lstm_language_model
 from attnkit.cli.main import main
 from attnkit.config import TrainingConfig, parse_config
 from attnkit.training.schedule import make_schedule
-from attnkit.training.trainer import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,6 +104,18 @@ def test_evaluating_a_classifier_on_an_unlabelled_file_is_an_error(tiny_runs, tm
     unlabelled.write_text("index\tsentence\n0\tab cd ef\n1\tgh ij\n", encoding="utf-8")
     err = error_of(capsys, ["evaluate", str(tiny_runs["classifier"]), "--src", str(unlabelled)])
     assert str(unlabelled) in err and "holds no label this classifier knows" in err and "'ab cd ef'" in err
+
+
+def test_training_with_an_unlabelled_test_file_is_an_error_before_any_update(tmp_path, capsys):
+    from tiny_runs import classification
+
+    raw = classification(tmp_path / "data", "rnn")
+    unlabelled = tmp_path / "test.tsv"
+    unlabelled.write_text("index\tsentence\n0\tab cd ef\n", encoding="utf-8")
+    raw["data"]["test"] = str(unlabelled)
+    err = error_of(capsys, ["train", str(write_yaml(tmp_path / "c.yaml", raw)), "--out", str(tmp_path / "run"),
+                            "--max-steps", "2"])
+    assert str(unlabelled) in err and "is the file labelled?" in err and not (tmp_path / "run").exists()
 
 
 def test_evaluating_a_tagger_on_untagged_conllu_is_an_error(tiny_runs, tmp_path, capsys):
@@ -205,6 +216,8 @@ def test_a_resumed_run_keeps_its_limits(toy_config, tmp_path, monkeypatch):
 
 
 def test_resumed_limits_count_the_time_already_spent():
+    from attnkit.training.trainer import Limits
+
     kept = Limits(max_steps=100, max_minutes=10.0)
     assert kept.resumed(None, None, spent_seconds=240) == kept  # 6 minutes left of the 10
     assert kept.resumed(200, None, 240).max_steps == 200
@@ -290,3 +303,50 @@ def test_training_prints_a_line_per_log_window(toy_config, tmp_path, caplog):
               max_steps=4, progress=False)
     lines = [r.getMessage() for r in caplog.records if "train loss" in r.getMessage()]
     assert len(lines) == 2 and lines[0].startswith("step 2: train loss")
+
+
+def in_a_terminal(argv: list[str], cwd: Path) -> str:
+    """What a 100-column terminal shows of a command (a pseudo-terminal, so the progress bar is on)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, close_fds=True)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the command ended and closed its side
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, out.decode()[-2000:]
+    return out.decode()
+
+
+def test_on_a_terminal_log_lines_print_above_a_bar_that_stays(toy_config, tmp_path):
+    cfg = toy_config("transformer", training={"log_every": 4, "valid_every": 8})
+    shown = in_a_terminal([sys.executable, "-m", "attnkit.cli.main", "train", str(cfg), "--out",
+                           str(tmp_path / "run"), "--max-steps", "12"], tmp_path)
+    lines = [line.split("\r")[-1] for line in shown.split("\r\n")]  # what stays on each line of the screen
+    assert [line for line in lines if "train loss" in line] == [
+        line for line in lines if line.startswith("attnkit: step ") and "train loss" in line] and \
+        len([line for line in lines if "train loss" in line]) == 3  # steps 4, 8, 12, each on a line of its own
+    assert any(line.startswith("attnkit: step 8: loss") for line in lines)  # the validation, not glued to the bar
+    finished = [line for line in lines if line.startswith("train: 100%")]
+    assert finished and lines.index(finished[-1]) < next(i for i, x in enumerate(lines) if x.startswith("run: "))
+
+
+def test_the_demo_ends_within_its_minutes(tmp_path, capsys):
+    start = time.monotonic()
+    assert main(["-q", "demo", "--minutes", "0.3", "--out", str(tmp_path / "demo")]) == 0
+    took = time.monotonic() - start
+    assert took < 0.3 * 60 + 2, took  # 18 s, examples included (not 155 s for --minutes 1)
+    out = capsys.readouterr().out
+    assert out.count("  de: ") == 4 and "s in all" in out

@@ -382,7 +382,7 @@ def cmd_demo(args) -> int:
           f"minutes -> {out}")
     # the run (training, validation, test) ends by the deadline less the few seconds the examples take
     run_minutes = max(args.minutes - DEMO_EXAMPLES_SECONDS / 60, args.minutes / 2)
-    summary = run_training(config, out, [], False, 0, run_minutes, not args.quiet)
+    summary = run_training(config, out, [], False, 0, run_minutes, _progress(args))
     report(summary, out)
     translator = load_model_dir(out)
     print("\nexamples (beam 5):")

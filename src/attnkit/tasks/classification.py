@@ -153,6 +153,8 @@ def prepare(cfg: ClassificationConfig, out: Path, resume: bool) -> Prepared:
         save_tokenizer(tok, out, "words")
         (out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     for name, data in (("valid", valid), ("test", test)):
+        if data is not None:
+            check_labelled(getattr(d, name), data, labels, d.label_column)
         unknown = sorted(set(data.labels) - set(labels)) if data else []
         if unknown:
             log.warning("%s: %d label(s) never seen in training (always counted wrong): %s",

@@ -174,6 +174,9 @@ def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
         train = [s for s in train if len(s.forms) <= max_len]
     valid = read_conllu(resolve_path(d.valid))
     test = read_conllu(resolve_path(d.test)) if d.test else None
+    for path, sentences in ((d.train, train), (d.valid, valid), (d.test, test)):
+        if sentences is not None:
+            check_tagged(path, sentences, d.tag)
     if resume:
         vocabs = Vocabularies.load(out, v.lowercase)
     else:

@@ -300,8 +300,8 @@ class Trainer:
                         window_stats = {}
                     if st.step % cfg.valid_every == 0:
                         scores = self.validate(deadline=deadline)
-                        if scores is None:
-                            st.stopped = "time"
+                        if scores is None:  # cut short by the deadline: no time for a closing one either
+                            st.stopped, validated_at = "time", st.step
                         else:
                             last_scores, validated_at = scores, st.step
                         self.save_last()
