@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from attnkit.checkpoint import load_weights, read_checkpoint
 from attnkit.tasks.language_model import LanguageModel, read_text, stream, stream_perplexity
-from attnkit.training.checkpoint import load_weights, read_checkpoint
 
 run = Path(sys.argv[1])
 lm = LanguageModel.load(run)  # the best average

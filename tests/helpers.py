@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from attnkit.build import build_model
 from attnkit.config import RNNConfig, TransformerConfig
 from attnkit.data.batching import pad
-from attnkit.models import build_model
 from attnkit.specials import BOS, EOS
 
 RNN_CONTEXTS = ("none", "mean", "dot", "general", "additive")

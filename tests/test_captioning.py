@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import attnkit
+from attnkit.build import build_captioner
 from attnkit.cli.main import main
 from attnkit.config import CaptionTransformerConfig, ShowAttendTellConfig, parse_config
 from attnkit.data.batching import Batch, pad
@@ -32,7 +33,6 @@ from attnkit.data.digit_scenes import COLS, ROWS, WORDS, digit_splits
 from attnkit.data.images import load_image, to_tensor
 from attnkit.decoding.search import beam_search, greedy
 from attnkit.errors import UserError
-from attnkit.models import build_captioner
 from attnkit.specials import BOS, EOS
 from attnkit.tasks.captioning import box_mass, caption_scores
 from attnkit.training.captioning_loss import DoublyStochasticAttention, doubly_stochastic_penalty

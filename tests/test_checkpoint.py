@@ -1,4 +1,4 @@
-"""attnkit.training.checkpoint: safetensors round trips, tied weights, atomic writes, bad files."""
+"""attnkit.checkpoint: safetensors round trips, tied weights, atomic writes, bad files."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import torch
 from helpers import random_src, random_tgt_in, tiny_rnn, tiny_transformer
 from safetensors.torch import save_file
 
-import attnkit.training.checkpoint as ckpt
+import attnkit.checkpoint as ckpt
 from attnkit import FORMAT_VERSION
-from attnkit.errors import UserError
-from attnkit.models import build_model
-from attnkit.training.checkpoint import (
+from attnkit.build import build_model
+from attnkit.checkpoint import (
     atomic_write,
     atomic_write_text,
     load_weights,
@@ -23,6 +22,7 @@ from attnkit.training.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from attnkit.errors import UserError
 
 
 def tied_transformer(seed: int):

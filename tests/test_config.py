@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from attnkit.build import build_model
 from attnkit.config import (
     RNNConfig,
     TransformerConfig,
@@ -19,7 +20,6 @@ from attnkit.config import (
     resolve_path,
 )
 from attnkit.errors import UserError
-from attnkit.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(ROOT.glob("configs/*.yaml")) + [Path(str(resources.files("attnkit") / "resources" / "demo.yaml"))]

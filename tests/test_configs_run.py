@@ -61,7 +61,7 @@ def all_cores():
 def test_config_takes_five_updates_under_its_own_precision(path, inputs, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the configs' data paths are relative to the repository
     cfg = absolute_data_paths(load_config(path, inputs.get(path.stem, [])))
-    prepared = TASKS[cfg.task](cfg, tmp_path, False)
+    prepared = TASKS[cfg.task].prepare(cfg, tmp_path, False)
     if isinstance(prepared, Fitted):  # counted, not trained (Kneser-Ney): reading its data is the check
         return
     t = cfg.training

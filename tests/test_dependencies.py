@@ -64,6 +64,62 @@ def test_models_import_nothing_from_cli_training_or_decoding(path):
     assert violations(path, forbidden) == []
 
 
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.name)
+def test_models_know_tensors_not_configs(path):
+    """A model is built from sizes; building one from a config is attnkit/build.py's, on the task side."""
+    assert violations(path, ("attnkit.config", "attnkit.data", "attnkit.tasks", "attnkit.build")) == []
+
+
+def files(*parts: str) -> list[Path]:
+    return sorted(p for part in parts for p in ((PACKAGE / part).rglob("*.py") if (PACKAGE / part).is_dir()
+                                                 else [PACKAGE / part]))
+
+
+LOWER_THAN_TRAINING = ("attnkit.training", "attnkit.train", "attnkit.tasks", "attnkit.cli", "attnkit.server")
+
+
+@pytest.mark.parametrize("path", files("decoding"), ids=lambda p: p.name)
+def test_decoding_knows_models_not_training_configs_or_tasks(path):
+    """The searches and the rollout drive the decoder contract; the strategies and the diagnostic use them."""
+    assert violations(path, (*LOWER_THAN_TRAINING, "attnkit.config", "attnkit.build")) == []
+
+
+@pytest.mark.parametrize("path", files("checkpoint.py", "model_dir.py", "diagnostics.py", "translator.py"),
+                         ids=lambda p: p.name)
+def test_reading_models_and_using_them_needs_no_training(path):
+    """Checkpoints and model directories sit below both training and inference: loading a model to
+    translate or to measure its exposure bias imports nothing of the trainer or its strategies."""
+    assert violations(path, LOWER_THAN_TRAINING) == []
+
+
+@pytest.mark.parametrize("path", files("config"), ids=lambda p: p.name)
+def test_configs_know_nothing_of_what_they_configure(path):
+    forbidden = ("attnkit.models", "attnkit.layers", "attnkit.data", "attnkit.decoding", "attnkit.build",
+                 *LOWER_THAN_TRAINING)
+    assert violations(path, forbidden) == []
+
+
+@pytest.mark.parametrize("path", files("training"), ids=lambda p: p.name)
+def test_training_knows_no_task_and_no_interface(path):
+    assert violations(path, ("attnkit.tasks", "attnkit.train", "attnkit.cli", "attnkit.server",
+                             "attnkit.plotting", "attnkit.inspection")) == []
+
+
+@pytest.mark.parametrize("path", files("tasks"), ids=lambda p: p.name)
+def test_tasks_know_no_interface(path):
+    assert violations(path, ("attnkit.cli", "attnkit.server", "attnkit.plotting")) == []
+
+
+def test_the_direction_checks_fail_when_broken():
+    """Each check sees an import that breaks its direction."""
+    bad = {"models": "from attnkit.config import RNNConfig\n", "decoding": "from attnkit.training import strategies\n",
+           "config": "from attnkit.models.base import Seq2Seq\n", "training": "import attnkit.tasks.translation\n"}
+    assert violations_in(modules_in(bad["models"], "attnkit.models"), ("attnkit.config",))
+    assert violations_in(modules_in(bad["decoding"], "attnkit.decoding"), LOWER_THAN_TRAINING)
+    assert violations_in(modules_in(bad["config"], "attnkit.config"), ("attnkit.models",))
+    assert violations_in(modules_in(bad["training"], "attnkit.training"), ("attnkit.tasks",))
+
+
 def test_the_checker_sees_imports():
     assert len(LAYER_FILES) >= 4 and len(MODEL_FILES) >= 3
     assert "attnkit.layers.attention.MultiHeadAttention" in imported_modules(PACKAGE / "layers" / "transformer.py")

@@ -183,7 +183,7 @@ def test_max_minutes_bounds_the_whole_run_validation_and_test_included(toy_confi
     from attnkit.tasks import TASKS
     from attnkit.train import train
 
-    monkeypatch.setitem(TASKS, "translation", slow(TASKS["translation"], 30.0))
+    monkeypatch.setattr(TASKS["translation"], "prepare", slow(TASKS["translation"].prepare, 30.0))
     cfg = toy_config("transformer", training={"valid_every": 1000})
     start = time.monotonic()
     summary = train(cfg, tmp_path / "run", max_minutes=0.1, progress=False)  # 6 seconds

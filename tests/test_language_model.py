@@ -135,8 +135,8 @@ def test_in_order_batches_tile_the_stream_rows():
 def test_carried_state_scores_the_rows_as_one_pass_and_cuts_the_graph():
     import torch
 
+    from attnkit.build import build_language_model
     from attnkit.config.models import LSTMLMConfig
-    from attnkit.models import build_language_model
     from attnkit.tasks.language_model import in_order, stream_rows
     from attnkit.training.strategies import CarriedState, token_nll
 
@@ -189,8 +189,8 @@ def test_stream_perplexity_scores_every_token_once_in_parallel_rows(carry):
 
     import torch
 
+    from attnkit.build import build_language_model
     from attnkit.config.models import LSTMLMConfig
-    from attnkit.models import build_language_model
     from attnkit.tasks.language_model import stream_perplexity
 
     torch.manual_seed(0)

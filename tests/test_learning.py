@@ -12,9 +12,9 @@ import pytest
 import torch
 from helpers import tiny_rnn, tiny_transformer
 
+from attnkit.build import build_model
 from attnkit.data.batching import make_batch, pad
 from attnkit.decoding.search import greedy, max_lengths
-from attnkit.models import build_model
 from attnkit.specials import EOS
 from attnkit.training.strategies import TeacherForcing
 

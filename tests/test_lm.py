@@ -7,6 +7,7 @@ import torch
 from helpers import randomize
 
 from attnkit.decoding.search import beam_decode, filter_logits, greedy_decode, sample_categorical, sample_decode
+from attnkit.models.base import EncoderOutput
 from attnkit.models.lm import LSTMLanguageModel, TransformerLanguageModel
 from attnkit.specials import EOS, PAD
 
@@ -71,7 +72,7 @@ def test_stepping_equals_the_teacher_forced_pass(make):
     model = make()
     x = torch.randint(4, V, (4, 7), generator=torch.Generator().manual_seed(1))
     full = model(x).logits
-    state = model.init_state(4)
+    state = model.init_state(EncoderOutput.empty(4))
     steps = []
     for t in range(7):
         logits, state = model.step(x[:, t], state)
@@ -89,13 +90,14 @@ def test_beam_one_equals_greedy_and_sampling_at_low_temperature_is_greedy(make):
     model = make()
     start = torch.tensor([4, 7, 9])
     limit = torch.tensor([6, 6, 6])
-    g = greedy_decode(model, model.init_state(3), start, limit)
-    b = beam_decode(model, model.init_state(3), start, 1, limit)
+    g = greedy_decode(model, model.init_state(EncoderOutput.empty(3)), start, limit)
+    b = beam_decode(model, model.init_state(EncoderOutput.empty(3)), start, 1, limit)
     assert [h[0].tokens for h in g] == [h[0].tokens for h in b]
-    s = sample_decode(model, model.init_state(3), start, limit, temperature=1e-4,
+    s = sample_decode(model, model.init_state(EncoderOutput.empty(3)), start, limit, temperature=1e-4,
                       generator=torch.Generator().manual_seed(0))
     assert [h[0].tokens for h in s] == [h[0].tokens for h in g]
-    s1 = sample_decode(model, model.init_state(3), start, limit, top_k=1, generator=torch.Generator().manual_seed(5))
+    s1 = sample_decode(model, model.init_state(EncoderOutput.empty(3)), start, limit, top_k=1,
+                       generator=torch.Generator().manual_seed(5))
     assert [h[0].tokens for h in s1] == [h[0].tokens for h in g]
 
 
@@ -103,12 +105,12 @@ def test_sampling_is_seeded_and_draws_from_the_distribution():
     model = lstm_lm()
     start = torch.full((400,), 4)
     limit = torch.full((400,), 1)
-    draw = lambda seed: sample_decode(model, model.init_state(400), start, limit,  # noqa: E731
+    draw = lambda seed: sample_decode(model, model.init_state(EncoderOutput.empty(400)), start, limit,  # noqa: E731
                                       generator=torch.Generator().manual_seed(seed))
     a, b = draw(3), draw(3)
     assert [h[0].tokens for h in a] == [h[0].tokens for h in b]
     first = torch.tensor([h[0].tokens[0] if h[0].tokens else EOS for h in a])
-    logits, _ = model.step(torch.tensor([4]), model.init_state(1))
+    logits, _ = model.step(torch.tensor([4]), model.init_state(EncoderOutput.empty(1)))
     p = torch.softmax(logits[0].float(), -1)
     p[[PAD, 2]] = 0  # never PAD or BOS (the search's constraints)
     p = p / p.sum()

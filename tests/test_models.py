@@ -16,9 +16,9 @@ from helpers import (
     tiny_transformer,
 )
 
+from attnkit.build import build_model
 from attnkit.config import RNNConfig, TransformerConfig
 from attnkit.data.batching import pad
-from attnkit.models import build_model
 from attnkit.specials import EOS, PAD
 
 RNN_VARIANTS = [

@@ -11,6 +11,8 @@ import pytest
 import torch
 from helpers import random_src, random_tgt_in, randomize, tiny_rnn, tiny_transformer
 
+from attnkit.build import build_language_model, build_model
+from attnkit.checkpoint import read_checkpoint
 from attnkit.config import LSTMLMConfig, TrainingConfig, TransformerLMConfig
 from attnkit.config.strategies import (
     ParallelScheduledSamplingConfig,
@@ -18,14 +20,13 @@ from attnkit.config.strategies import (
     ScheduledSamplingConfig,
 )
 from attnkit.data.batching import Batch
+from attnkit.decoding.rollout import DecoderView, rollout
 from attnkit.decoding.search import greedy_decode
-from attnkit.models import build_language_model, build_model
 from attnkit.specials import BOS, EOS, PAD
 from attnkit.train import train
-from attnkit.training.checkpoint import read_checkpoint
 from attnkit.training.professor_forcing import ProfessorForcing
-from attnkit.training.scheduled_sampling import ParallelScheduledSampling, ScheduledSampling, eps_schedule, rollout
-from attnkit.training.strategies import DecoderView, TeacherForcing, make_strategy
+from attnkit.training.scheduled_sampling import ParallelScheduledSampling, ScheduledSampling, eps_schedule
+from attnkit.training.strategies import TeacherForcing, make_strategy
 from attnkit.training.trainer import LAST
 
 VOCAB = 13
@@ -141,7 +142,7 @@ def test_rollout_with_eps_0_feeds_exactly_the_greedy_predictions(kind):
     fed = rollout(view, batch.tgt_in, eps=0.0, feed="greedy")
     B, T = batch.tgt_in.shape
     limit = torch.full((B,), T)
-    hyps = greedy_decode(view.decoder, view.init_state(B), batch.tgt_in[:, 0], limit, 0)
+    hyps = greedy_decode(view.decoder, view.init_state(), batch.tgt_in[:, 0], limit, 0)
     for b in range(B):
         n = int((batch.tgt_in[b] != PAD).sum()) - 1  # inputs fed after the first
         own = (hyps[b][0].tokens + [EOS])[:n]  # greedy stops after EOS; the rollout goes on
@@ -161,7 +162,7 @@ def test_scheduled_sampling_logits_equal_stepping_through_the_fed_inputs(kind):
     assert 0 < (fed[:, 1:] != batch.tgt_in[:, 1:]).sum()  # some inputs are the model's own
     with torch.no_grad():
         full = view.forward(fed).logits
-        state, steps = view.init_state(fed.size(0)), []
+        state, steps = view.init_state(), []
         for i in range(fed.size(1)):
             logits, state = view.decoder.step(fed[:, i], state)
             steps.append(logits)

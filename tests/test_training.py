@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from helpers import random_src, random_tgt_in, tiny_rnn
 
 import attnkit.tasks.translation as translation_task
+from attnkit.build import build_model
+from attnkit.checkpoint import load_weights, read_checkpoint
 from attnkit.config import TrainingConfig
 from attnkit.data.batching import make_batch, token_batches
 from attnkit.errors import UserError
-from attnkit.models import build_model
 from attnkit.specials import PAD
 from attnkit.train import train
-from attnkit.training.checkpoint import load_weights, read_checkpoint
 from attnkit.training.schedule import InverseSqrt, Plateau, Schedule, make_schedule
 from attnkit.training.strategies import TeacherForcing, make_strategy, token_nll
 from attnkit.training.trainer import BEST, LAST, METRICS, Trainer

@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from attnkit.data.batching import make_batch, token_batches
+from attnkit.decoding.rollout import DecoderView, rollout
 from attnkit.specials import PAD
-from attnkit.training.scheduled_sampling import rollout
-from attnkit.training.strategies import DecoderView
 
 
 @torch.no_grad()

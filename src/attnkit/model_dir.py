@@ -8,9 +8,9 @@ from pathlib import Path
 
 from torch import nn
 
+from attnkit.checkpoint import load_weights, read_checkpoint
 from attnkit.config import AnyConfig, load_config
 from attnkit.errors import UserError
-from attnkit.training.checkpoint import load_weights, read_checkpoint
 
 CONFIG = "config.yaml"
 WEIGHTS = "model.safetensors"

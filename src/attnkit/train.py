@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
+from attnkit.checkpoint import atomic_write_text
 from attnkit.config import AnyConfig, dump_config, load_config, parse_config, resolve_path
 from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights
 from attnkit.tasks import TASKS
 from attnkit.tasks.base import Fitted
-from attnkit.training.checkpoint import atomic_write_text
 from attnkit.training.deadline import DeadlineReached, time_limit
 from attnkit.training.trainer import BEST, LAST, Limits, Trainer, check_resumable
 
@@ -68,7 +68,7 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     else:
         cfg = load_config(config, overrides)
     cfg = absolute_data_paths(cfg)
-    prepared = TASKS[cfg.task](cfg, out, resume)
+    prepared = TASKS[cfg.task].prepare(cfg, out, resume)
     if not resume:
         atomic_write_text(out / CONFIG, dump_config(cfg))
     if isinstance(prepared, Fitted):  # counted, not trained: nothing to resume, no trainer

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import torch
 
+from attnkit.build import build_model
 from attnkit.config import TranslationConfig
 from attnkit.data.batching import inference_batches, pad
 from attnkit.data.vocab import Tokenizer, load_tokenizer
 from attnkit.decoding.search import beam_search, greedy, max_lengths
 from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights, open_model_dir
-from attnkit.models import Seq2Seq, build_model
+from attnkit.models import Seq2Seq
 from attnkit.runtime import autocast
 from attnkit.specials import EOS
 

@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from attnkit.data.text import read_lines
 from attnkit.errors import UserError
-from attnkit.runtime import autocast
 
 log = logging.getLogger("attnkit")
 
@@ -56,8 +55,8 @@ def _file_log(out: Path) -> logging.Handler:
 
 
 def run_training(config, out: Path, overrides, resume, max_steps, max_minutes, progress) -> dict:
+    from attnkit.checkpoint import atomic_write_text
     from attnkit.train import prepare_out_dir, train
-    from attnkit.training.checkpoint import atomic_write_text
     from attnkit.training.trainer import BEST, LAST
 
     created = not out.exists()
@@ -164,9 +163,9 @@ def parse_layer(value: str) -> str | int:
 
 
 def cmd_embed(args) -> int:
+    from attnkit.checkpoint import atomic_write
     from attnkit.data.conllu import read_conllu
     from attnkit.tasks.bilm import Contextual, embed
-    from attnkit.training.checkpoint import atomic_write
 
     ctx = Contextual.load(args.model_dir, freeze=True)
     if args.input and Path(args.input).name.removesuffix(".gz").endswith(".conllu"):
@@ -209,123 +208,17 @@ def cmd_translate(args) -> int:
     return 0
 
 
-def model_task(model_dir: str) -> str:
-    """The task of a trained model directory, from its config.yaml."""
-    from attnkit.model_dir import open_model_dir
-
-    return open_model_dir(model_dir, files=())[1].task
-
-
-def print_scores(scores: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(scores))
-    else:
-        print("  ".join(f"{k} {v}" for k, v in scores.items()))
-
-
 def cmd_evaluate(args) -> int:
-    task = model_task(args.model_dir)
-    if task == "captioning":
-        return evaluate_captioner(args)
-    if not args.src:
-        raise UserError("evaluate: give the test file with --src")
-    if task == "tagging":
-        from attnkit.data.conllu import read_conllu
-        from attnkit.tasks.tagging import Tagger, accuracy, check_tagged
+    from attnkit.model_dir import open_model_dir
+    from attnkit.tasks import TASKS
+    from attnkit.tasks.base import EvaluateRequest
 
-        tagger = Tagger.load(args.model_dir)
-        gold = read_conllu(args.src)
-        tag = tagger.cfg.data.tag
-        check_tagged(args.src, gold, tag)
-        print_scores({tag + "_accuracy": accuracy(tagger.tag(gold), gold, tag), "sentences": len(gold)}, args.json)
-        return 0
-    if task == "classification":
-        from attnkit.tasks.classification import Classifier
-
-        acc, n = Classifier.load(args.model_dir).accuracy(args.src)
-        print_scores({"accuracy": acc, "texts": n}, args.json)
-        return 0
-    if task == "language_model":
-        from attnkit.tasks.language_model import LanguageModel
-
-        lines = read_lines(args.src)
-        print_scores({"perplexity": round(LanguageModel.load(args.model_dir).perplexity(lines), 2),
-                      "lines": len(lines)}, args.json)
-        return 0
-    if task != "translation":
-        raise UserError(f"{args.model_dir}: evaluate does not score {task} models")
-    if not args.ref:
-        raise UserError("evaluate: a translation model needs --ref (the reference translations)")
-    from attnkit.data.text import read_parallel
-    from attnkit.evaluation import score_corpus
-    from attnkit.translator import load_model_dir
-
-    translator = load_model_dir(args.model_dir)
-    data = read_parallel(args.src, args.ref, skip_empty=False)
-    bar = tqdm(total=len(data), disable=not _progress(args), unit="sent", desc="translate")
-    start = time.monotonic()
-    hyps = [r[0].text for r in translator.translate(data.src, beam=args.beam, batch_size=args.batch_size,
-                                                    progress=bar)]
-    seconds = time.monotonic() - start
-    bar.close()
-    if args.output:
-        write_output(args.output, hyps)
-    scores = score_corpus(hyps, data.tgt)
-    scores.update(beam=args.beam or translator.cfg.decoding.beam, sentences=len(hyps),
-                  seconds=round(seconds, 2), sentences_per_s=round(len(hyps) / seconds, 2))
-    if args.exposure:
-        scores["exposure"] = exposure(translator, data)
-    if args.json:
-        print(json.dumps(scores))
-        return 0
-    print(f"BLEU {scores['bleu']}  [{scores['bleu_signature']}]")
-    print(f"chrF {scores['chrf']}  [{scores['chrf_signature']}]")
-    print(f"{scores['sentences']} sentences, beam {scores['beam']}, {scores['sentences_per_s']} sentences/s")
-    if args.exposure:
-        x = scores["exposure"]
-        tf, sf = x["teacher_forced"], x["self_fed"]
-        print(f"exposure bias: reference-token NLL {tf['mean_nll']} teacher forced, {sf['mean_nll']} self fed "
-              f"(gap {x['nll_gap']}); accuracy {tf['mean_accuracy']}% / {sf['mean_accuracy']}% "
-              f"(gap {x['accuracy_gap']})")
-    return 0
-
-
-def exposure(translator, data) -> dict:
-    """The exposure-bias diagnostic (attnkit.diagnostics) of a translator on parallel text; pairs over
-    the model's length limit are left out, with a warning that counts them."""
-    from attnkit.diagnostics import exposure_bias
-    from attnkit.tasks.translation import encode
-
-    limit = translator.model.max_positions or 10**9
-    ids = encode(data, translator.src_tok, translator.tgt_tok, limit, what="exposure-diagnostic")
-    with autocast(translator.cfg.training.precision):
-        return exposure_bias(translator.model, ids.src, ids.tgt)
-
-
-def evaluate_captioner(args) -> int:
-    from attnkit.tasks.captioning import Captioner, read_splits
-
-    captioner = Captioner.load(args.model_dir)
-    if args.src:
-        raise UserError("evaluate: a captioner is scored on the test split of its config; --src is not used")
-    test = read_splits(captioner.cfg, ("test",))["test"]
-    if test is None:
-        raise UserError(f"{args.model_dir}: the config names no test split (data.test)")
-    beam = args.beam or captioner.cfg.decoding.beam
-    start = time.monotonic()
-    captions = captioner.caption(test.images, beam)
-    seconds = time.monotonic() - start
-    if args.output:
-        write_output(args.output, [c.text for c in captions])
-    scores = captioner.evaluate(test, beam, captions)
-    scores.update(beam=beam, seconds=round(seconds, 2), images_per_s=round(len(captions) / seconds, 2))
-    if args.json:
-        print(json.dumps(scores))
-    else:
-        print(f"BLEU-4 {scores['bleu']}  [{scores['bleu_signature']}]")
-        print(f"exact match {scores['exact_match']}%" + (f"  localisation {scores['localisation']}"
-                                                         if "localisation" in scores else ""))
-        print(f"{scores['images']} images, beam {beam}, {scores['images_per_s']} images/s")
+    path, cfg = open_model_dir(args.model_dir, files=())
+    request = EvaluateRequest(args.src, args.ref, args.beam, args.batch_size, args.exposure, _progress(args))
+    done = TASKS[cfg.task].evaluate(path, request)
+    if args.output and done.outputs is not None:
+        write_output(args.output, done.outputs)
+    print(json.dumps(done.scores) if args.json else "\n".join(done.lines))
     return 0
 
 
@@ -394,36 +287,34 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench_train(args) -> int:
+    """Training tokens/s of any config: its task prepares the run as ``train`` does, in a scratch folder."""
+    import tempfile
+
     from attnkit.config import load_config
-    from attnkit.data.batching import make_batch, token_batches
-    from attnkit.models import build_model
-    from attnkit.tasks.translation import encode, make_tokenizers, read_split
-    from attnkit.training.strategies import make_strategy
+    from attnkit.tasks import TASKS
+    from attnkit.tasks.base import Fitted
     from attnkit.training.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
-    if cfg.task != "translation":
-        raise UserError(f"{args.config}: bench train measures translation configs, not {cfg.task}")
-    train_data = read_split(cfg, "train")
-    src_tok, tgt_tok = make_tokenizers(cfg, train_data)
-    ids = encode(train_data, src_tok, tgt_tok, cfg.data.max_len)
-    torch.manual_seed(cfg.training.seed)
-    model = build_model(cfg.model, len(src_tok), len(tgt_tok))
     t = cfg.training
-    trainer = Trainer(model, make_strategy(t), t, Path("."), lambda e: [],
-                      lambda idx: make_batch([ids.src[i] for i in idx], [ids.tgt[i] for i in idx], idx),
-                      lambda m: {}, {}, progress=False)
-    batches = token_batches(ids.lengths(), t.batch_tokens, t.seed, 0)
-    need = args.warmup + args.steps
-    batches = (batches * (need // len(batches) + 1))[:need]
-    for idx in batches[: args.warmup]:
-        trainer.train_step(trainer.make_batch(idx))
-    tokens, start = 0, time.perf_counter()
-    for idx in batches[args.warmup :]:
-        tokens += trainer.train_step(trainer.make_batch(idx))[1]
-    seconds = time.perf_counter() - start
-    print(json.dumps({"config": str(args.config), "arch": cfg.model.arch, "precision": t.precision,
-                      "params": sum(p.numel() for p in model.parameters()), "steps": args.steps,
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = TASKS[cfg.task].prepare(cfg, Path(scratch), False)
+        if isinstance(prepared, Fitted):
+            raise UserError(f"{args.config}: a {cfg.model.arch} model is counted, not trained: no steps to time")
+        trainer = Trainer(prepared.model, prepared.strategy, t, Path(scratch), prepared.epoch_batches,
+                          prepared.make_batch, prepared.validate, prepared.meta, progress=False)
+        batches = prepared.epoch_batches(0)
+        need = args.warmup + args.steps
+        batches = (batches * (need // len(batches) + 1))[:need]
+        for idx in batches[: args.warmup]:
+            trainer.train_step(prepared.make_batch(idx))
+        tokens, start = 0, time.perf_counter()
+        for idx in batches[args.warmup :]:
+            tokens += trainer.train_step(prepared.make_batch(idx))[1]
+        seconds = time.perf_counter() - start
+        trainer.metrics.close()
+    print(json.dumps({"config": str(args.config), "task": cfg.task, "arch": cfg.model.arch, "precision": t.precision,
+                      "params": sum(p.numel() for p in prepared.model.parameters()), "steps": args.steps,
                       "target_tokens": tokens, "seconds": round(seconds, 2),
                       "train_tokens_per_s": round(tokens / seconds, 1), "threads": torch.get_num_threads()}))
     return 0

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         output_file,
     )
     from attnkit.config import DecodingConfig, GenerationConfig, TrainingConfig
+    from attnkit.tasks import TASKS
 
     beam = like(DecodingConfig, "beam")
     batch_size = like(DecodingConfig, "batch_size")
@@ -45,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "with none/mean/dot/general/additive context, Transformers), taggers, classifiers, language "
                     "models and ELMo-style contextual embeddings, trained from a YAML config, decoded with "
                     "greedy or beam search, and measured (sacreBLEU, chrF, accuracy, perplexity).",
-        epilog="Run 'attnkit COMMAND --help' for a command's options.",
+        epilog="tasks (a config's task:, and the commands that read its models besides evaluate, plot and "
+               "serve): " + "; ".join(f"{name} ({', '.join(task.verbs) or 'its models feed others'})"
+                                      for name, task in TASKS.items())
+               + ". Run 'attnkit COMMAND --help' for a command's options.",
     )
     p.add_argument("--version", action="version", version=f"attnkit {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no progress bars")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from attnkit.config.base import Section
+from attnkit.config.strategies import StrategyConfig, TeacherForcingConfig
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
+__all__ = ["DecodingConfig", "FilePair", "GenerationConfig", "LabelledData", "ParallelData", "Section", "TaggedData",
+           "TextData", "TrainingConfig", "VocabConfig"]
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -68,9 +70,6 @@ class VocabConfig(Section):
     min_freq: int = Field(1, ge=1, description="word/char level: rarer tokens become <unk>")
     character_coverage: float = Field(1.0, gt=0.0, le=1.0)
     lowercase: bool = False
-
-
-from attnkit.config.strategies import StrategyConfig, TeacherForcingConfig  # noqa: E402  (it imports Section)
 
 
 # -- training, decoding ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from attnkit.config.sections import Section
+from attnkit.config.base import Section
 
 
 class TeacherForcingConfig(Section):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -165,17 +165,18 @@ class CaptioningConfig(Section):
         return {"source": "digits", **data} if isinstance(data, dict) and "source" not in data else data
 
 
-TASK_CONFIGS = {
-    "translation": TranslationConfig,
-    "tagging": TaggingConfig,
-    "classification": ClassificationConfig,
-    "language_model": LanguageModelConfig,
-    "bilm": BiLMTaskConfig,
-    "captioning": CaptioningConfig,
-}
-ARCHS = ("rnn", "transformer", "rnn_tagger", "transformer_tagger", "bag_of_embeddings", "rnn_classifier",
-         "transformer_classifier", "kneser_ney", "lstm_lm", "transformer_lm", "bilm", "show_attend_tell",
-         "caption_transformer")
+# every task's config, once: the config union below and TASK_CONFIGS come from here, and the task
+# registry (attnkit.tasks.TASKS) is checked against it (tests/test_tasks.py)
+CONFIG_CLASSES = (TranslationConfig, TaggingConfig, ClassificationConfig, LanguageModelConfig, BiLMTaskConfig,
+                  CaptioningConfig)
+TASK_CONFIGS = {get_args(cls.model_fields["task"].annotation)[0]: cls for cls in CONFIG_CLASSES}
+AnyConfig = Annotated[Union[CONFIG_CLASSES], Field(discriminator="task")]  # noqa: UP007  (a union of a tuple)
 
-AnyConfig = Annotated[TranslationConfig | TaggingConfig | ClassificationConfig | LanguageModelConfig | BiLMTaskConfig
-                      | CaptioningConfig, Field(discriminator="task")]
+
+def model_archs(config: type[Section]) -> tuple[str, ...]:
+    """The ``model.arch`` names a task's config takes, read from its ``model`` field's type."""
+    annotation = config.model_fields["model"].annotation
+    return tuple(m.model_fields["arch"].default for m in get_args(annotation) or (annotation,))
+
+
+ARCHS = tuple(arch for config in TASK_CONFIGS.values() for arch in model_archs(config))

@@ -8,12 +8,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from attnkit.layers.rnn import RNNEncoder
+from attnkit.specials import PAD
 
 
 class CharWordEncoder(nn.Module):
     def __init__(self, num_chars: int, char_dim: int, hidden: int):
         super().__init__()
-        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=0)
+        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=PAD)
         self.rnn = RNNEncoder("lstm", char_dim, hidden, 1, bidirectional=True, dropout=0.0)
         self.output_dim = 2 * hidden
 

@@ -1,13 +1,17 @@
-"""What every encoder-decoder shares: the encoder's output and the decoder contract.
+"""What every autoregressive model shares: the encoder's output and the decoder contract.
 
-The decoder contract is what every search (greedy, beam, sampling) drives, whatever the model:
+The decoder contract is what every search (greedy, beam, sampling) and every training strategy
+drives, whatever the model:
 
-    state = decoder.init_state(enc)              # from the encoder's output
-    logits, state = decoder.step(tokens, state)  # one new token per sentence -> next-token logits
-    state = decoder.reorder(state, index)        # keep / duplicate / reorder sentences (beams)
+    enc = model.encode(src)                      # the source, encoded once
+    state = model.decoder.init_state(enc)        # from the encoder's output
+    logits, state = model.decoder.step(tokens, state)  # one new token per row -> next-token logits
+    state = model.decoder.reorder(state, index)  # keep / duplicate / reorder rows (beams)
 
-and ``decoder(tgt_in, enc)`` is the teacher-forced pass over a whole target at once. For the same
-tokens, the two give the same logits (tested).
+and ``model.decode(tgt_in, enc)`` is the teacher-forced pass over a whole target at once. For the
+same tokens, the two give the same logits (tested). A language model is a decoder without an
+encoder: its source is empty, (B, 0), and ``encode`` gives :meth:`EncoderOutput.empty`, so the same
+calls drive it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import torch
 from torch import Tensor, nn
 
 
@@ -24,6 +29,16 @@ class EncoderOutput:
     src_mask: Tensor  # (B, S) bool, True at real tokens
     final: Any = None  # what the decoder starts from (RNN final states); None for the Transformer
     attention: dict[str, Tensor] = field(default_factory=dict)  # "encoder" self-attention, if asked for
+
+    @classmethod
+    def empty(cls, batch_size: int, device: torch.device | None = None) -> EncoderOutput:
+        """What a decoder without an encoder (a language model) is conditioned on: no source positions."""
+        return cls(torch.zeros(batch_size, 0, 0, device=device), torch.zeros(batch_size, 0, dtype=torch.bool,
+                                                                              device=device))
+
+    @property
+    def batch_size(self) -> int:
+        return self.src_mask.size(0)
 
     def select(self, index: Tensor) -> EncoderOutput:
         """Rows ``index`` of the batch (beam expansion, dropping finished sentences)."""
@@ -58,6 +73,10 @@ class Seq2Seq(nn.Module):
     def encode(self, src: Tensor, need_weights: bool = False) -> EncoderOutput:
         """src (B, S) EOS-terminated, right-padded ids."""
         return self.encoder(src, need_weights=need_weights)
+
+    def decode(self, tgt_in: Tensor, enc: EncoderOutput, need_weights: bool = False) -> DecoderOutput:
+        """The teacher-forced pass over ``tgt_in`` (B, T) given the encoded source."""
+        return self.decoder(tgt_in, enc, need_weights=need_weights)
 
     def forward(self, src: Tensor, tgt_in: Tensor, need_weights: bool = False) -> DecoderOutput:
         """Teacher-forced pass: logits (B, T, V) for every target position at once."""

@@ -19,6 +19,7 @@ from attnkit.layers.rnn import RNNEncoder
 from attnkit.masks import padding_mask
 from attnkit.models.base import EncoderOutput
 from attnkit.models.transformer import Embeddings, TransformerEncoder
+from attnkit.specials import PAD
 
 
 @dataclass
@@ -42,7 +43,7 @@ class MLPHead(nn.Module):
 class BagOfEmbeddings(nn.Module):
     def __init__(self, num_words: int, num_classes: int, embed_dim: int, hidden: int, dropout: float):
         super().__init__()
-        self.embed = nn.Embedding(num_words, embed_dim, padding_idx=0)
+        self.embed = nn.Embedding(num_words, embed_dim, padding_idx=PAD)
         self.head = MLPHead(embed_dim, hidden, num_classes, dropout)
 
     def forward(self, words: Tensor, extra: Tensor | None = None) -> ClassifierOutput:
@@ -67,7 +68,7 @@ class RNNClassifier(nn.Module):
     def __init__(self, num_words: int, num_classes: int, embed_dim: int, hidden: int, num_layers: int,
                  pooling: str, attention_dim: int, dropout: float, cell: str = "lstm", extra_dim: int = 0):
         super().__init__()
-        self.embed = nn.Embedding(num_words, embed_dim, padding_idx=0)
+        self.embed = nn.Embedding(num_words, embed_dim, padding_idx=PAD)
         self.rnn = RNNEncoder(cell, embed_dim + extra_dim, hidden, num_layers, bidirectional=True,
                               dropout=dropout)
         self.pool = Pooling(pooling, self.rnn.output_dim, attention_dim)

@@ -1,9 +1,11 @@
 """Neural language models: p(w_1 .. w_T) = prod_t p(w_t | w_<t).
 
 ``LSTMLanguageModel`` (embedding, LSTM layers, tied softmax) and ``TransformerLanguageModel``
-(decoder-only: masked self-attention blocks without encoder-decoder attention). Both are their
-own decoders: ``init_state(batch_size)``, ``step(tokens, state)`` and ``reorder(state, index)``
-drive the same greedy, beam and sampling code as translation, and ``forward(tokens)`` is the
+(decoder-only: masked self-attention blocks without encoder-decoder attention). Both are decoders
+without an encoder, under the decoder contract of ``models/base.py``: their source is empty
+(``encode`` gives ``EncoderOutput.empty``), ``decoder`` is the model itself, and ``init_state(enc)``,
+``step(tokens, state)`` and ``reorder(state, index)`` drive the same greedy, beam and sampling code
+and the same training strategies as translation; ``forward(tokens)`` (and ``decode``) is the
 teacher-forced pass (tested equal to stepping). The LSTM LM can predict through a tied adaptive
 softmax (``layers/adaptive_softmax.py``): its ``logits`` are then log-probabilities, and given the
 ``gold`` next tokens it computes only their clusters (``LMOutput.nll``), which is how it trains.
@@ -23,6 +25,7 @@ from attnkit.layers.dropout import dropout
 from attnkit.layers.positional import make_positions
 from attnkit.layers.transformer import DecoderLayer
 from attnkit.masks import causal_mask
+from attnkit.models.base import EncoderOutput
 from attnkit.specials import PAD
 
 
@@ -45,13 +48,28 @@ class LSTMState:
         return LSTMState(None if self.hidden is None else tuple(h.detach() for h in self.hidden), self.batch_size)
 
 
-class LSTMLanguageModel(nn.Module):
+class DecoderOnly(nn.Module):
+    """What a language model adds to be driven like an encoder-decoder: an empty source."""
+
+    @property
+    def decoder(self) -> DecoderOnly:
+        return self
+
+    def encode(self, src: Tensor, need_weights: bool = False) -> EncoderOutput:
+        """src (B, 0): a language model reads no source."""
+        return EncoderOutput.empty(src.size(0), src.device)
+
+    def decode(self, tgt_in: Tensor, enc: EncoderOutput, need_weights: bool = False) -> LMOutput:
+        return self(tgt_in, need_weights=need_weights)
+
+
+class LSTMLanguageModel(DecoderOnly):
     carries_state = True  # its state after one chunk of text is the context of the next
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, num_layers: int, dropout: float,
                  tie_embeddings: bool, adaptive_cutoffs: list[int] | None = None):
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
         self.rnn = nn.LSTM(embed_dim, hidden, num_layers, batch_first=True,
                            dropout=dropout if num_layers > 1 else 0.0)
         self.proj = nn.Linear(hidden, embed_dim) if tie_embeddings and hidden != embed_dim else None
@@ -91,8 +109,8 @@ class LSTMLanguageModel(nn.Module):
             nll = F.cross_entropy(self.W_out(top).float(), gold, reduction="sum")
         return LMOutput(None, h, state, nll=nll)
 
-    def init_state(self, batch_size: int) -> LSTMState:
-        return LSTMState(None, batch_size)
+    def init_state(self, enc: EncoderOutput) -> LSTMState:
+        return LSTMState(None, enc.batch_size)
 
     def step(self, tokens: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         out = self(tokens.unsqueeze(1), state)
@@ -110,14 +128,14 @@ class TransformerLMState:
     position: int
 
 
-class TransformerLanguageModel(nn.Module):
+class TransformerLanguageModel(DecoderOnly):
     carries_state = False  # sees only the tokens of its own window
 
     def __init__(self, vocab_size: int, d_model: int, num_heads: int, ff_dim: int, num_layers: int,
                  dropout: float, attention_dropout: float, positional: str, norm: str, max_positions: int,
                  tie_embeddings: bool):
         super().__init__()
-        self.token = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.token = nn.Embedding(vocab_size, d_model, padding_idx=PAD)
         nn.init.normal_(self.token.weight, std=d_model**-0.5)
         self.positions = make_positions(positional, d_model, max_positions)
         self.layers = nn.ModuleList(
@@ -145,7 +163,7 @@ class TransformerLanguageModel(nn.Module):
         x = self.final_norm(x)
         return LMOutput(self.W_out(x), x, None, alphas if need_weights else None)
 
-    def init_state(self, batch_size: int) -> TransformerLMState:
+    def init_state(self, enc: EncoderOutput) -> TransformerLMState:
         return TransformerLMState([None] * len(self.layers), 0)
 
     def step(self, tokens: Tensor, state: TransformerLMState) -> tuple[Tensor, TransformerLMState]:

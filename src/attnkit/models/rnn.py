@@ -23,6 +23,7 @@ from attnkit.layers.dropout import dropout
 from attnkit.layers.rnn import CELLS, RNNEncoder
 from attnkit.masks import padding_mask
 from attnkit.models.base import DecoderOutput, EncoderOutput
+from attnkit.specials import PAD
 
 ATTENTION_CONTEXTS = ("dot", "general", "additive")
 
@@ -31,7 +32,7 @@ class RNNSourceEncoder(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int, cell: str, hidden: int, num_layers: int,
                  bidirectional: bool, dropout: float):
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
         self.rnn = RNNEncoder(cell, embed_dim, hidden, num_layers, bidirectional, dropout)
         self.dropout = dropout
         self.output_dim = self.rnn.output_dim
@@ -59,7 +60,7 @@ class RNNDecoder(nn.Module):
         super().__init__()
         self.cell, self.hidden, self.num_layers = cell, hidden, num_layers
         self.context, self.input_feeding, self.dropout = context, input_feeding, dropout
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
         self.out_dim = embed_dim if tie_embeddings else hidden
         self.attention = (make_attention(context, hidden, encoder_dim, attention_dim)
                           if context in ATTENTION_CONTEXTS else None)

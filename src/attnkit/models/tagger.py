@@ -17,6 +17,7 @@ from attnkit.layers.rnn import RNNEncoder
 from attnkit.masks import padding_mask
 from attnkit.models.base import EncoderOutput
 from attnkit.models.transformer import Embeddings, TransformerEncoder
+from attnkit.specials import PAD
 
 
 class RNNTagger(nn.Module):
@@ -24,7 +25,7 @@ class RNNTagger(nn.Module):
                  dropout: float, cell: str = "lstm", num_chars: int = 0, char_dim: int = 0,
                  char_hidden: int = 0, extra_dim: int = 0):
         super().__init__()
-        self.embed = nn.Embedding(num_words, embed_dim, padding_idx=0)
+        self.embed = nn.Embedding(num_words, embed_dim, padding_idx=PAD)
         self.chars = CharWordEncoder(num_chars, char_dim, char_hidden) if num_chars else None
         input_dim = embed_dim + (self.chars.output_dim if self.chars else 0) + extra_dim
         self.rnn = RNNEncoder(cell, input_dim, hidden, num_layers, bidirectional=True, dropout=dropout)

@@ -22,6 +22,7 @@ from attnkit.layers.positional import make_positions
 from attnkit.layers.transformer import DecoderLayer, EncoderLayer
 from attnkit.masks import causal_mask, padding_mask
 from attnkit.models.base import DecoderOutput, EncoderOutput
+from attnkit.specials import PAD
 
 
 class Embeddings(nn.Module):
@@ -29,7 +30,7 @@ class Embeddings(nn.Module):
 
     def __init__(self, vocab_size: int, d_model: int, positional: str, max_positions: int, dropout: float):
         super().__init__()
-        self.token = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.token = nn.Embedding(vocab_size, d_model, padding_idx=PAD)
         nn.init.normal_(self.token.weight, std=d_model**-0.5)
         nn.init.zeros_(self.token.weight[0])
         self.positions = make_positions(positional, d_model, max_positions)

@@ -1,14 +1,17 @@
-"""Tasks: what each ``task:`` of a config trains. The name-to-module mapping, in one place."""
+"""Tasks: what each ``task:`` of a config trains, scores and shows. ``TASKS`` is the one registry: the
+training run, the CLI, the server, ``evaluate``, ``bench`` and the plots find a task's code through it.
+A new task is one module with a ``Task`` subclass (``tasks/base.py``) and one line here."""
 
 from __future__ import annotations
 
 from attnkit.tasks import bilm, captioning, classification, language_model, tagging, translation
+from attnkit.tasks.base import Task
 
-TASKS = {
-    "translation": translation.prepare,
-    "tagging": tagging.prepare,
-    "classification": classification.prepare,
-    "language_model": language_model.prepare,
-    "bilm": bilm.prepare,
-    "captioning": captioning.prepare,
-}
+TASKS: dict[str, Task] = {task.name: task for task in (
+    translation.TASK,
+    tagging.TASK,
+    classification.TASK,
+    language_model.TASK,
+    bilm.TASK,
+    captioning.TASK,
+)}

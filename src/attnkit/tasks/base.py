@@ -1,4 +1,8 @@
-"""What a task hands the generic training run (``attnkit.train``)."""
+"""A task, end to end: :class:`Task` is everything the rest of attnkit knows of one (its config class,
+how it prepares a training run, how a trained model of it is scored and looked into, which commands
+read its models), and :class:`Prepared` is what it hands the generic training run (``attnkit.train``).
+``attnkit.tasks.TASKS`` maps each ``task:`` name to its Task: the CLI, the server, ``evaluate``,
+``bench`` and the plots dispatch through it and never on a task's name."""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from attnkit.errors import UserError
+from attnkit.inspection import Inspector
 from attnkit.model_dir import load_best_weights
 
 log = logging.getLogger(__name__)
@@ -32,11 +37,83 @@ class Prepared:
 
 
 @dataclass
+class EvaluateRequest:
+    """What ``attnkit evaluate`` asks of a trained model (each task reads what it needs)."""
+
+    src: str | None = None  # the test file: source sentences, CoNLL-U, TSV or text
+    ref: str | None = None  # translation: the references
+    beam: int | None = None  # None: the config's
+    batch_size: int | None = None
+    exposure: bool = False  # translation: also the exposure-bias diagnostic
+    progress: bool = False  # a progress bar on the terminal
+
+
+@dataclass
+class Evaluation:
+    scores: dict  # what --json prints
+    lines: list[str]  # what a person reads
+    outputs: list[str] | None = None  # the model's outputs, one per input (for --output)
+
+
+class Task:
+    """One task. A subclass per ``tasks/<name>.py``; ``TASKS`` holds one instance of each."""
+
+    name: ClassVar[str]  # the config's ``task:``
+    config: ClassVar[type]  # its config class (attnkit/config/tasks.py)
+    what: ClassVar[str]  # how errors name its models: "a translation model"
+    verbs: ClassVar[tuple[str, ...]] = ()  # the attnkit commands that use its models, besides evaluate
+
+    def prepare(self, cfg, out: Path, resume: bool) -> Prepared | Fitted:
+        """Read the data, build (or reload) the vocabularies and the model, for ``attnkit.train``."""
+        raise NotImplementedError
+
+    def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
+        """Score the trained model directory ``path`` (``attnkit evaluate``)."""
+        raise UserError(f"{path}: holds {self.what}, which evaluate does not score")
+
+    def inspector(self, path: Path) -> Inspector:
+        """The model of ``path`` ready to be looked into (``attnkit plot attention``, ``attnkit serve``)."""
+        raise UserError(f"{path}: holds {self.what}, which has nothing to inspect")
+
+
+def test_file(request: EvaluateRequest) -> str:
+    """The ``--src`` of a task that scores a test file."""
+    if not request.src:
+        raise UserError("evaluate: give the test file with --src")
+    return request.src
+
+
+def plain_lines(scores: dict) -> list[str]:
+    """Scores as one line of ``name value`` pairs."""
+    return ["  ".join(f"{k} {v}" for k, v in scores.items())]
+
+
+@dataclass
 class Fitted:
     """A model that is counted, not trained by gradient descent (the n-gram LM): ``fit`` does it all
     and returns the summary."""
 
     fit: Callable[[], dict]
+
+
+def best_metric(training, default: str, allowed: tuple[str, ...], what: str) -> str:
+    """The validation score that picks the best model: ``training.early_stopping``, ``auto`` being the
+    task's ``default``; one the task does not compute is an error naming ``what`` the task trains."""
+    metric = default if training.early_stopping == "auto" else training.early_stopping
+    if metric not in allowed:
+        raise UserError(f"training.early_stopping: {what} picks its best model by {' or '.join(allowed)}, "
+                        f"not {metric}")
+    return metric
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_cost(test_size: int, valid_size: int, per_item: float = 1.0) -> float:
+    """The final validation and test, in validations (``Prepared.reserve_factor``): 1 + the test set's
+    size against the validation set's, times how much more each test item costs."""
+    return 1.0 + (test_size / max(1, valid_size) * per_item if test_size else 0.0)
 
 
 def check_cutoffs(cutoffs: list[int], num_words: int) -> None:

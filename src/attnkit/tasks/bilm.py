@@ -29,8 +29,8 @@ from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights
 from attnkit.models.bilm import BidirectionalLM, ContextualEmbedder
 from attnkit.specials import BOS, EOS, UNK
-from attnkit.tasks.base import Prepared, check_cutoffs
-from attnkit.training.strategies import IGNORE
+from attnkit.tasks.base import Prepared, Task, check_cutoffs, parameter_count, test_cost
+from attnkit.training.strategies import IGNORE, make_strategy
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +85,6 @@ def make_batch(words: ListTokenizer, chars: ListTokenizer, sentences: list[list[
     return BiLMBatch(char_tensor(chars, sentences), fwd, bwd, index)
 
 
-class BiLMLoss:
-    """Teacher forcing for both directions: the sum of their cross-entropies."""
-
-    name = "teacher_forcing"
-
-    def loss(self, model: BidirectionalLM, batch: BiLMBatch, step: int) -> tuple[Tensor, int, dict]:
-        top_f, top_b, _ = model.tops(batch.chars)  # each (B, T, D)
-        loss, n = top_f.new_zeros((), dtype=torch.float32), 0
-        for h, labels in ((top_f, batch.forward_labels), (top_b, batch.backward_labels)):
-            real = labels != IGNORE  # (B, T)
-            loss = loss - model.target_log_probs(h[real], labels[real]).sum()
-            n += int(real.sum())
-        return loss, n, {}
-
-
 def build_bilm(cfg: BiLMTaskConfig, num_chars: int, num_words: int) -> BidirectionalLM:
     m = cfg.model
     check_cutoffs(m.adaptive_softmax, num_words)
@@ -123,10 +108,10 @@ def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
         chars.save(out / "chars.vocab.txt")
     torch.manual_seed(t.seed)
     model = build_bilm(cfg, len(chars), len(words))
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = parameter_count(model)
     log.info("bidirectional LM with %s parameters; %d training sentences, %d words, %d characters",
              f"{n_params:,}", len(train), len(words), len(chars))
-    strategy = BiLMLoss()
+    strategy = make_strategy(t, "bidirectional")
 
     def perplexity(m: torch.nn.Module, data: list[list[str]]) -> float:
         total, n = 0.0, 0
@@ -143,7 +128,7 @@ def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
         validate=lambda m: {"perplexity": perplexity(m, valid)},
         test=(lambda m: {"perplexity": perplexity(m, test)}) if test else None,
         metric="perplexity", higher_is_better=False,
-        reserve_factor=1.0 + (len(test) / max(1, len(valid)) if test else 0.0),
+        reserve_factor=test_cost(len(test) if test else 0, len(valid)),
         meta={"params": n_params},
     )
 
@@ -215,3 +200,13 @@ def embed(bilm: BidirectionalLM, chars: ListTokenizer, sentences: list[list[str]
         for b, i in enumerate(rows):
             out[i] = select_layer(layers[:, b, : len(sentences[i])], layer).contiguous()
     return out
+
+
+class BiLMTask(Task):
+    name, config, what = "bilm", BiLMTaskConfig, "a bidirectional LM"
+    verbs = ("embed",)
+
+    prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
+
+
+TASK = BiLMTask()

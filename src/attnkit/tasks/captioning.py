@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,21 +24,23 @@ import torch
 from sacrebleu.metrics import BLEU
 from torch import Tensor
 
+from attnkit.build import build_captioner
 from attnkit.config import CaptioningConfig, resolve_path
 from attnkit.data.batching import Batch, pad
 from attnkit.data.captions import read_caption_set
 from attnkit.data.digit_scenes import Digit, digit_splits
-from attnkit.data.images import ImageFolder, to_tensor
+from attnkit.data.images import ImageFolder, fit_image, to_tensor
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.decoding.search import beam_search, greedy
 from attnkit.errors import UserError
+from attnkit.inspection import AttentionMap, CaptionResult, Inspection, Inspector, Options, first_row, read_image
 from attnkit.model_dir import load_best_weights, open_model_dir
-from attnkit.models import Seq2Seq, build_captioner
+from attnkit.models import Seq2Seq
 from attnkit.runtime import autocast
 from attnkit.specials import BOS, EOS
-from attnkit.tasks.base import Prepared
-from attnkit.training.captioning_loss import DoublyStochasticAttention, cross_attention
-from attnkit.training.strategies import token_nll
+from attnkit.tasks.base import EvaluateRequest, Evaluation, Prepared, Task, best_metric, parameter_count, test_cost
+from attnkit.training.captioning_loss import cross_attention
+from attnkit.training.strategies import make_strategy, token_nll
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +225,7 @@ def prepare(cfg: CaptioningConfig, out: Path, resume: bool) -> Prepared:
 
     torch.manual_seed(t.seed)
     model = build_captioner(cfg.model, image_shape(cfg), len(tok), pretrained=not resume)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = parameter_count(model)
     h, w = model.encoder.grid_size
     log.info("%s captioner with %s parameters; %d training images, %d captions, vocab %d, %dx%d grid of cells",
              cfg.model.arch, f"{n_params:,}", len(train), len(examples), len(tok), h, w)
@@ -239,15 +242,13 @@ def prepare(cfg: CaptioningConfig, out: Path, resume: bool) -> Prepared:
         random.Random(t.seed * 100_003 + epoch).shuffle(order)
         return [order[k : k + t.batch_size] for k in range(0, len(order), t.batch_size)]
 
-    metric = "bleu" if t.early_stopping == "auto" else t.early_stopping
-    if metric not in ("bleu", "loss"):
-        raise UserError(f"training.early_stopping: a captioner picks its best model by bleu or loss, not {metric}")
+    metric = best_metric(t, "bleu", ("bleu", "loss"), "a captioner")
     if getattr(t.strategy, "name", t.strategy) != "teacher_forcing":  # a name, or a strategy section
         raise UserError("training.strategy: the captioner trains with teacher_forcing (and the doubly stochastic "
                         "attention regulariser) only")
     return Prepared(
         model=model,
-        strategy=DoublyStochasticAttention(t.doubly_stochastic, t.label_smoothing),
+        strategy=make_strategy(t, "captioning"),
         epoch_batches=epoch_batches,
         make_batch=make_batch,
         validate=lambda m: {k: v for k, v in captioner.evaluate(valid, t.valid_beam).items()
@@ -255,6 +256,67 @@ def prepare(cfg: CaptioningConfig, out: Path, resume: bool) -> Prepared:
         test=(lambda m: {**captioner.evaluate(test, cfg.decoding.beam), "beam": cfg.decoding.beam}) if test else None,
         metric=metric,
         higher_is_better=metric == "bleu",
-        reserve_factor=1.0 + (len(test) / len(valid) * cfg.decoding.beam if test else 0.0),
+        reserve_factor=test_cost(len(test) if test else 0, len(valid), per_item=cfg.decoding.beam),
         meta={"params": n_params},
     )
+
+
+class CaptioningInspector(Inspector):
+    task, options, input = "captioning", frozenset({"beam"}), "image"
+
+    def __init__(self, path: Path):
+        self.captioner = Captioner.load(path)
+        self.cfg = self.captioner.cfg
+
+    def count_tokens(self, text: str) -> int:
+        return 0
+
+    def inspect_image(self, data: bytes, options: Options | None = None) -> Inspection:
+        options = options or Options()
+        self.check("image", options)
+        c, im = self.captioner, self.cfg.image
+        pixels, note = fit_image(read_image(data), im.height, im.width, im.channels)  # (H, W, C) uint8
+        with torch.no_grad():
+            best = c.caption([pixels], options.beam)[0]
+            out = c.model(to_tensor([pixels]), pad([[BOS] + best.tokens]), need_weights=True)
+        h, w = c.model.encoder.grid_size
+        cells = [f"({r},{k})" for r in range(h) for k in range(w)]  # row-major, as the encoder lays them out
+        maps = [AttentionMap("cross", "attention over the image", c.tok.pieces(best.tokens + [EOS]), cells,
+                             first_row(out.attention["cross"]), "caption word", "image cell (row, column)",
+                             (h, w))] if out.attention.get("cross") is not None else []
+        result = CaptionResult(caption=best.text, score=round(best.score, 4), note=note)
+        return Inspection(self.task, cells, result, maps, pixels)
+
+
+class CaptioningTask(Task):
+    name, config, what = "captioning", CaptioningConfig, "a captioner"
+    verbs = ("caption",)
+
+    prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
+
+    def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
+        """BLEU-4, exact match and (digit scenes) attention localisation on the test split of the
+        model's config."""
+        captioner = Captioner.load(path)
+        if request.src:
+            raise UserError("evaluate: a captioner is scored on the test split of its config; --src is not used")
+        test = read_splits(captioner.cfg, ("test",))["test"]
+        if test is None:
+            raise UserError(f"{path}: the config names no test split (data.test)")
+        beam = request.beam or captioner.cfg.decoding.beam
+        start = time.monotonic()
+        captions = captioner.caption(test.images, beam)
+        seconds = time.monotonic() - start
+        scores = captioner.evaluate(test, beam, captions)
+        scores.update(beam=beam, seconds=round(seconds, 2), images_per_s=round(len(captions) / seconds, 2))
+        lines = [f"BLEU-4 {scores['bleu']}  [{scores['bleu_signature']}]",
+                 f"exact match {scores['exact_match']}%" + (f"  localisation {scores['localisation']}"
+                                                            if "localisation" in scores else ""),
+                 f"{scores['images']} images, beam {beam}, {scores['images_per_s']} images/s"]
+        return Evaluation(scores, lines, [c.text for c in captions])
+
+    def inspector(self, path: Path) -> CaptioningInspector:
+        return CaptioningInspector(path)
+
+
+TASK = CaptioningTask()

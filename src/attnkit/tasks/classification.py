@@ -12,18 +12,40 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from attnkit.build import build_classifier
 from attnkit.config import ClassificationConfig, resolve_path
 from attnkit.data.batching import pad, token_batches
 from attnkit.data.text import read_lines
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.errors import UserError
+from attnkit.inspection import (
+    TITLES,
+    AttentionMap,
+    ClassificationResult,
+    Inspection,
+    Inspector,
+    LabelProbability,
+    Options,
+    encoder_attention,
+)
 from attnkit.model_dir import WEIGHTS, load_best_weights, open_model_dir
-from attnkit.models import build_classifier
 from attnkit.models.bilm import WithContextualEmbeddings
 from attnkit.specials import UNK
-from attnkit.tasks.base import Prepared, apply_pretrained, word_embedding
+from attnkit.tasks.base import (
+    EvaluateRequest,
+    Evaluation,
+    Prepared,
+    Task,
+    apply_pretrained,
+    best_metric,
+    parameter_count,
+    plain_lines,
+    test_cost,
+    test_file,
+    word_embedding,
+)
 from attnkit.tasks.bilm import Contextual
-from attnkit.training.strategies import IGNORE, Supervised
+from attnkit.training.strategies import IGNORE, make_strategy
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +185,7 @@ def prepare(cfg: ClassificationConfig, out: Path, resume: bool) -> Prepared:
     model, enc = build(cfg, tok, labels, out, fresh=not resume)
     e = cfg.embeddings
     apply_pretrained(word_embedding(model), tok.itos, e.pretrained, e.freeze_pretrained, resume)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = parameter_count(model)
     log.info("%s with %s parameters; %d training texts, vocab %d, %d labels", cfg.model.arch, f"{n_params:,}",
              len(train.texts), len(tok), len(labels))
 
@@ -175,19 +197,16 @@ def prepare(cfg: ClassificationConfig, out: Path, resume: bool) -> Prepared:
         acc = 100.0 * (probs.argmax(-1) == gold).float().mean()
         return {"loss": round(float(loss), 4), "accuracy": round(float(acc), 2)}
 
-    metric = "accuracy" if t.early_stopping == "auto" else t.early_stopping
-    if metric not in ("accuracy", "loss"):
-        raise UserError(f"training.early_stopping: a classifier picks its best model by accuracy or loss, "
-                        f"not {metric}")
+    metric = best_metric(t, "accuracy", ("accuracy", "loss"), "a classifier")
     lengths = [(n, n) for n in (len(enc.ids(x)) for x in train.texts)]
     return Prepared(
-        model=model, strategy=Supervised(t.label_smoothing),
+        model=model, strategy=make_strategy(t, "supervised"),
         epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
         make_batch=lambda idx: enc.batch([train.texts[i] for i in idx], [train.labels[i] for i in idx], idx),
         validate=validate,
         test=(lambda m: {"accuracy": accuracy(m, enc, test)}) if test else None,
         metric=metric, higher_is_better=metric == "accuracy",
-        reserve_factor=1.0 + (len(test.texts) / len(valid.texts) if test else 0.0),
+        reserve_factor=test_cost(len(test.texts) if test else 0, len(valid.texts)),
         meta={"params": n_params},
     )
 
@@ -224,3 +243,52 @@ class Classifier:
         data = read_tsv(path, d.text_column, d.label_column, d.header)
         check_labelled(path, data, self.enc.labels, d.label_column)
         return accuracy(self.model, self.enc, data), len(data.labels)
+
+
+class ClassificationInspector(Inspector):
+    task = "classification"
+
+    def __init__(self, path: Path):
+        self.classifier = Classifier.load(path)
+        self.cfg = self.classifier.cfg
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.classifier.enc.ids(text))
+
+    def run(self, text: str, options: Options) -> Inspection:
+        c = self.classifier
+        batch = c.enc.batch([text], None, [0])
+        out = c.model(**batch.inputs())  # ClassifierOutput: logits (1, C), pooling weights (1, T) or None
+        probs = torch.softmax(out.logits[0].float(), -1).tolist()
+        ranked = sorted(zip(c.enc.labels, probs), key=lambda lp: -lp[1])
+        tokens = c.enc.tok.pieces(batch.words[0].tolist())
+        maps = []
+        alpha = encoder_attention(c.model, batch.inputs())
+        if alpha is not None:
+            maps.append(AttentionMap("encoder", TITLES["encoder"], tokens, tokens, alpha, "tokens", "tokens"))
+        if out.attention is not None:  # one learned query over the words
+            pooled = out.attention[0].float().view(1, 1, 1, -1)  # (1, 1, 1, T)
+            maps.append(AttentionMap("pooling", TITLES["pooling"], ["<query>"], tokens, pooled,
+                                     "learned query", "tokens"))
+        result = ClassificationResult(label=ranked[0][0], probabilities=[
+            LabelProbability(label=lab, probability=round(p, 4)) for lab, p in ranked])
+        return Inspection(self.task, tokens, result, maps)
+
+
+class ClassificationTask(Task):
+    name, config, what = "classification", ClassificationConfig, "a classifier"
+    verbs = ("classify",)
+
+    prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
+
+    def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
+        """Accuracy on the labelled TSV ``src`` (the columns of the model's config)."""
+        acc, n = Classifier.load(path).accuracy(test_file(request))
+        scores = {"accuracy": acc, "texts": n}
+        return Evaluation(scores, plain_lines(scores))
+
+    def inspector(self, path: Path) -> ClassificationInspector:
+        return ClassificationInspector(path)
+
+
+TASK = ClassificationTask()

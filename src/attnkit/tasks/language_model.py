@@ -19,19 +19,35 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from attnkit.build import build_language_model
+from attnkit.checkpoint import atomic_write_text
 from attnkit.config import LanguageModelConfig, resolve_path
 from attnkit.data.batching import token_batches
 from attnkit.data.text import read_lines
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.decoding.search import beam_decode, greedy_decode, sample_decode
 from attnkit.errors import UserError
+from attnkit.inspection import AttentionMap, ContinuationResult, Inspection, Inspector, Options, first_row
 from attnkit.model_dir import WEIGHTS, load_best_weights, open_model_dir, require_files
-from attnkit.models import build_language_model
+from attnkit.models.base import EncoderOutput
 from attnkit.models.ngram import EOS_WORD, UNK_WORD, KneserNeyLM
 from attnkit.specials import EOS, SPECIALS, UNK
-from attnkit.tasks.base import Fitted, Prepared, check_cutoffs, init_dir, init_weights
-from attnkit.training.checkpoint import atomic_write_text
-from attnkit.training.strategies import CarriedState, make_strategy, token_nll
+from attnkit.tasks.base import (
+    EvaluateRequest,
+    Evaluation,
+    Fitted,
+    Prepared,
+    Task,
+    best_metric,
+    check_cutoffs,
+    init_dir,
+    init_weights,
+    parameter_count,
+    plain_lines,
+    test_cost,
+    test_file,
+)
+from attnkit.training.strategies import make_strategy, token_nll
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +59,12 @@ class LMBatch:
     tgt_in: Tensor  # (B, T) tokens
     tgt_out: Tensor  # (B, T) the next token of each
     index: list[int]
-    src: None = None  # no source: see TeacherForcing
     continues: bool = False  # the rows go on from the previous batch's (see CarriedState)
+
+    @property
+    def src(self) -> Tensor:
+        """(B, 0): a language model reads no source (the decoder contract, models/base.py)."""
+        return self.tgt_in.new_zeros(self.tgt_in.size(0), 0)
 
     @property
     def num_tokens(self) -> int:
@@ -122,24 +142,21 @@ def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fit
         raise UserError(f"{d.train}: fewer than {chunk + 1} tokens of training text")
     if getattr(cfg.model, "carry_state", False):  # an LSTM's truncated backpropagation through time
         epoch_batches, make_batch = in_order(train_ids, chunk, t.batch_tokens)
-        strategy, order = CarriedState(t.label_smoothing), "read in order"
+        strategy, order = make_strategy(t, "carried"), "read in order"
     else:
         epoch_batches, make_batch = shuffled_chunks(train_ids, chunk, t.batch_tokens, t.seed)
         strategy, order = make_strategy(t), "shuffled"
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = parameter_count(model)
     log.info("%s with %s parameters; %d training tokens in chunks of %d, %s; vocab %d", cfg.model.arch,
              f"{n_params:,}", train_ids.numel(), chunk, order, len(tok))
 
-    metric = "perplexity" if t.early_stopping == "auto" else t.early_stopping
-    if metric not in ("perplexity", "loss"):
-        raise UserError(f"training.early_stopping: a language model picks its best model by perplexity or loss, "
-                        f"not {metric}")
+    best_metric(t, "perplexity", ("perplexity", "loss"), "a language model")  # validation scores perplexity
     return Prepared(
         model=model, strategy=strategy, epoch_batches=epoch_batches, make_batch=make_batch,
         validate=lambda m: {"perplexity": round(stream_perplexity(m, valid_ids, chunk), 2)},
         test=(lambda m: {"perplexity": round(stream_perplexity(m, test_ids, chunk), 2)}) if test else None,
         metric="perplexity", higher_is_better=False,
-        reserve_factor=1.0 + (test_ids.numel() / valid_ids.numel() if test else 0.0),
+        reserve_factor=test_cost(test_ids.numel() if test else 0, valid_ids.numel()),
         meta={"params": n_params, "chunk": chunk},
     )
 
@@ -241,7 +258,7 @@ class LanguageModel:
             log.warning("prompt of %d tokens is longer than the model's context of %d allows with %d new tokens: "
                         "continuing its last %d tokens", len(ids), limit, max_tokens, keep)
             context = context[-keep:]
-        state = decoder.init_state(1)
+        state = decoder.init_state(EncoderOutput.empty(1))
         for token in context[:-1]:
             _, state = decoder.step(torch.tensor([token]), state)
         start, max_len = torch.tensor([context[-1]]), torch.tensor([max_tokens])
@@ -276,8 +293,8 @@ class NgramDecoder:
     def decode(self, ids: list[int]) -> str:
         return " ".join(self.words[i - len(SPECIALS)] if i >= len(SPECIALS) else UNK_WORD for i in ids if i != EOS)
 
-    def init_state(self, batch_size: int) -> list[list[str]]:
-        return [[] for _ in range(batch_size)]
+    def init_state(self, enc: EncoderOutput) -> list[list[str]]:
+        return [[] for _ in range(enc.batch_size)]
 
     def step(self, tokens: Tensor, state: list[list[str]]) -> tuple[Tensor, list[list[str]]]:
         rows = []
@@ -295,3 +312,54 @@ class NgramDecoder:
 
     def reorder(self, state: list[list[str]], index: Tensor) -> list[list[str]]:
         return [list(state[i]) for i in index.tolist()]
+
+
+class LanguageModelInspector(Inspector):
+    task, options = "language_model", frozenset({"beam", "method", "max_tokens", "temperature", "seed"})
+
+    def __init__(self, path: Path):
+        self.lm = LanguageModel.load(path)
+        self.cfg = self.lm.cfg
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) if self.lm.ngram is not None else len(self.lm.tok.encode(text)) + 1
+
+    def run(self, text: str, options: Options) -> Inspection:
+        g, lm = self.cfg.generation, self.lm
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        context, new = lm.continue_ids(text, pick(options.method, g.method), pick(options.beam, g.beam),
+                                       pick(options.max_tokens, g.max_tokens),
+                                       pick(options.temperature, g.temperature), g.top_k, g.top_p,
+                                       pick(options.seed, 0), min(g.min_tokens, pick(options.max_tokens, g.max_tokens)))
+        result = ContinuationResult(prompt=text, continuation=lm.decode(new))
+        if lm.ngram is not None:
+            return Inspection(self.task, text.split(), result)
+        pieces = lm.tok.pieces
+        ids = context + new  # what the model reads: the line start, the prompt, the continuation
+        maps = []
+        out = lm.model(torch.tensor([ids]), need_weights=True)
+        if out.attention:  # Transformer: per layer (1, h, T, T)
+            weights = torch.stack(out.attention, dim=1)  # (1, layers, h, T, T)
+            maps.append(AttentionMap("self", "self-attention (masked)", pieces(ids[1:] + [EOS]), pieces(ids),
+                                     first_row(weights), "predicted token", "input token"))
+        prompt = context[1:] if context[0] == EOS else context  # the line start is not the user's
+        return Inspection(self.task, pieces(prompt), result, maps)
+
+
+class LanguageModelTask(Task):
+    name, config, what = "language_model", LanguageModelConfig, "a language model"
+    verbs = ("generate",)
+
+    prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
+
+    def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
+        """Perplexity of the text ``src`` (its lines read as one stream)."""
+        lines = read_lines(test_file(request))
+        scores = {"perplexity": round(LanguageModel.load(path).perplexity(lines), 2), "lines": len(lines)}
+        return Evaluation(scores, plain_lines(scores))
+
+    def inspector(self, path: Path) -> LanguageModelInspector:
+        return LanguageModelInspector(path)
+
+
+TASK = LanguageModelTask()

@@ -13,18 +13,31 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from attnkit.build import build_tagger
 from attnkit.config import TaggingConfig, resolve_path
 from attnkit.data.batching import pad, token_batches
 from attnkit.data.conllu import Sentence, read_conllu
 from attnkit.data.vocab import ListTokenizer
 from attnkit.errors import UserError
+from attnkit.inspection import TITLES, AttentionMap, Inspection, Inspector, Options, TaggingResult, encoder_attention
 from attnkit.model_dir import load_best_weights, open_model_dir
-from attnkit.models import build_tagger
 from attnkit.models.bilm import WithContextualEmbeddings
 from attnkit.specials import UNK
-from attnkit.tasks.base import Prepared, apply_pretrained, word_embedding
+from attnkit.tasks.base import (
+    EvaluateRequest,
+    Evaluation,
+    Prepared,
+    Task,
+    apply_pretrained,
+    best_metric,
+    parameter_count,
+    plain_lines,
+    test_cost,
+    test_file,
+    word_embedding,
+)
 from attnkit.tasks.bilm import Contextual
-from attnkit.training.strategies import IGNORE, Supervised
+from attnkit.training.strategies import IGNORE, Supervised, make_strategy
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +202,12 @@ def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
     e = cfg.embeddings
     model = build(cfg, vocabs, out, fresh=not resume)
     apply_pretrained(word_embedding(model), vocabs.words.itos, e.pretrained, e.freeze_pretrained, resume)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = parameter_count(model)
     log.info("%s with %s parameters; %d training sentences, %d words, %d tags", cfg.model.arch, f"{n_params:,}",
              len(train), len(vocabs.words), len(vocabs.tags))
     lengths = [(len(s.forms), len(s.forms)) for s in train]
-    strategy = Supervised(t.label_smoothing)
+    strategy = make_strategy(t, "supervised")
+    unsmoothed = Supervised(0.0)  # the validation loss: the plain cross-entropy
 
     limit = model_limit(model)
     scored = [p for s in valid for p in pieces(s, limit)]  # the loss, like the tags, by pieces
@@ -202,13 +216,11 @@ def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
         loss, n = 0.0, 0
         for idx in token_batches([(len(s.forms),) * 2 for s in scored], t.batch_tokens, 0, 0):
             batch = vocabs.batch([scored[i] for i in idx], d.tag, idx)
-            a, b, _ = Supervised(0.0).loss(m, batch, 0)
+            a, b, _ = unsmoothed.loss(m, batch, 0)
             loss, n = loss + float(a), n + b
         return {"loss": round(loss / max(n, 1), 4), "accuracy": accuracy(predict(m, vocabs, valid), valid, d.tag)}
 
-    metric = "accuracy" if t.early_stopping == "auto" else t.early_stopping
-    if metric not in ("accuracy", "loss"):
-        raise UserError(f"training.early_stopping: a tagger picks its best model by accuracy or loss, not {metric}")
+    metric = best_metric(t, "accuracy", ("accuracy", "loss"), "a tagger")
     return Prepared(
         model=model, strategy=strategy,
         epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
@@ -216,7 +228,7 @@ def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
         validate=validate,
         test=(lambda m: {"accuracy": accuracy(predict(m, vocabs, test), test, d.tag)}) if test else None,
         metric=metric, higher_is_better=metric == "accuracy",
-        reserve_factor=1.0 + (len(test) / max(1, len(valid)) if test else 0.0),
+        reserve_factor=test_cost(len(test) if test else 0, len(valid)),
         meta={"params": n_params},
     )
 
@@ -237,3 +249,50 @@ class Tagger:
 
     def tag(self, sentences: list[Sentence]) -> list[list[str]]:
         return predict(self.model, self.vocabs, sentences)
+
+
+class TaggingInspector(Inspector):
+    task = "tagging"
+
+    def __init__(self, path: Path):
+        self.tagger = Tagger.load(path)
+        self.cfg = self.tagger.cfg
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def run(self, text: str, options: Options) -> Inspection:
+        words = text.split()
+        limit = model_limit(self.tagger.model)
+        if limit is not None and len(words) > limit:
+            raise UserError(f"the text has {len(words)} words; this tagger reads at most {limit} at once")
+        tags = self.tagger.tag([Sentence(words, {})])[0]
+        batch = self.tagger.vocabs.batch([Sentence(words, {})], None, [0])
+        alpha = encoder_attention(self.tagger.model, batch.inputs())
+        maps = ([AttentionMap("encoder", TITLES["encoder"], words, words, alpha, "words", "words")]
+                if alpha is not None else [])
+        return Inspection(self.task, words, TaggingResult(words=words, tags=tags), maps)
+
+
+class TaggingTask(Task):
+    name, config, what = "tagging", TaggingConfig, "a tagger"
+    verbs = ("tag",)
+
+    prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
+
+    def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
+        """Tag accuracy (UPOS or XPOS, as trained) on the gold CoNLL-U ``src``."""
+        tagger = Tagger.load(path)
+        src = test_file(request)
+        gold = read_conllu(src)
+        tag = tagger.cfg.data.tag
+        check_tagged(src, gold, tag)
+        predicted = tagger.tag(gold)
+        scores = {tag + "_accuracy": accuracy(predicted, gold, tag), "sentences": len(gold)}
+        return Evaluation(scores, plain_lines(scores))
+
+    def inspector(self, path: Path) -> TaggingInspector:
+        return TaggingInspector(path)
+
+
+TASK = TaggingTask()

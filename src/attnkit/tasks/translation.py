@@ -4,21 +4,47 @@ BLEU and chrF from sacreBLEU."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
+from attnkit.build import build_model
 from attnkit.config import TranslationConfig, resolve_path
-from attnkit.data.batching import make_batch, token_batches
+from attnkit.data.batching import make_batch, pad, token_batches
 from attnkit.data.text import Parallel, read_parallel
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
+from attnkit.diagnostics import exposure_bias
 from attnkit.errors import UserError
 from attnkit.evaluation import score_corpus
-from attnkit.models import build_model
-from attnkit.tasks.base import Prepared, init_dir, init_weights
+from attnkit.inspection import (
+    TITLES,
+    AttentionMap,
+    Inspection,
+    Inspector,
+    Options,
+    ScoredTranslation,
+    TranslationResult,
+    first_row,
+)
+from attnkit.runtime import autocast
+from attnkit.specials import BOS, EOS
+from attnkit.tasks.base import (
+    EvaluateRequest,
+    Evaluation,
+    Prepared,
+    Task,
+    best_metric,
+    init_dir,
+    init_weights,
+    parameter_count,
+    test_cost,
+    test_file,
+)
 from attnkit.training.strategies import make_strategy, token_nll
-from attnkit.translator import Translator
+from attnkit.translator import Translator, load_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +131,7 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
     model = build_model(cfg.model, len(src_tok), len(tgt_tok))
     if init:
         init_weights(model, init)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = parameter_count(model)
     log.info("%s model with %s parameters; %d training pairs, vocab %d/%d", cfg.model.arch,
              f"{n_params:,}", len(train_ids.src), len(src_tok), len(tgt_tok))
     translator = Translator(model, src_tok, tgt_tok, cfg)
@@ -120,9 +146,7 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
         return {**evaluate_split(translator, test_data, t.valid_beam), "beam": t.valid_beam}
 
     lengths = train_ids.lengths()
-    metric = "bleu" if t.early_stopping == "auto" else t.early_stopping
-    if metric not in ("bleu", "loss"):
-        raise UserError(f"training.early_stopping: translation picks its best model by bleu or loss, not {metric}")
+    metric = best_metric(t, "bleu", ("bleu", "loss"), "translation")
     return Prepared(
         model=model,
         strategy=make_strategy(t),
@@ -132,6 +156,93 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
         test=test if test_data is not None else None,
         metric=metric,
         higher_is_better=metric == "bleu",
-        reserve_factor=1.0 + (len(test_data) / max(1, len(valid_data)) if test_data else 0.0),
+        reserve_factor=test_cost(len(test_data) if test_data else 0, len(valid_data)),
         meta={"params": n_params},
     )
+
+
+def exposure(translator: Translator, data: Parallel) -> dict:
+    """The exposure-bias diagnostic (attnkit.diagnostics) of a translator on parallel text; pairs over
+    the model's length limit are left out, with a warning that counts them."""
+    limit = translator.model.max_positions or 10**9
+    ids = encode(data, translator.src_tok, translator.tgt_tok, limit, what="exposure-diagnostic")
+    with autocast(translator.cfg.training.precision):
+        return exposure_bias(translator.model, ids.src, ids.tgt)
+
+
+class TranslationInspector(Inspector):
+    task, options = "translation", frozenset({"beam", "nbest"})
+
+    def __init__(self, path: Path):
+        self.translator = load_model_dir(path)
+        self.cfg = self.translator.cfg
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.translator.src_tok.encode(text)) + 1  # + EOS
+
+    def run(self, text: str, options: Options) -> Inspection:
+        t = self.translator
+        beam = options.beam or self.cfg.decoding.beam
+        nbest = options.nbest or 1  # more than the beam: the translator's one-line error, as on the CLI
+        hyps = t.translate([text], beam=beam, nbest=nbest)[0]
+        src_ids = t.encode_source(text)
+        best = hyps[0].tokens
+        src = pad([src_ids])  # (1, S)
+        tgt_in = pad([[BOS] + best])  # (1, T): <s> y_1 .. y_n
+        out = t.model(src, tgt_in, need_weights=True)  # the teacher-forced pass over the best hypothesis
+        source = t.src_tok.pieces(src_ids)
+        produced = t.tgt_tok.pieces(best + [EOS])  # what each decoder position predicts
+        inputs = t.tgt_tok.pieces([BOS] + best)
+        axes = {"encoder": (source, source, "source", "source"),
+                "self": (produced, inputs, "target (predicted)", "target (decoder input)"),
+                "cross": (produced, source, "target", "source")}
+        maps = []
+        for name in ("encoder", "self", "cross"):
+            if out.attention.get(name) is not None:
+                rows, cols, row_axis, col_axis = axes[name]
+                maps.append(AttentionMap(name, TITLES[name], rows, cols, first_row(out.attention[name]),
+                                         row_axis, col_axis))
+        result = TranslationResult(nbest=[ScoredTranslation(text=h.text, score=round(h.score, 4)) for h in hyps])
+        return Inspection(self.task, source, result, maps)
+
+
+
+
+class TranslationTask(Task):
+    name, config, what = "translation", TranslationConfig, "a translation model"
+    verbs = ("translate", "bench translate")
+
+    prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
+
+    def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
+        """sacreBLEU (cased) and chrF of the detokenized translations of ``src`` against ``ref``, and
+        with ``exposure`` the exposure-bias diagnostic."""
+        if not request.ref:
+            raise UserError("evaluate: a translation model needs --ref (the reference translations)")
+        translator = load_model_dir(path)
+        data = read_parallel(test_file(request), request.ref, skip_empty=False)
+        bar = tqdm(total=len(data), disable=not request.progress, unit="sent", desc="translate")
+        start = time.monotonic()
+        hyps = [r[0].text for r in translator.translate(data.src, beam=request.beam, batch_size=request.batch_size,
+                                                        progress=bar)]
+        seconds = time.monotonic() - start
+        bar.close()
+        scores = score_corpus(hyps, data.tgt)
+        scores.update(beam=request.beam or translator.cfg.decoding.beam, sentences=len(hyps),
+                      seconds=round(seconds, 2), sentences_per_s=round(len(hyps) / seconds, 2))
+        lines = [f"BLEU {scores['bleu']}  [{scores['bleu_signature']}]",
+                 f"chrF {scores['chrf']}  [{scores['chrf_signature']}]",
+                 f"{scores['sentences']} sentences, beam {scores['beam']}, {scores['sentences_per_s']} sentences/s"]
+        if request.exposure:
+            x = scores["exposure"] = exposure(translator, data)
+            tf, sf = x["teacher_forced"], x["self_fed"]
+            lines.append(f"exposure bias: reference-token NLL {tf['mean_nll']} teacher forced, {sf['mean_nll']} "
+                         f"self fed (gap {x['nll_gap']}); accuracy {tf['mean_accuracy']}% / "
+                         f"{sf['mean_accuracy']}% (gap {x['accuracy_gap']})")
+        return Evaluation(scores, lines, hyps)
+
+    def inspector(self, path: Path) -> TranslationInspector:
+        return TranslationInspector(path)
+
+
+TASK = TranslationTask()

@@ -17,7 +17,7 @@ from torch import Tensor
 from attnkit.data.batching import Batch
 from attnkit.models.base import Seq2Seq
 from attnkit.specials import PAD
-from attnkit.training.strategies import token_nll
+from attnkit.training.strategies import Strategy, token_nll
 
 
 def attention_coverage(alpha: Tensor, tgt_out: Tensor) -> Tensor:
@@ -36,10 +36,10 @@ def cross_attention(weights: Tensor) -> Tensor:
     return weights.float().mean(dim=(1, 2))
 
 
-class DoublyStochasticAttention:
+class DoublyStochasticAttention(Strategy):
     """Teacher forcing with the regulariser; ``lam = 0`` is plain teacher forcing."""
 
-    name = "teacher_forcing"
+    name = "doubly_stochastic_attention"
 
     def __init__(self, lam: float, label_smoothing: float = 0.0):
         self.lam, self.label_smoothing = lam, label_smoothing

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from attnkit.checkpoint import atomic_write_text
 from attnkit.errors import UserError
-from attnkit.training.checkpoint import atomic_write_text
 
 METRICS, TENSORBOARD = "metrics.jsonl", "tensorboard"
 

@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from attnkit.checkpoint import optimizer_state, optimizer_tensors
 from attnkit.config.strategies import ProfessorForcingConfig
 from attnkit.data.batching import Batch
+from attnkit.decoding.rollout import DecoderView, rollout
 from attnkit.specials import PAD
-from attnkit.training.checkpoint import optimizer_state, optimizer_tensors
-from attnkit.training.scheduled_sampling import rollout
-from attnkit.training.strategies import DecoderView, token_nll
+from attnkit.training.strategies import Strategy, token_nll
 
 
 class Discriminator(nn.Module):
@@ -68,7 +68,7 @@ def accuracy(logit_tf: Tensor, logit_fr: Tensor) -> float:
     return float(((logit_tf > 0).float().sum() + (logit_fr < 0).float().sum()) / (logit_tf.numel() + logit_fr.numel()))
 
 
-class ProfessorForcing:
+class ProfessorForcing(Strategy):
     name = "professor_forcing"
 
     def __init__(self, cfg: ProfessorForcingConfig, label_smoothing: float = 0.0):

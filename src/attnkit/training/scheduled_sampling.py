@@ -26,8 +26,9 @@ from torch import Tensor
 
 from attnkit.config.strategies import MixingConfig, ParallelScheduledSamplingConfig, ScheduledSamplingConfig
 from attnkit.data.batching import Batch
+from attnkit.decoding.rollout import DecoderView, mix, own_choice, rollout
 from attnkit.specials import PAD
-from attnkit.training.strategies import DecoderView, gold_rate, own_choice, token_nll
+from attnkit.training.strategies import Strategy, gold_rate, token_nll
 
 
 def eps_schedule(cfg: MixingConfig, step: int) -> float:
@@ -44,27 +45,7 @@ def eps_schedule(cfg: MixingConfig, step: int) -> float:
     return min(1.0, max(cfg.eps_min, eps))
 
 
-def mix(gold: Tensor, own: Tensor, eps: float) -> Tensor:
-    """Each position independently: the gold token with probability eps, else the model's own."""
-    return torch.where(torch.rand(gold.shape, device=gold.device) < eps, gold, own)
-
-
-@torch.no_grad()
-def rollout(view: DecoderView, tokens_in: Tensor, eps: float, feed: str = "greedy",
-            temperature: float = 1.0) -> Tensor:
-    """Bengio et al.'s inputs, decoding step by step: input 0 is gold (BOS, or a language model's first
-    token); input i+1 is gold with probability eps, else the model's choice after reading inputs 0..i.
-    tokens_in (B, T) gold inputs -> (B, T) the inputs fed, PAD where the gold is PAD."""
-    B, T = tokens_in.shape
-    fed = tokens_in.clone()
-    state = view.init_state(B)
-    for i in range(T - 1):
-        logits, state = view.decoder.step(fed[:, i], state)  # (B, V)
-        fed[:, i + 1] = mix(tokens_in[:, i + 1], own_choice(logits, feed, temperature), eps)
-    return fed.masked_fill(tokens_in == PAD, PAD)
-
-
-class ScheduledSampling:
+class ScheduledSampling(Strategy):
     name = "scheduled_sampling"
 
     def __init__(self, cfg: ScheduledSamplingConfig, label_smoothing: float = 0.0):
@@ -80,7 +61,7 @@ class ScheduledSampling:
         return token_nll(logits, batch.tgt_out, self.label_smoothing), batch.num_tokens, stats
 
 
-class ParallelScheduledSampling:
+class ParallelScheduledSampling(Strategy):
     name = "parallel_scheduled_sampling"
 
     def __init__(self, cfg: ParallelScheduledSamplingConfig, label_smoothing: float = 0.0):

@@ -1,15 +1,20 @@
 """Training strategies: how a batch becomes a loss. Kept apart from the models and from the trainer.
 
-Every strategy has ``loss(model, batch, step) -> (summed loss, number of target tokens, stats)``;
-the trainer divides the sum by the count, and logs the stats (eps, discriminator accuracy, ...).
+Every strategy is a :class:`Strategy`: ``loss(model, batch, step) -> (summed loss, number of target
+tokens, stats)``; the trainer divides the sum by the count, and logs the stats (eps, discriminator
+accuracy, ...). ``state_dict`` / ``load_state_dict`` carry what a strategy learns itself (professor
+forcing's discriminator) through checkpoints; for the others they are empty. :func:`make_strategy`
+is the one place that builds them, from a task's objective and its training section:
 
-    TeacherForcing              the gold prefix at every position (the default; the lecture's)
-    CarriedState                teacher forcing over text read in order, each batch starting from
-                                the state the one before ended in (an LSTM LM's truncated BPTT)
-    ScheduledSampling           Bengio et al. 2015                    training/scheduled_sampling.py
-    ParallelScheduledSampling   Duckworth et al. 2019; Mihaylova and Martins 2019 with two passes
-    ProfessorForcing            Lamb et al. 2016                      training/professor_forcing.py
-    Supervised                  the plain loss of taggers and classifiers: outputs against gold labels
+    objective        strategy
+    autoregressive   training.strategy's: TeacherForcing (the lecture's default), ScheduledSampling
+                     (Bengio et al. 2015), ParallelScheduledSampling (Duckworth et al. 2019), or
+                     ProfessorForcing (Lamb et al. 2016)
+    carried          CarriedState: teacher forcing over text read in order, each batch starting from
+                     the state the one before ended in (an LSTM LM's truncated BPTT)
+    supervised       Supervised: taggers' and classifiers' outputs against gold labels
+    bidirectional    BidirectionalTeacherForcing: the biLM's two directions
+    captioning       DoublyStochasticAttention: teacher forcing plus Xu et al.'s attention regulariser
 
 The autoregressive strategies see a model only through :class:`DecoderView` (a translator's
 decoder over its encoded source, or a language model) and its decoder contract, so each works for
@@ -18,15 +23,17 @@ the RNN and the Transformer translators and for the language models alike.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
-from attnkit.decoding.search import sample_categorical
+from attnkit.decoding.rollout import DecoderView
 from attnkit.models.base import Seq2Seq
-from attnkit.specials import BOS, PAD
+from attnkit.specials import PAD
 
 IGNORE = -100  # the label of positions that have none (padding)
 
@@ -37,41 +44,30 @@ def token_nll(logits: Tensor, gold: Tensor, label_smoothing: float = 0.0) -> Ten
                            label_smoothing=label_smoothing, reduction="sum")
 
 
-class DecoderView:
-    """One batch's decoder, whatever the model: a seq2seq decoder over its encoded source (encoded
-    once, here), or a language model, which is its own decoder (a batch without ``src``)."""
-
-    def __init__(self, model: Seq2Seq, batch: Batch):
-        self.model, self.is_lm = model, batch.src is None
-        self.enc = None if self.is_lm else model.encode(batch.src)
-        self.decoder = model if self.is_lm else model.decoder
-
-    def forward(self, tokens_in: Tensor):
-        """The teacher-forced pass over ``tokens_in`` (B, T): ``.logits`` (B, T, V), ``.hidden`` (B, T, D)."""
-        return self.model(tokens_in) if self.is_lm else self.decoder(tokens_in, self.enc)
-
-    def init_state(self, batch_size: int):
-        return self.decoder.init_state(batch_size if self.is_lm else self.enc)
-
-
-def own_choice(logits: Tensor, feed: str, temperature: float = 1.0) -> Tensor:
-    """The model's own next input: (..., V) logits -> (...) its argmax (``greedy``) or a sample at
-    ``temperature`` (``sample``); never PAD or BOS."""
-    logits = logits.detach().float().clone()
-    logits[..., PAD] = float("-inf")
-    logits[..., BOS] = float("-inf")
-    if feed == "greedy":
-        return logits.argmax(-1)
-    return sample_categorical(torch.softmax(logits / temperature, dim=-1))
-
-
 def gold_rate(fed: Tensor, tokens_in: Tensor) -> float:
     """The fraction of inputs after the first that are the gold token (padding excluded)."""
     real = tokens_in[:, 1:] != PAD
     return float(((fed[:, 1:] == tokens_in[:, 1:]) & real).sum() / real.sum().clamp_min(1))
 
 
-class TeacherForcing:
+class Strategy:
+    """How a batch becomes a loss: the one interface the trainer calls."""
+
+    name = "strategy"
+
+    def loss(self, model, batch, step: int) -> tuple[Tensor, int, dict]:
+        """(summed loss, number of target tokens, numbers to log) of one batch at training ``step``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> tuple[dict[str, Tensor], dict]:
+        """What the strategy learned itself (tensors, a JSON document), for ``last.safetensors``."""
+        return {}, {}
+
+    def load_state_dict(self, tensors: dict[str, Tensor], doc: dict) -> None:
+        """Continue from ``state_dict``'s output (``--resume``); nothing for a strategy that learns nothing."""
+
+
+class TeacherForcing(Strategy):
     name = "teacher_forcing"
 
     def __init__(self, label_smoothing: float = 0.0):
@@ -82,14 +78,14 @@ class TeacherForcing:
         return token_nll(logits, batch.tgt_out, self.label_smoothing), batch.num_tokens, {}
 
 
-class CarriedState:
+class CarriedState(Strategy):
     """Teacher forcing for a language model that reads its training text in order (Zaremba et al.
     2014): batch k holds the next ``chunk`` tokens of the same parallel rows as batch k - 1, so the
     model starts from the state batch k - 1 ended in, detached (gradients stop at the boundary:
     truncated backpropagation through time). A batch with ``continues`` false starts from zero, and
     so does the first batch after ``--resume`` (the state is not checkpointed)."""
 
-    name = "teacher_forcing"
+    name = "carried_state"
 
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = label_smoothing
@@ -107,7 +103,7 @@ class CarriedState:
         return nll, batch.num_tokens, {}
 
 
-class Supervised:
+class Supervised(Strategy):
     """Cross-entropy of ``model(**batch.inputs())`` against ``batch.labels``: (B, T) per token for
     taggers, (B,) per text for classifiers."""
 
@@ -124,18 +120,38 @@ class Supervised:
         return loss, int((batch.labels != IGNORE).sum()), {}
 
 
-def make_strategy(cfg: TrainingConfig):
-    """The strategy ``training.strategy`` names, for a translator or a language model."""
+class BidirectionalTeacherForcing(Strategy):
+    """Teacher forcing for both directions of a bidirectional LM: the sum of their cross-entropies."""
+
+    name = "bidirectional_teacher_forcing"
+
+    def loss(self, model, batch, step: int) -> tuple[Tensor, int, dict]:
+        top_f, top_b, _ = model.tops(batch.chars)  # each (B, T, D)
+        loss, n = top_f.new_zeros((), dtype=torch.float32), 0
+        for h, labels in ((top_f, batch.forward_labels), (top_b, batch.backward_labels)):
+            real = labels != IGNORE  # (B, T)
+            loss = loss - model.target_log_probs(h[real], labels[real]).sum()
+            n += int(real.sum())
+        return loss, n, {}
+
+
+Objective = Literal["autoregressive", "carried", "supervised", "bidirectional", "captioning"]
+
+
+def make_strategy(cfg: TrainingConfig, objective: Objective = "autoregressive") -> Strategy:
+    """The strategy of a task's ``objective`` (see the module's docstring); an autoregressive model's is
+    the one ``training.strategy`` names."""
+    from attnkit.training.captioning_loss import DoublyStochasticAttention
     from attnkit.training.professor_forcing import ProfessorForcing
     from attnkit.training.scheduled_sampling import ParallelScheduledSampling, ScheduledSampling
 
-    s, ls = cfg.strategy, cfg.label_smoothing
-    if s.name == "teacher_forcing":
-        return TeacherForcing(ls)
-    if s.name == "scheduled_sampling":
-        return ScheduledSampling(s, ls)
-    if s.name == "parallel_scheduled_sampling":
-        return ParallelScheduledSampling(s, ls)
-    if s.name == "professor_forcing":
-        return ProfessorForcing(s, ls)
-    raise ValueError(f"unknown training strategy {s.name!r}")
+    ls = cfg.label_smoothing
+    fixed = {"carried": lambda: CarriedState(ls), "supervised": lambda: Supervised(ls),
+             "bidirectional": BidirectionalTeacherForcing,
+             "captioning": lambda: DoublyStochasticAttention(cfg.doubly_stochastic, ls)}
+    if objective in fixed:
+        return fixed[objective]()
+    chosen = {"teacher_forcing": lambda s: TeacherForcing(ls), "scheduled_sampling": lambda s: ScheduledSampling(s, ls),
+              "parallel_scheduled_sampling": lambda s: ParallelScheduledSampling(s, ls),
+              "professor_forcing": lambda s: ProfessorForcing(s, ls)}
+    return chosen[cfg.strategy.name](cfg.strategy)

@@ -25,15 +25,16 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from attnkit.checkpoint import load_weights, model_tensors, optimizer_state, read_checkpoint, save_checkpoint
 from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
 from attnkit.errors import UserError
 from attnkit.runtime import autocast
 from attnkit.training.averaging import WeightAverage
-from attnkit.training.checkpoint import load_weights, model_tensors, optimizer_state, read_checkpoint, save_checkpoint
 from attnkit.training.deadline import DeadlineReached, time_limit
 from attnkit.training.metrics import METRICS, MetricsLog
 from attnkit.training.schedule import make_schedule
+from attnkit.training.strategies import Strategy
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def stop_on_signal(flag: dict):
 
 
 class Trainer:
-    def __init__(self, model: torch.nn.Module, strategy, cfg: TrainingConfig, out_dir: Path,
+    def __init__(self, model: torch.nn.Module, strategy: Strategy, cfg: TrainingConfig, out_dir: Path,
                  epoch_batches: Callable[[int], list[list[int]]], make_batch: Callable[[list[int]], Batch],
                  validate: Callable[[torch.nn.Module], dict], meta: dict, progress: bool = True,
                  metric: str | None = None, higher_is_better: bool | None = None, started: float | None = None):
@@ -138,9 +139,8 @@ class Trainer:
         self.state.wall_seconds = self.wall_before + time.monotonic() - self.started
         meta = {**self.meta, "loop": asdict(self.state), "schedule": self.schedule.state_dict(),
                 "python_rng": _json_rng(random.getstate()), "limits": asdict(self.limits)}
-        if hasattr(self.strategy, "state_dict"):  # a strategy that learns too (professor forcing's discriminator)
-            tensors, meta["strategy"] = self.strategy.state_dict()
-            extra.update({f"strategy.{k}": v for k, v in tensors.items()})
+        tensors, meta["strategy"] = self.strategy.state_dict()  # what it learns itself, if anything
+        extra.update({f"strategy.{k}": v for k, v in tensors.items()})
         if self.average is not None:
             tensors, aliases = model_tensors(self.average.model)
             extra.update({f"average.{k}": v for k, v in tensors.items()})
@@ -155,8 +155,8 @@ class Trainer:
         self.state = LoopState(**{**doc["loop"], "stopped": ""})
         self.wall_before = self.state.wall_seconds
         self.saved_limits = Limits(**doc.get("limits", {}))
-        if hasattr(self.strategy, "load_state_dict"):  # before the RNG: building its parts draws numbers
-            self.strategy.load_state_dict(_prefixed(groups["extra"], "strategy."), doc.get("strategy", {}))
+        # before the RNG: building a strategy's parts (professor forcing's discriminator) draws numbers
+        self.strategy.load_state_dict(_prefixed(groups["extra"], "strategy."), doc.get("strategy", {}))
         if self.average is not None:
             if "average" not in doc:
                 raise UserError(f"{self.out / LAST}: written without training.ema_decay, so there is no "
