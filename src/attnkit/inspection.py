@@ -177,15 +177,10 @@ class Inspector:
 
 
 def encoder_attention(model: torch.nn.Module, inputs: dict[str, Tensor]) -> Tensor | None:
-    """A Transformer tagger's or classifier's encoder self-attention (layers, heads, T, T) over the
-    same inputs its prediction reads (words, characters, contextual vectors), as ``encode`` returns
-    it; None for recurrent models."""
-    from attnkit.models.transformer import TransformerEncoder
-
-    core = getattr(model, "model", model)  # WithContextualEmbeddings
-    if not isinstance(getattr(core, "encoder", None), TransformerEncoder):
-        return None
-    return first_row(model.encode(**inputs, need_weights=True).attention.get("encoder"))
+    """A tagger's or classifier's encoder self-attention (layers, heads, T, T) over the same inputs its
+    prediction reads (words, characters, contextual vectors), as the model returns it; None for a
+    model without one."""
+    return first_row(model.self_attention(**inputs))
 
 
 MAX_PIXELS = 25_000_000  # a decoded upload larger than this is refused before it is decoded

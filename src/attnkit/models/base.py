@@ -62,6 +62,15 @@ class Decoder(Protocol):
     def reorder(self, state: Any, index: Tensor) -> Any: ...
 
 
+class WordModel(nn.Module):
+    """A tagger or a classifier: ``forward(**inputs)`` gives its outputs, and ``self_attention(**inputs)``
+    the self-attention its encoder computed over the same inputs, (B, layers, heads, T, T); None for a
+    model without one (recurrent, bag of embeddings). The weights are returned, never stored."""
+
+    def self_attention(self, **inputs: Tensor) -> Tensor | None:
+        return None
+
+
 class Seq2Seq(nn.Module):
     """An encoder and a decoder; decoding lives outside, in :mod:`attnkit.decoding`."""
 

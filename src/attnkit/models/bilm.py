@@ -185,6 +185,6 @@ class WithContextualEmbeddings(nn.Module):
     def forward(self, bilm_chars: Tensor, **inputs: Tensor):
         return self.model(**inputs, extra=self.embedder(bilm_chars))
 
-    def encode(self, bilm_chars: Tensor, need_weights: bool = False, **inputs: Tensor):
-        """The wrapped Transformer model's ``encode``, with the ELMo vectors as its ``extra`` input."""
-        return self.model.encode(**inputs, extra=self.embedder(bilm_chars), need_weights=need_weights)
+    def self_attention(self, bilm_chars: Tensor, **inputs: Tensor) -> Tensor | None:
+        """The wrapped model's ``self_attention``, with the ELMo vectors as its ``extra`` input."""
+        return self.model.self_attention(**inputs, extra=self.embedder(bilm_chars))

@@ -17,7 +17,7 @@ from attnkit.layers.dropout import dropout
 from attnkit.layers.pooling import AttentionPool, last_pool, mean_pool
 from attnkit.layers.rnn import RNNEncoder
 from attnkit.masks import padding_mask
-from attnkit.models.base import EncoderOutput
+from attnkit.models.base import EncoderOutput, WordModel
 from attnkit.models.transformer import Embeddings, TransformerEncoder
 from attnkit.specials import PAD
 
@@ -40,7 +40,7 @@ class MLPHead(nn.Module):
         return self.out(dropout(self.hidden(h).relu(), self.dropout, self.training))
 
 
-class BagOfEmbeddings(nn.Module):
+class BagOfEmbeddings(WordModel):
     def __init__(self, num_words: int, num_classes: int, embed_dim: int, hidden: int, dropout: float):
         super().__init__()
         self.embed = nn.Embedding(num_words, embed_dim, padding_idx=PAD)
@@ -64,7 +64,7 @@ class Pooling(nn.Module):
         return last_pool(states, mask, self.bidirectional), None
 
 
-class RNNClassifier(nn.Module):
+class RNNClassifier(WordModel):
     def __init__(self, num_words: int, num_classes: int, embed_dim: int, hidden: int, num_layers: int,
                  pooling: str, attention_dim: int, dropout: float, cell: str = "lstm", extra_dim: int = 0):
         super().__init__()
@@ -85,7 +85,7 @@ class RNNClassifier(nn.Module):
         return ClassifierOutput(self.head(pooled), alpha)
 
 
-class TransformerClassifier(nn.Module):
+class TransformerClassifier(WordModel):
     def __init__(self, num_words: int, num_classes: int, d_model: int, num_heads: int, ff_dim: int,
                  num_layers: int, dropout: float, attention_dropout: float, positional: str, norm: str,
                  max_positions: int, pooling: str, attention_dim: int, extra_dim: int = 0):
@@ -109,4 +109,7 @@ class TransformerClassifier(nn.Module):
         enc = self.encode(words, extra)
         pooled, alpha = self.pool(enc.memory, enc.src_mask)
         return ClassifierOutput(self.head(pooled), alpha)
+
+    def self_attention(self, words: Tensor, extra: Tensor | None = None) -> Tensor:
+        return self.encode(words, extra, need_weights=True).attention["encoder"]
 

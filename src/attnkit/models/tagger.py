@@ -15,12 +15,12 @@ from attnkit.layers.char import CharWordEncoder
 from attnkit.layers.dropout import dropout
 from attnkit.layers.rnn import RNNEncoder
 from attnkit.masks import padding_mask
-from attnkit.models.base import EncoderOutput
+from attnkit.models.base import EncoderOutput, WordModel
 from attnkit.models.transformer import Embeddings, TransformerEncoder
 from attnkit.specials import PAD
 
 
-class RNNTagger(nn.Module):
+class RNNTagger(WordModel):
     def __init__(self, num_words: int, num_tags: int, embed_dim: int, hidden: int, num_layers: int,
                  dropout: float, cell: str = "lstm", num_chars: int = 0, char_dim: int = 0,
                  char_hidden: int = 0, extra_dim: int = 0):
@@ -45,7 +45,7 @@ class RNNTagger(nn.Module):
         return self.W_out(dropout(states, self.dropout, self.training))
 
 
-class TransformerTagger(nn.Module):
+class TransformerTagger(WordModel):
     def __init__(self, num_words: int, num_tags: int, d_model: int, num_heads: int, ff_dim: int,
                  num_layers: int, dropout: float, attention_dropout: float, positional: str, norm: str,
                  max_positions: int, num_chars: int = 0, char_dim: int = 0, char_hidden: int = 0,
@@ -75,3 +75,6 @@ class TransformerTagger(nn.Module):
     def forward(self, words: Tensor, chars: Tensor | None = None, extra: Tensor | None = None) -> Tensor:
         """words (B, T), chars (B, T, C), extra (B, T, E) -> tag logits (B, T, num_tags)."""
         return self.W_out(self.encode(words, chars, extra).memory)
+
+    def self_attention(self, words: Tensor, chars: Tensor | None = None, extra: Tensor | None = None) -> Tensor:
+        return self.encode(words, chars, extra, need_weights=True).attention["encoder"]
