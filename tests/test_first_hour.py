@@ -215,6 +215,20 @@ def test_a_resumed_run_keeps_its_limits(toy_config, tmp_path, monkeypatch):
     assert (again["stopped"], again["steps"]) == ("max_steps", 5)
 
 
+def test_resuming_a_finished_run_trains_nothing(toy_config, tmp_path):
+    from attnkit.checkpoint import read_checkpoint
+    from attnkit.train import train
+
+    cfg = toy_config("transformer", training={"valid_every": 2})
+    train(cfg, tmp_path / "run", max_steps=4, progress=False)
+    before = read_checkpoint(tmp_path / "run" / "last.safetensors")[0]["model"]
+    for _ in range(2):
+        again = train(None, tmp_path / "run", resume=True, progress=False)
+        assert (again["stopped"], again["steps"]) == ("max_steps", 4)
+    after = read_checkpoint(tmp_path / "run" / "last.safetensors")[0]["model"]
+    assert all(before[k].equal(after[k]) for k in before)
+
+
 def test_resumed_limits_count_the_time_already_spent():
     from attnkit.training.trainer import Limits
 

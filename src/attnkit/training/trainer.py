@@ -263,6 +263,10 @@ class Trainer:
         window_stats: dict[str, list[float]] = {}  # the strategy's stats (eps, discriminator accuracy, ...)
         # log lines print above the bar, which stays at the bottom (and on the screen once done)
         redirect = logging_redirect_tqdm([logging.getLogger()]) if self.progress else nullcontext()
+        if max_steps and st.step >= max_steps:  # a resumed run that had already finished: nothing to train
+            st.stopped, validated_at = "max_steps", st.step
+        elif deadline is not None and time.monotonic() + first_reserve >= deadline:  # its time is spent
+            st.stopped, validated_at = "time", st.step
         with stop_on_signal(flag), redirect:
             while not st.stopped:
                 if cfg.max_epochs and st.epoch >= cfg.max_epochs:
