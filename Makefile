@@ -2,14 +2,16 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# torch is pinned to the CPU build that lies on this machine's disk (a looser pin pulls a CUDA build)
+# torch is pinned to the CPU build that lies on this machine's disk (a looser pin pulls a CUDA build);
+# on a GPU machine: make setup TORCH=torch  (PyPI's default build, CUDA on Linux), or name a wheel index:
+#   make setup TORCH="torch --index-url https://download.pytorch.org/whl/cu126"
 TORCH  ?= torch==2.13.0
 
 .PHONY: setup demo test clean
 
 $(BIN)/attnkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 

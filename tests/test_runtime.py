@@ -42,6 +42,24 @@ def test_bf16_falls_back_to_fp32_with_one_warning(cpu, caplog):
     assert len(warnings) == 1 and "running in fp32" in warnings[0]
 
 
+def test_only_the_runtime_enters_autocast():
+    """One function decides the precision a run computes in (and one switches it off for the fp32
+    islands): nothing else calls torch.autocast."""
+    from pathlib import Path
+
+    package = Path(runtime.__file__).parent
+    callers = [p.relative_to(package).as_posix() for p in sorted(package.rglob("*.py"))
+               if "torch.autocast(" in p.read_text(encoding="utf-8")]
+    assert callers == ["runtime.py"]
+
+
+def test_full_precision_switches_autocast_off():
+    x, w = torch.randn(3, 4), torch.randn(5, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with runtime.full_precision(x.device):
+            assert torch.nn.functional.linear(x, w).dtype == torch.float32
+
+
 def test_fp32_never_warns(cpu, caplog):
     cpu(False)
     with caplog.at_level(logging.WARNING, logger="attnkit"):

@@ -62,6 +62,13 @@ def effective_precision(precision: str) -> str:
     return precision
 
 
+def full_precision(device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device``'s type: what runs inside computes in the dtype it is given.
+    The fp32 islands of a bf16 run (an adaptive softmax writing its clusters into one fp32 tensor,
+    professor forcing's discriminator) enter it; nothing else in attnkit calls ``torch.autocast``."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
 def autocast(precision: str) -> contextlib.AbstractContextManager:
     """Mixed precision on CPU for ``precision`` "bf16" (where it is fast), nothing for "fp32"."""
     if effective_precision(precision) == "bf16":

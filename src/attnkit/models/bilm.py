@@ -23,6 +23,7 @@ from attnkit.layers.char import CharWordEncoder
 from attnkit.layers.dropout import dropout
 from attnkit.layers.scalar_mix import ScalarMix
 from attnkit.masks import padding_mask
+from attnkit.runtime import full_precision
 
 
 @dataclass
@@ -100,7 +101,7 @@ class BidirectionalLM(nn.Module):
     def logits(self, h: Tensor) -> Tensor:
         """(..., D) -> (..., V) over every word (an adaptive softmax's log-probabilities: all its clusters)."""
         if isinstance(self.W_out, nn.AdaptiveLogSoftmaxWithLoss):
-            with fp32(h):
+            with full_precision(h.device):
                 return self.W_out.log_prob(h.reshape(-1, h.size(-1)).float()).view(*h.shape[:-1], -1)
         return self.W_out(h)
 
@@ -108,14 +109,9 @@ class BidirectionalLM(nn.Module):
         """h (N, D), targets (N,) -> (N,) log P(target); an adaptive softmax computes only the clusters the
         targets fall in."""
         if isinstance(self.W_out, nn.AdaptiveLogSoftmaxWithLoss):
-            with fp32(h):  # torch's adaptive softmax writes its clusters into one fp32 tensor
+            with full_precision(h.device):  # torch's adaptive softmax writes its clusters into one fp32 tensor
                 return self.W_out(h.float(), targets).output
         return torch.log_softmax(self.W_out(h).float(), -1).gather(1, targets.unsqueeze(1)).squeeze(1)
-
-
-def fp32(x: Tensor) -> torch.autocast:
-    """Autocast switched off for ``x``'s device: what runs inside computes in the dtype it is given."""
-    return torch.autocast(x.device.type, enabled=False)
 
 
 class ContextualEmbedder(nn.Module):

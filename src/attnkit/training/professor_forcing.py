@@ -29,6 +29,7 @@ from attnkit.checkpoint import optimizer_state, optimizer_tensors
 from attnkit.config.strategies import ProfessorForcingConfig
 from attnkit.data.batching import Batch
 from attnkit.decoding.rollout import DecoderView, rollout
+from attnkit.runtime import full_precision
 from attnkit.specials import PAD
 from attnkit.training.strategies import Strategy, token_nll
 
@@ -108,7 +109,7 @@ class ProfessorForcing(Strategy):
         nll = token_nll(teacher.logits, batch.tgt_out, self.label_smoothing)
         free = view.forward(rollout(view, batch.tgt_in, 0.0, c.feed, c.temperature))
         mask = batch.tgt_out != PAD  # (B, T): the positions both runs are compared over
-        with torch.autocast("cpu", enabled=False):  # the discriminator runs in fp32
+        with full_precision(nll.device):  # the discriminator runs in fp32
             d_acc, d_loss = self.update_discriminator(teacher.hidden, free.hidden, mask)
             adversarial = torch.zeros((), device=nll.device)
             if c.weight > 0 and d_acc >= c.generator_min_accuracy:
