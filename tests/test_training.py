@@ -152,7 +152,8 @@ def trainer_for(tmp_path: Path, validate, strategy=None, **cfg_kw) -> Trainer:
     torch.manual_seed(0)
     model = build_model(tiny_rnn(), 13, 13)
     return Trainer(model, strategy or TeacherForcing(), cfg, tmp_path,
-                   epoch_batches=lambda epoch: token_batches(lengths, cfg.batch_tokens, cfg.seed, epoch),
+                   epoch_batches=lambda epoch, scale=1: token_batches(lengths, cfg.batch_tokens * scale, cfg.seed,
+                                                                       epoch),
                    make_batch=lambda idx: make_batch([src[i] for i in idx], [tgt[i] for i in idx], idx),
                    validate=validate, meta={"what": "test"}, progress=False)
 

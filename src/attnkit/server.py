@@ -4,8 +4,8 @@
     GET  /api/model        what the model is: task, architecture, the options it takes, the limits
     POST /api/inspect      {"text": ...} -> the output and every attention map, tokens on both axes
     POST /api/caption      {"image": base64} -> a captioning model's caption and its attention over the image
-    GET  /docs, /redoc, /openapi.json   the API, documented by FastAPI (Swagger UI and ReDoc served from
-                           the fastapi-offline package: the pages work without internet)
+    GET  /docs, /openapi.json   the API, documented by FastAPI (Swagger UI's assets served from the
+                           fastapi-offline package: the page works without internet)
 
 Every answer to a bad request is a 4xx with a one-line ``{"error": ...}``: an empty or over-long
 input, wrong JSON types, an unknown field, a body that is not JSON or not UTF-8, a body over the
@@ -196,7 +196,7 @@ def one_line(err: RequestValidationError) -> str:
 def make_app(inspector: Inspector, name: str, max_body_bytes: int | None = None) -> FastAPI:
     if max_body_bytes is None:
         max_body_bytes = MAX_IMAGE_BODY_BYTES if inspector.input == "image" else MAX_BODY_BYTES
-    app = FastAPIOffline(title="attnkit", version=__version__,
+    app = FastAPIOffline(title="attnkit", version=__version__, redoc_url=None,  # one docs page, fully offline
                          description=f"Look inside the {inspector.task} model `{name}`: its output for a text "
                                      "and every attention map it computed, with the tokens of both axes.")
     lock = threading.Lock()

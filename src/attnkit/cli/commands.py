@@ -303,14 +303,14 @@ def cmd_bench_train(args) -> int:
             raise UserError(f"{args.config}: a {cfg.model.arch} model is counted, not trained: no steps to time")
         trainer = Trainer(prepared.model, prepared.strategy, t, Path(scratch), prepared.epoch_batches,
                           prepared.make_batch, prepared.validate, prepared.meta, progress=False)
-        batches = prepared.epoch_batches(0)
+        updates = trainer.updates(0)
         need = args.warmup + args.steps
-        batches = (batches * (need // len(batches) + 1))[:need]
-        for idx in batches[: args.warmup]:
-            trainer.train_step(prepared.make_batch(idx))
+        updates = (updates * (need // len(updates) + 1))[:need]
+        for micro in updates[: args.warmup]:
+            trainer.train_step(*map(prepared.make_batch, micro))
         tokens, start = 0, time.perf_counter()
-        for idx in batches[args.warmup :]:
-            tokens += trainer.train_step(prepared.make_batch(idx))[1]
+        for micro in updates[args.warmup :]:
+            tokens += trainer.train_step(*map(prepared.make_batch, micro))[1]
         seconds = time.perf_counter() - start
         trainer.metrics.close()
     print(json.dumps({"config": str(args.config), "task": cfg.task, "arch": cfg.model.arch, "precision": t.precision,

@@ -75,7 +75,9 @@ class VocabConfig(Section):
 # -- training, decoding ---------------------------------------------------------------------------
 class TrainingConfig(Section):
     seed: int = 1
-    batch_tokens: int = Field(4096, ge=1, description="target tokens per batch")
+    batch_tokens: int = Field(4096, ge=1, description="target tokens per batch (per micro-batch with accumulate)")
+    accumulate: int = Field(1, ge=1, description="micro-batches summed into one update: an update sees batches "
+                                                 "accumulate times as large, in accumulate forward/backward passes")
     max_steps: int = Field(0, ge=0, description="0: no limit")
     max_epochs: int = Field(0, ge=0, description="0: no limit")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 class Prepared:
     model: nn.Module
     strategy: Any  # batch -> loss (training/strategies.py)
-    epoch_batches: Callable[[int], list[list[int]]]  # the batches of an epoch, as example indices
+    # (epoch, scale=1) -> the batches of an epoch, as example indices, ``scale`` times the configured size
+    # (training.accumulate: the trainer cuts each into that many micro-batches)
+    epoch_batches: Callable[..., list[list[int]]]
     make_batch: Callable[[list[int]], Any]
     validate: Callable[[nn.Module], dict]  # scores on the validation set (the model is in eval mode)
     test: Callable[[nn.Module], dict] | None  # final scores on the test set, if there is one

@@ -123,7 +123,7 @@ def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
     lengths = [(len(s), len(s)) for s in train]
     return Prepared(
         model=model, strategy=strategy,
-        epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
+        epoch_batches=lambda epoch, scale=1: token_batches(lengths, t.batch_tokens * scale, t.seed, epoch),
         make_batch=lambda idx: make_batch(words, chars, [train[i] for i in idx], idx),
         validate=lambda m: {"perplexity": perplexity(m, valid)},
         test=(lambda m: {"perplexity": perplexity(m, test)}) if test else None,

@@ -237,10 +237,11 @@ def prepare(cfg: CaptioningConfig, out: Path, resume: bool) -> Prepared:
         return Batch(src=to_tensor(pixels), tgt_in=pad([[BOS] + c for c in caps]),
                      tgt_out=pad([c + [EOS] for c in caps]), index=idx)  # src: the images (B, C, H, W)
 
-    def epoch_batches(epoch: int) -> list[list[int]]:
+    def epoch_batches(epoch: int, scale: int = 1) -> list[list[int]]:
         order = list(range(len(examples)))
         random.Random(t.seed * 100_003 + epoch).shuffle(order)
-        return [order[k : k + t.batch_size] for k in range(0, len(order), t.batch_size)]
+        size = t.batch_size * scale
+        return [order[k : k + size] for k in range(0, len(order), size)]
 
     metric = best_metric(t, "bleu", ("bleu", "loss"), "a captioner")
     if getattr(t.strategy, "name", t.strategy) != "teacher_forcing":  # a name, or a strategy section

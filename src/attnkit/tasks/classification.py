@@ -201,7 +201,7 @@ def prepare(cfg: ClassificationConfig, out: Path, resume: bool) -> Prepared:
     lengths = [(n, n) for n in (len(enc.ids(x)) for x in train.texts)]
     return Prepared(
         model=model, strategy=make_strategy(t, "supervised"),
-        epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
+        epoch_batches=lambda epoch, scale=1: token_batches(lengths, t.batch_tokens * scale, t.seed, epoch),
         make_batch=lambda idx: enc.batch([train.texts[i] for i in idx], [train.labels[i] for i in idx], idx),
         validate=validate,
         test=(lambda m: {"accuracy": accuracy(m, enc, test)}) if test else None,

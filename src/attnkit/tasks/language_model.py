@@ -141,6 +141,9 @@ def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fit
     if train_ids.numel() - 1 < chunk:  # not one chunk to learn from
         raise UserError(f"{d.train}: fewer than {chunk + 1} tokens of training text")
     if getattr(cfg.model, "carry_state", False):  # an LSTM's truncated backpropagation through time
+        if t.accumulate > 1:
+            raise UserError("training.accumulate: an LSTM LM that carries its state reads the text as fixed "
+                            "parallel rows; give it more rows (training.batch_tokens) or model.carry_state: false")
         epoch_batches, make_batch = in_order(train_ids, chunk, t.batch_tokens)
         strategy, order = make_strategy(t, "carried"), "read in order"
     else:
@@ -172,7 +175,8 @@ def shuffled_chunks(ids: Tensor, chunk: int, batch_tokens: int, seed: int):
         tokens = ids[span]
         return LMBatch(tokens[:, :-1], tokens[:, 1:], idx)
 
-    return (lambda epoch: token_batches([(chunk, chunk)] * n_chunks, batch_tokens, seed, epoch)), make_batch
+    return (lambda epoch, scale=1: token_batches([(chunk, chunk)] * n_chunks, batch_tokens * scale, seed, epoch),
+            make_batch)
 
 
 def in_order(ids: Tensor, chunk: int, batch_tokens: int):

@@ -223,7 +223,7 @@ def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
     metric = best_metric(t, "accuracy", ("accuracy", "loss"), "a tagger")
     return Prepared(
         model=model, strategy=strategy,
-        epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
+        epoch_batches=lambda epoch, scale=1: token_batches(lengths, t.batch_tokens * scale, t.seed, epoch),
         make_batch=lambda idx: vocabs.batch([train[i] for i in idx], d.tag, idx),
         validate=validate,
         test=(lambda m: {"accuracy": accuracy(predict(m, vocabs, test), test, d.tag)}) if test else None,

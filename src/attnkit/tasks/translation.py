@@ -150,7 +150,7 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
     return Prepared(
         model=model,
         strategy=make_strategy(t),
-        epoch_batches=lambda epoch: token_batches(lengths, t.batch_tokens, t.seed, epoch),
+        epoch_batches=lambda epoch, scale=1: token_batches(lengths, t.batch_tokens * scale, t.seed, epoch),
         make_batch=lambda idx: make_batch([train_ids.src[i] for i in idx], [train_ids.tgt[i] for i in idx], idx),
         validate=validate,
         test=test if test_data is not None else None,

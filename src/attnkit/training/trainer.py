@@ -177,22 +177,43 @@ class Trainer:
         self.metrics.write(record)
 
     # -- the loop -------------------------------------------------------------------------
-    def train_step(self, batch: Batch) -> tuple[float, int, dict]:
-        """One update: the mean loss per token, the token count, and the strategy's stats."""
+    def train_step(self, *micro: Batch) -> tuple[float, int, dict]:
+        """One update over one or more micro-batches (``training.accumulate``): the mean loss per token,
+        the token count, and the strategy's stats (averaged over the micro-batches).
+
+        Each micro-batch's summed loss is backpropagated as it is, and the summed gradients are then
+        divided by the update's token count: the gradient of the loss per token over the whole update,
+        whatever way its examples were cut into micro-batches (tested equal to one batch of them all)."""
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.lr()
-        with autocast(self.cfg.precision):
-            loss_sum, n_tokens, stats = self.strategy.loss(self.model, batch, self.state.step)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss_sum / n_tokens).backward()
+        loss_total, n_tokens, stats = 0.0, 0, {}
+        for batch in micro:
+            with autocast(self.cfg.precision):
+                loss_sum, n, batch_stats = self.strategy.loss(self.model, batch, self.state.step)
+            loss_sum.backward()
+            loss_total, n_tokens = loss_total + loss_sum.item(), n_tokens + n
+            for k, v in batch_stats.items():
+                stats[k] = stats.get(k, 0.0) + v / len(micro)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        torch._foreach_mul_(grads, 1.0 / n_tokens)
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         self.optimizer.step()
         if self.average is not None:
             self.average.update(self.model)
         self.schedule.step()
-        return loss_sum.item() / n_tokens, n_tokens, stats
+        return loss_total / n_tokens, n_tokens, stats
+
+    def updates(self, epoch: int) -> list[list[list[int]]]:
+        """The epoch's updates, each a list of micro-batches (example indices): batches of ``accumulate``
+        times the configured size, formed as the task forms them, each cut into ``accumulate`` shares
+        of its examples taken in turn (a batch is sorted by length, so the shares are alike)."""
+        k = self.cfg.accumulate
+        if k == 1:
+            return [[batch] for batch in self.epoch_batches(epoch)]
+        return [[batch[i::k] for i in range(k)] for batch in self.epoch_batches(epoch, scale=k) if len(batch) >= k]
 
     def validate(self, count_for_stopping: bool = True, deadline: float | None = None) -> dict | None:
         """Score the model (or its average) on the validation set, keep it if best; None when the
@@ -263,22 +284,22 @@ class Trainer:
         window_stats: dict[str, list[float]] = {}  # the strategy's stats (eps, discriminator accuracy, ...)
         # log lines print above the bar, which stays at the bottom (and on the screen once done)
         redirect = logging_redirect_tqdm([logging.getLogger()]) if self.progress else nullcontext()
-        if max_steps and st.step >= max_steps:  # a resumed run that had already finished: nothing to train
+        if st.step and max_steps and st.step >= max_steps:  # a resumed run that had finished: nothing to train
             st.stopped, validated_at = "max_steps", st.step
-        elif deadline is not None and time.monotonic() + first_reserve >= deadline:  # its time is spent
+        elif st.step and deadline is not None and time.monotonic() >= deadline:  # a resumed run out of time
             st.stopped, validated_at = "time", st.step
         with stop_on_signal(flag), redirect:
             while not st.stopped:
                 if cfg.max_epochs and st.epoch >= cfg.max_epochs:
                     st.stopped = "max_epochs"
                     break
-                batches = self.epoch_batches(st.epoch)
+                batches = self.updates(st.epoch)
                 while st.batch_in_epoch < len(batches):
                     t0 = time.monotonic()
                     if budget:
                         self.schedule.progress = budget(st.step, t0)
                     reserve = self.last_valid_seconds * reserve_factor if self.last_valid_seconds else first_reserve
-                    loss, n_tok, stats = self.train_step(self.make_batch(batches[st.batch_in_epoch]))
+                    loss, n_tok, stats = self.train_step(*map(self.make_batch, batches[st.batch_in_epoch]))
                     if not math.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss} at step {st.step + 1}; lower training.lr")
                     st.batch_in_epoch += 1
