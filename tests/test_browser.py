@@ -48,8 +48,8 @@ def serving(run: Path):
     """`attnkit serve`'s app for ``run`` under uvicorn, in a thread, on a free port of 127.0.0.1."""
     import uvicorn
 
-    from attnkit.inspection import load_inspector
     from attnkit.server import make_app
+    from attnkit.tasks import load_inspector
 
     app = make_app(load_inspector(run), run.parent.name)
     sock = socket.socket()

@@ -105,6 +105,11 @@ def test_training_knows_no_task_and_no_interface(path):
                              "attnkit.plotting", "attnkit.inspection")) == []
 
 
+def test_inspection_is_below_the_tasks():
+    """The tasks' inspectors build on inspection.py; it knows none of them (no import cycle)."""
+    assert violations(PACKAGE / "inspection.py", ("attnkit.tasks", "attnkit.train", "attnkit.training")) == []
+
+
 @pytest.mark.parametrize("path", files("tasks"), ids=lambda p: p.name)
 def test_tasks_know_no_interface(path):
     assert violations(path, ("attnkit.cli", "attnkit.server", "attnkit.plotting")) == []

@@ -66,9 +66,11 @@ def test_the_readme_example_config_learns_from_its_first_update():
     (["translate", "X", "--nbest", "0"], "--nbest: input should be greater than or equal to 1"),
     (["evaluate", "X", "--beam", "-1"], "--beam: input should be greater than or equal to 1"),
     (["embed", "X", "--batch-size", "0"], "--batch-size: input should be greater than or equal to 1"),
-    (["train", "c.yaml", "--max-steps", "-5"], "--max-steps: input should be greater than or equal to 0"),
-    (["train", "c.yaml", "--max-minutes", "-1"], "--max-minutes: input should be greater than or equal to 0"),
+    (["train", __file__, "--max-steps", "-5"], "--max-steps: input should be greater than or equal to 0"),
+    (["train", __file__, "--max-minutes", "-1"], "--max-minutes: input should be greater than or equal to 0"),
     (["demo", "--minutes", "0"], "--minutes: input should be greater than 0"),
+    (["demo", "--minutes", "inf"], "--minutes: input should be a finite number"),
+    (["train", __file__, "--max-minutes", "1e9"], "--max-minutes: input should be less than or equal to 100000"),
     (["plot", "attention", "X", "--text", "a", "--layer", "0"], "--layer: input should be greater than or equal"),
     (["plot", "attention", "X", "--text", "a", "--head", "0"], "--head: input should be greater than or equal"),
     (["plot", "positions", "--text", "a", "--d-model", "1"], "--d-model: input should be greater than or equal"),
@@ -81,8 +83,8 @@ def test_every_numeric_option_is_checked_before_any_work(capsys, argv, message):
 def test_the_server_refuses_what_the_cli_refuses(tiny_runs, capsys):
     from fastapi.testclient import TestClient
 
-    from attnkit.inspection import load_inspector
     from attnkit.server import make_app
+    from attnkit.tasks import load_inspector
 
     run = tiny_runs["transformer"]
     client = TestClient(make_app(load_inspector(run), "tiny"))
@@ -161,7 +163,8 @@ def test_beam_search_continues_a_prompt_instead_of_ending_it(model, request, cap
         assert capsys.readouterr().out.strip(), prompt
     assert main(["-q", "generate", run, "--prompt", "ab", "--method", "greedy", "--min-tokens", "3"]) == 0
     assert len(capsys.readouterr().out.split()) >= 3
-    assert "above --max-tokens" in error_of(capsys, ["generate", run, "--min-tokens", "5", "--max-tokens", "2"])
+    assert "above the 2 new tokens allowed" in error_of(capsys, ["generate", run, "--min-tokens", "5",
+                                                                 "--max-tokens", "2"])
 
 
 # -- 4. limits that hold ------------------------------------------------------------------------------
@@ -193,6 +196,26 @@ def test_max_minutes_bounds_the_whole_run_validation_and_test_included(toy_confi
     assert "validation cut short by the time limit" in caplog.text
     assert (tmp_path / "run" / "model.safetensors").is_file()  # unvalidated, but a usable model directory
     assert main(["-q", "translate", str(tmp_path / "run"), "--input", str(cfg.parent / "data" / "test.src")]) == 0
+
+
+def test_the_deadline_holds_even_when_a_library_swallows_it():
+    """A logging handler (tqdm's has a bare except) may swallow the alarm's exception once; the alarm
+    fires again until the cut-short computation really ends, and the block ends in DeadlineReached."""
+    from attnkit.training.deadline import DeadlineReached, time_limit
+
+    before = signal.getsignal(signal.SIGALRM)
+    start = time.monotonic()
+    with pytest.raises(DeadlineReached):
+        with time_limit(start + 0.2):
+            try:
+                time.sleep(5)  # interrupted: the exception is swallowed
+            except BaseException:
+                pass
+            time.sleep(5)  # interrupted again: this time it ends the block
+    assert time.monotonic() - start < 1.0
+    with time_limit(time.monotonic() + 1e12):  # far beyond what an alarm can hold: no limit, no error
+        pass
+    assert signal.getsignal(signal.SIGALRM) == before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_a_resumed_run_keeps_its_limits(toy_config, tmp_path, monkeypatch):
@@ -227,6 +250,18 @@ def test_resuming_a_finished_run_trains_nothing(toy_config, tmp_path):
         assert (again["stopped"], again["steps"]) == ("max_steps", 4)
     after = read_checkpoint(tmp_path / "run" / "last.safetensors")[0]["model"]
     assert all(before[k].equal(after[k]) for k in before)
+
+
+def test_resuming_a_run_that_ran_out_of_time_trains_nothing_more(toy_config, tmp_path):
+    from attnkit.train import train
+
+    cfg = toy_config("transformer", training={"valid_every": 10_000})
+    first = train(cfg, tmp_path / "run", max_minutes=0.04, progress=False)  # 2.4 seconds
+    assert first["stopped"] == "time" and first["steps"] > 1
+    again = train(None, tmp_path / "run", resume=True, progress=False)  # its own budget, spent
+    assert (again["stopped"], again["steps"]) == ("time", first["steps"])
+    more = train(None, tmp_path / "run", resume=True, max_steps=first["steps"] + 2, max_minutes=0, progress=False)
+    assert (more["stopped"], more["steps"]) == ("max_steps", first["steps"] + 2)  # new limits: it goes on
 
 
 def test_resumed_limits_count_the_time_already_spent():
@@ -293,8 +328,8 @@ def test_make_images_writes_outside_the_repository_unless_asked():
 def test_the_api_docs_page_needs_no_internet(tiny_runs):
     from fastapi.testclient import TestClient
 
-    from attnkit.inspection import load_inspector
     from attnkit.server import make_app
+    from attnkit.tasks import load_inspector
 
     client = TestClient(make_app(load_inspector(tiny_runs["transformer"]), "tiny"))
     assert client.get("/redoc").status_code == 404  # one docs page (ReDoc's fetches a logo from its CDN)

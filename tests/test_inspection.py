@@ -13,8 +13,9 @@ from tiny_runs import CONFIGS
 from attnkit.cli.main import main
 from attnkit.data.batching import pad
 from attnkit.errors import UserError
-from attnkit.inspection import Options, load_inspector
+from attnkit.inspection import Options
 from attnkit.specials import BOS
+from attnkit.tasks import load_inspector
 
 
 def test_translation_weights_are_the_models_own_for_the_best_hypothesis(tiny_runs):

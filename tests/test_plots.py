@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from attnkit.cli.main import main
-from attnkit.inspection import load_inspector
 from attnkit.layers.positional import sinusoidal_table
 from attnkit.plotting import attention_figure, curves_figure, positions_figure
+from attnkit.tasks import load_inspector
 from attnkit.training.metrics import read_metrics
 
 

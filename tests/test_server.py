@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from attnkit.inspection import load_inspector
 from attnkit.server import MAX_BODY_BYTES, MAX_CHARS, MAX_TOKENS, make_app
+from attnkit.tasks import load_inspector
 
 
 @pytest.fixture(scope="module")

@@ -64,8 +64,8 @@ def screenshot(run: Path, text: str, out: Path) -> None:
     import uvicorn
     from playwright.sync_api import sync_playwright
 
-    from attnkit.inspection import load_inspector
     from attnkit.server import make_app
+    from attnkit.tasks import load_inspector
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

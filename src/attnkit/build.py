@@ -8,6 +8,7 @@ from torch import nn
 
 from attnkit.config import (
     BagOfEmbeddingsConfig,
+    BiLMConfig,
     CaptionTransformerConfig,
     LSTMLMConfig,
     RNNClassifierConfig,
@@ -20,6 +21,7 @@ from attnkit.config import (
     TransformerTaggerConfig,
 )
 from attnkit.models.base import Seq2Seq
+from attnkit.models.bilm import BidirectionalLM
 from attnkit.models.captioner import ConvGrid, ImageEncoder, TorchvisionGrid
 from attnkit.models.classifier import BagOfEmbeddings, RNNClassifier, TransformerClassifier
 from attnkit.models.lm import LSTMLanguageModel, TransformerLanguageModel
@@ -88,6 +90,12 @@ def build_language_model(cfg: LSTMLMConfig | TransformerLMConfig, vocab: int) ->
     return TransformerLanguageModel(vocab, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers, cfg.dropout,
                                     cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
                                     cfg.tie_embeddings)
+
+
+def build_bilm(cfg: BiLMConfig, num_chars: int, num_words: int) -> BidirectionalLM:
+    """The bidirectional LM of ELMo over ``num_chars`` characters, predicting ``num_words`` words."""
+    return BidirectionalLM(num_chars, num_words, cfg.char_dim, cfg.char_hidden, cfg.dim, cfg.num_layers, cfg.dropout,
+                           cfg.adaptive_softmax or None)
 
 
 def build_captioner(cfg: ShowAttendTellConfig | CaptionTransformerConfig, image_size: tuple[int, int, int],

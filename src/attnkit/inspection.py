@@ -1,6 +1,6 @@
 """Look inside a trained model: its output for one input, and every attention it computed on the way.
 
-``load_inspector(DIR)`` reads a model directory and returns the inspector of its task;
+``attnkit.tasks.load_inspector(DIR)`` reads a model directory and returns the inspector of its task;
 ``inspector.inspect(text, options)`` runs the model once with ``need_weights=True`` and returns an
 :class:`Inspection`: the task's result (translation n-best, tags, class probabilities, an LM
 continuation) and the attention weights the model itself returned, each an :class:`AttentionMap`
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
@@ -30,7 +29,6 @@ from pydantic import BaseModel, Field
 from torch import Tensor
 
 from attnkit.errors import UserError
-from attnkit.model_dir import open_model_dir
 
 # -- what an inspection returns ------------------------------------------------------------------
 
@@ -198,11 +196,3 @@ def read_image(data: bytes) -> Image.Image:
         raise UserError("image: not an image file Pillow can read (PNG, JPEG, GIF, BMP, ...)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise UserError(f"image: unreadable ({err})") from None
-
-
-def load_inspector(path: str | Path) -> Inspector:
-    """The inspector of the model directory ``path``, from its task (``Task.inspector``)."""
-    from attnkit.tasks import TASKS  # the tasks build on this module: imported when used
-
-    path, cfg = open_model_dir(path, files=())
-    return TASKS[cfg.task].inspector(path)

@@ -280,7 +280,7 @@ def check_port(host: str, port: int) -> None:
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
-    from attnkit.inspection import load_inspector
+    from attnkit.tasks import load_inspector
 
     check_port(host, port)
     inspector = load_inspector(model_dir)

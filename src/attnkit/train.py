@@ -86,6 +86,8 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         trainer.limits = Limits(max_steps or 0, max_minutes or 0.0)
     limits = trainer.limits
     deadline = start + limits.max_minutes * 60 - trainer.wall_before if limits.max_minutes else None
+    if resume and trainer.stopped_before == "time" and max_minutes is None and deadline is not None:
+        deadline = min(deadline, start)  # it ended because its time was spent (the reserve is spent too)
     result = trainer.run(max_steps=limits.max_steps, deadline=deadline, reserve_factor=prepared.reserve_factor)
     st = result.state
 

@@ -146,9 +146,11 @@ def cmd_generate(args) -> int:
     lm = LanguageModel.load(args.model_dir)
     g = lm.cfg.generation
     pick = lambda value, default: default if value is None else value  # noqa: E731
-    min_tokens, max_tokens = pick(args.min_tokens, g.min_tokens), pick(args.max_tokens, g.max_tokens)
-    if min_tokens > max_tokens:
-        raise UserError(f"--min-tokens {min_tokens} is above --max-tokens {max_tokens}")
+    max_tokens = pick(args.max_tokens, g.max_tokens)
+    if args.min_tokens is not None and args.min_tokens > max_tokens:
+        raise UserError(f"--min-tokens {args.min_tokens} is above the {max_tokens} new tokens allowed (--max-tokens)")
+    # the config's minimum gives way to a smaller --max-tokens, as it does on the server
+    min_tokens = min(pick(args.min_tokens, g.min_tokens), max_tokens)
     prompts = [args.prompt] if args.prompt is not None else read_input(args.input)
     out = [lm.generate(p, pick(args.method, g.method), pick(args.beam, g.beam), max_tokens,
                        pick(args.temperature, g.temperature), pick(args.top_k, g.top_k), pick(args.top_p, g.top_p),

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model from a YAML config",
                        description="Train a model from a YAML config into a run directory, which then "
                                    "serves as the model directory of translate and evaluate.")
-    t.add_argument("config", nargs="?", help="YAML config (see configs/); not needed with --resume")
+    t.add_argument("config", nargs="?", type=input_file,
+                   help="YAML config (see configs/; attnkit:demo.yaml is the demo's); not needed with --resume")
     t.add_argument("--out", help="run directory (default: runs/<config name>)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set training.lr=0.001 (repeatable; values are YAML)")

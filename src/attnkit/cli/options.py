@@ -19,8 +19,8 @@ from attnkit.config import key_type, resolve_path
 
 Count = Annotated[int, Field(ge=1)]  # steps, sentences, layers, heads: at least one
 NonNegative = Annotated[int, Field(ge=0)]
-Minutes = Annotated[float, Field(gt=0.0)]
-NonNegativeMinutes = Annotated[float, Field(ge=0.0)]  # 0: no limit
+Minutes = Annotated[float, Field(gt=0.0, le=1e5, allow_inf_nan=False)]  # up to about ten weeks
+NonNegativeMinutes = Annotated[float, Field(ge=0.0, le=1e5, allow_inf_nan=False)]  # 0: no limit
 Dimension = Annotated[int, Field(ge=2)]  # a vector size (sines and cosines come in pairs)
 Port = Annotated[int, Field(ge=0, le=65535)]
 

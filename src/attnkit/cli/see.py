@@ -96,8 +96,9 @@ def select(maps: list, kinds: list[str] | None, layer: int | None, head: int | N
 
 
 def cmd_plot_attention(args: argparse.Namespace) -> int:
-    from attnkit.inspection import Options, load_inspector
+    from attnkit.inspection import Options
     from attnkit.plotting import attention_figure, check_path, image_attention_figure, save
+    from attnkit.tasks import load_inspector
 
     check_path(args.out)
     inspector = load_inspector(args.model_dir)

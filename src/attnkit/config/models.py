@@ -1,5 +1,5 @@
 """Model sections, one per architecture; ``arch`` names it. Each task accepts its own union of
-them (``config/tasks.py``) and ``attnkit/models/__init__.py`` maps each ``arch`` to its builder."""
+them (``config/tasks.py``) and ``attnkit/build.py`` maps each ``arch`` to its builder."""
 
 from __future__ import annotations
 

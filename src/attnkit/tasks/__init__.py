@@ -4,6 +4,10 @@ A new task is one module with a ``Task`` subclass (``tasks/base.py``) and one li
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from attnkit.inspection import Inspector
+from attnkit.model_dir import open_model_dir
 from attnkit.tasks import bilm, captioning, classification, language_model, tagging, translation
 from attnkit.tasks.base import Task
 
@@ -15,3 +19,9 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     bilm.TASK,
     captioning.TASK,
 )}
+
+
+def load_inspector(path: str | Path) -> Inspector:
+    """The inspector of the model directory ``path``, from its task (``Task.inspector``)."""
+    path, cfg = open_model_dir(path, files=())
+    return TASKS[cfg.task].inspector(path)

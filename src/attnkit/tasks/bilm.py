@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from attnkit.build import build_bilm
 from attnkit.config import BiLMTaskConfig, load_config, resolve_path
 from attnkit.data.batching import inference_batches, token_batches
 from attnkit.data.conllu import read_conllu
@@ -85,13 +86,6 @@ def make_batch(words: ListTokenizer, chars: ListTokenizer, sentences: list[list[
     return BiLMBatch(char_tensor(chars, sentences), fwd, bwd, index)
 
 
-def build_bilm(cfg: BiLMTaskConfig, num_chars: int, num_words: int) -> BidirectionalLM:
-    m = cfg.model
-    check_cutoffs(m.adaptive_softmax, num_words)
-    return BidirectionalLM(num_chars, num_words, m.char_dim, m.char_hidden, m.dim, m.num_layers, m.dropout,
-                           m.adaptive_softmax or None)
-
-
 def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
     d, v, t = cfg.data, cfg.vocab, cfg.training
     train = [s for s in read_unlabelled(d.train) if len(s) <= d.max_len]
@@ -107,7 +101,8 @@ def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
         words.save(out / "words.vocab.txt")
         chars.save(out / "chars.vocab.txt")
     torch.manual_seed(t.seed)
-    model = build_bilm(cfg, len(chars), len(words))
+    check_cutoffs(cfg.model.adaptive_softmax, len(words))
+    model = build_bilm(cfg.model, len(chars), len(words))
     n_params = parameter_count(model)
     log.info("bidirectional LM with %s parameters; %d training sentences, %d words, %d characters",
              f"{n_params:,}", len(train), len(words), len(chars))
@@ -152,7 +147,7 @@ class Contextual:
             raise UserError(f"{path}: holds a {cfg.task} model, not a bidirectional LM (task: bilm)")
         words = ListTokenizer.load(path / "words.vocab.txt", "word")
         chars = ListTokenizer.load(path / "chars.vocab.txt", "char")
-        bilm = build_bilm(cfg, len(chars), len(words))
+        bilm = build_bilm(cfg.model, len(chars), len(words))
         if weights:
             load_best_weights(bilm, path)
         return cls(chars, ContextualEmbedder(bilm, freeze, cache))

@@ -217,10 +217,11 @@ class TranslationTask(Task):
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """sacreBLEU (cased) and chrF of the detokenized translations of ``src`` against ``ref``, and
         with ``exposure`` the exposure-bias diagnostic."""
+        src = test_file(request)
         if not request.ref:
             raise UserError("evaluate: a translation model needs --ref (the reference translations)")
         translator = load_model_dir(path)
-        data = read_parallel(test_file(request), request.ref, skip_empty=False)
+        data = read_parallel(src, request.ref, skip_empty=False)
         bar = tqdm(total=len(data), disable=not request.progress, unit="sent", desc="translate")
         start = time.monotonic()
         hyps = [r[0].text for r in translator.translate(data.src, beam=request.beam, batch_size=request.batch_size,

@@ -17,8 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-class DeadlineReached(Exception):
-    """The deadline of ``time_limit`` passed before the computation finished."""
+class DeadlineReached(BaseException):
+    """The deadline of ``time_limit`` passed before the computation finished. A BaseException, so that
+    an ``except Exception`` on the way (a logging handler's) does not swallow it."""
+
+
+LONGEST = 1e7  # seconds (about 4 months): an alarm further away than this is no limit at all
 
 
 def can_interrupt() -> bool:
@@ -28,21 +32,30 @@ def can_interrupt() -> bool:
 @contextmanager
 def time_limit(deadline: float | None) -> Iterator[None]:
     """Run the block, raising :class:`DeadlineReached` in it once ``deadline`` (a ``time.monotonic()``
-    value) has passed; None: no limit."""
-    if deadline is None or not can_interrupt():
+    value) has passed; None: no limit. Should something swallow the exception (a bare ``except`` in a
+    library), the alarm fires again every 50 ms until the block ends, and the block ends with it."""
+    if deadline is None or not can_interrupt() or deadline - time.monotonic() > LONGEST:
         yield
         return
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise DeadlineReached
+    fired = False
 
     def alarm(signum, frame):
+        nonlocal fired
+        fired = True
+        signal.setitimer(signal.ITIMER_REAL, 0.05)  # again and again, should something swallow it
         raise DeadlineReached
 
     previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, remaining)
     try:
-        yield
+        signal.setitimer(signal.ITIMER_REAL, remaining)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+    if fired:
+        raise DeadlineReached

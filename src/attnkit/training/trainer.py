@@ -52,6 +52,7 @@ class LoopState:
     tokens: int = 0
     train_seconds: float = 0.0
     wall_seconds: float = 0.0  # the run's wall time so far, every invocation's (data preparation included)
+    validation_due: bool = False  # the deadline cut the validation of this step short: resuming takes it first
     stopped: str = ""  # why the last run ended: converged, max_steps, max_epochs, time, interrupted
 
 
@@ -125,6 +126,7 @@ class Trainer:
         self.wall_before = 0.0  # wall seconds of the invocations before this one (resumed runs)
         self.limits = Limits()  # set by the caller; saved with ``last`` for --resume
         self.saved_limits = Limits()  # what the resumed checkpoint had
+        self.stopped_before = ""
         self.average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
         self.progress = progress
         self.metrics = MetricsLog(self.out, cfg.tensorboard)  # metrics.jsonl, and TensorBoard if asked
@@ -153,6 +155,7 @@ class Trainer:
         self.optimizer.load_state_dict(optimizer_state(groups["optim"], doc["optimizer"]))
         self.schedule.load_state_dict(doc["schedule"])
         self.state = LoopState(**{**doc["loop"], "stopped": ""})
+        self.stopped_before = doc["loop"].get("stopped", "")  # why the run it continues had ended
         self.wall_before = self.state.wall_seconds
         self.saved_limits = Limits(**doc.get("limits", {}))
         # before the RNG: building a strategy's parts (professor forcing's discriminator) draws numbers
@@ -284,10 +287,18 @@ class Trainer:
         window_stats: dict[str, list[float]] = {}  # the strategy's stats (eps, discriminator accuracy, ...)
         # log lines print above the bar, which stays at the bottom (and on the screen once done)
         redirect = logging_redirect_tqdm([logging.getLogger()]) if self.progress else nullcontext()
-        if st.step and max_steps and st.step >= max_steps:  # a resumed run that had finished: nothing to train
-            st.stopped, validated_at = "max_steps", st.step
-        elif st.step and deadline is not None and time.monotonic() >= deadline:  # a resumed run out of time
-            st.stopped, validated_at = "time", st.step
+        if st.step:  # a resumed run that had already ended trains nothing (unless given new limits)
+            ended = ("max_steps" if max_steps and st.step >= max_steps
+                     else "time" if deadline is not None and time.monotonic() >= deadline
+                     else "converged" if cfg.patience and st.bad_validations >= cfg.patience
+                     else "max_epochs" if cfg.max_epochs and st.epoch >= cfg.max_epochs else "")
+            if ended:
+                st.stopped, validated_at = ended, st.step
+            elif st.validation_due:  # the validation the deadline cut short, first
+                scores = self.validate(deadline=deadline)
+                if scores is not None:
+                    last_scores, validated_at = scores, st.step
+                    st.validation_due = False
         with stop_on_signal(flag), redirect:
             while not st.stopped:
                 if cfg.max_epochs and st.epoch >= cfg.max_epochs:
@@ -326,7 +337,7 @@ class Trainer:
                     if st.step % cfg.valid_every == 0:
                         scores = self.validate(deadline=deadline)
                         if scores is None:  # cut short by the deadline: no time for a closing one either
-                            st.stopped, validated_at = "time", st.step
+                            st.stopped, validated_at, st.validation_due = "time", st.step, True
                         else:
                             last_scores, validated_at = scores, st.step
                         self.save_last()
