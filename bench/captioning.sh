@@ -30,7 +30,8 @@ for i in (0, 1, 2):
 PY
 $bin/attnkit -q caption "$out" "$out"/test-scene-0.png "$out"/test-scene-1.png "$out"/test-scene-2.png \
     --beam 3 --attention-dir "$out/attention" > "$out/test-scenes.txt"
-# the README picture: the four digit-naming words of test scene 1, each under its attention
+# the README's picture, in the run directory (cp it to docs/images/ to replace the tracked one): the
+# digit-naming words of test scene 1, each under its attention
 $bin/python - "$out" <<'PY'
 import sys
 from PIL import Image
@@ -44,8 +45,8 @@ caption = captioner.caption([scene], beam=3)[0]
 alpha, _ = captioner.attention([scene], [caption.tokens])  # (1, T, h, w)
 words = captioner.tok.pieces(caption.tokens)
 named = [i for i, w in enumerate(words) if w in ("zero one two three four five six seven eight nine".split())]
-strip = caption_strip(scene, [words[i] for i in named], alpha[0, named].numpy())
-strip.save("docs/images/caption-attention.png")
+if named:  # a barely trained model may name no digit
+    caption_strip(scene, [words[i] for i in named], alpha[0, named].numpy()).save(f"{out}/caption-attention.png")
 print(caption.text)
 PY
 $bin/python - "$out" "$config" "$minutes" "$name" <<'PY'

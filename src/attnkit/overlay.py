@@ -32,6 +32,8 @@ def attention_overlay(pixels: np.ndarray, alpha: np.ndarray, scale: int = 4) -> 
 
 def caption_strip(pixels: np.ndarray, words: list[str], alphas: np.ndarray, scale: int = 4) -> Image.Image:
     """One overlay per word side by side, each with its word underneath: alphas (T, h, w), T = len(words)."""
+    if not words:
+        raise ValueError("caption_strip: no words to draw")
     tiles = [attention_overlay(pixels, a, scale) for a in alphas]
     w, h = tiles[0].size
     strip = Image.new("RGB", (w * len(tiles), h + WORD_HEIGHT), "white")
