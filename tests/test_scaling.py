@@ -50,3 +50,12 @@ def test_a_carried_state_lm_refuses_accumulate(tmp_path, capsys):
     raw["training"] = {**raw["training"], "accumulate": 2}
     assert main(["-q", "train", str(write_yaml(tmp_path / "lm.yaml", raw)), "--out", str(tmp_path / "run")]) == 2
     assert "training.accumulate" in capsys.readouterr().err
+
+
+def test_python_dash_m_attnkit_is_the_command_line():
+    """``python -m attnkit`` (what ``torchrun -m attnkit`` starts) is the ``attnkit`` command."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "attnkit", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("attnkit ")
