@@ -264,6 +264,25 @@ def test_resuming_a_run_that_ran_out_of_time_trains_nothing_more(toy_config, tmp
     assert (more["stopped"], more["steps"]) == ("max_steps", first["steps"] + 2)  # new limits: it goes on
 
 
+def test_a_run_killed_before_its_first_checkpoint_leaves_a_clean_start(toy_config, tmp_path, capsys):
+    """What a kill -9 before the first checkpoint leaves (a torn metrics line, a half-written temporary
+    checkpoint) is cleared by the next fresh run; a lone model.safetensors gets an error that says what to do."""
+    from attnkit.train import train
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 5, "loss": 9.9}\n{"step": 6, "lo', encoding="utf-8")
+    (out / ".last.safetensors.tmp999").write_bytes(b"half")
+    train(toy_config("transformer", training={"valid_every": 2}), out, max_steps=2, progress=False)
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert 5 not in steps and 6 not in steps and not list(out.glob(".*.tmp*"))
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes())
+    err = error_of(capsys, ["train", str(toy_config("transformer", name="b.yaml")), "--out", str(lone)])
+    assert "no last.safetensors to resume from" in err
+
+
 def test_resumed_limits_count_the_time_already_spent():
     from attnkit.training.trainer import Limits
 

@@ -26,9 +26,14 @@ CONFIG = "config.yaml"
 def prepare_out_dir(out: Path, resume: bool) -> None:
     if resume:
         check_resumable(out)
-    elif any((out / name).exists() for name in (BEST, LAST)):
+    elif (out / LAST).exists():
         raise UserError(f"{out}: already holds a run; use --resume to continue it or --out for a new one")
+    elif (out / BEST).exists():
+        raise UserError(f"{out}: holds a model ({BEST}) but no {LAST} to resume from (a run stopped before its "
+                        f"first checkpoint?); remove {out / BEST} to start again here, or use --out")
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp*"):  # the half-written file of a checkpoint write that was killed
+        stale.unlink()
 
 
 def absolute_data_paths(cfg: AnyConfig) -> AnyConfig:
@@ -78,6 +83,10 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     trainer = Trainer(model, prepared.strategy, cfg.training, out, prepared.epoch_batches, prepared.make_batch,
                       prepared.validate, prepared.meta, progress=progress, metric=prepared.metric,
                       higher_is_better=prepared.higher_is_better, started=start)
+    if not resume:  # records of an earlier attempt here that was killed before its first checkpoint
+        dropped = trainer.metrics.truncate(0)
+        if dropped:
+            log.info("dropped %d records of %s from an attempt that left no checkpoint", dropped, out / "metrics.jsonl")
     if resume:
         trainer.resume()
         trainer.limits = trainer.saved_limits.resumed(max_steps, max_minutes, trainer.wall_before)
