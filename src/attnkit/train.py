@@ -16,6 +16,7 @@ from attnkit.model_dir import load_best_weights
 from attnkit.tasks import TASKS
 from attnkit.tasks.base import Fitted
 from attnkit.training.deadline import DeadlineReached, time_limit
+from attnkit.training.distributed import join, same_start, wait_for_main
 from attnkit.training.trainer import BEST, LAST, Limits, Trainer, check_resumable
 
 log = logging.getLogger(__name__)
@@ -66,24 +67,34 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     so). None: a resumed run keeps the limit it was started with, a fresh run has none."""
     start = time.monotonic()
     out = Path(out)
-    prepare_out_dir(out, resume)
+    world = join()
+    if world.size > 1 and resume:
+        raise UserError("--resume of a run of several processes is not supported yet: resume it in one process")
+    if world.main:
+        prepare_out_dir(out, resume)
     if resume:
         cfg = load_config(out / CONFIG, overrides)
         log.info("resuming %s with its saved config", out)
     else:
         cfg = load_config(config, overrides)
     cfg = absolute_data_paths(cfg)
-    prepared = TASKS[cfg.task].prepare(cfg, out, resume)
-    if not resume:
+    if world.main:
+        prepared = TASKS[cfg.task].prepare(cfg, out, resume)
+        wait_for_main(world)
+    else:  # the other ranks read the vocabularies rank 0 made, and take its weights below
+        wait_for_main(world)
+        prepared = TASKS[cfg.task].prepare(cfg, out, True)
+    if not resume and world.main:
         atomic_write_text(out / CONFIG, dump_config(cfg))
     if isinstance(prepared, Fitted):  # counted, not trained: nothing to resume, no trainer
         return {**prepared.fit(), "wall_seconds": round(time.monotonic() - start, 1)}
 
     model = prepared.model
+    same_start(model, world)
     trainer = Trainer(model, prepared.strategy, cfg.training, out, prepared.epoch_batches, prepared.make_batch,
-                      prepared.validate, prepared.meta, progress=progress, metric=prepared.metric,
-                      higher_is_better=prepared.higher_is_better, started=start)
-    if not resume:  # records of an earlier attempt here that was killed before its first checkpoint
+                      prepared.validate, prepared.meta, progress=progress and world.main, metric=prepared.metric,
+                      higher_is_better=prepared.higher_is_better, started=start, world=world)
+    if not resume and world.main:  # records of an earlier attempt here killed before its first checkpoint
         dropped = trainer.metrics.truncate(0)
         if dropped:
             log.info("dropped %d records of %s from an attempt that left no checkpoint", dropped, out / "metrics.jsonl")
@@ -99,6 +110,8 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         deadline = min(deadline, start)  # it ended because its time was spent (the reserve is spent too)
     result = trainer.run(max_steps=limits.max_steps, deadline=deadline, reserve_factor=prepared.reserve_factor)
     st = result.state
+    if not world.main:  # rank 0 scores and reports
+        return {"task": cfg.task, "stopped": st.stopped, "steps": st.step, "rank": world.rank}
 
     # final scores with the best weights (there are none yet when stopped before the first validation)
     doc: dict = {}

@@ -57,8 +57,12 @@ def _file_log(out: Path) -> logging.Handler:
 def run_training(config, out: Path, overrides, resume, max_steps, max_minutes, progress) -> dict:
     from attnkit.checkpoint import atomic_write_text
     from attnkit.train import prepare_out_dir, train
+    from attnkit.training.distributed import join
     from attnkit.training.trainer import BEST, LAST
 
+    if not join().main:  # another rank of a torchrun job: rank 0 owns the run directory and its logs
+        logging.getLogger().handlers[0].setLevel(logging.WARNING)
+        return train(config, out, overrides, resume, max_steps, max_minutes, False)
     created = not out.exists()
     prepare_out_dir(out, resume)
     handler = _file_log(out)
@@ -107,6 +111,8 @@ def cmd_train(args) -> int:
         raise UserError("train --resume: give the run directory with --out")
     summary = run_training(args.config, out, args.overrides, args.resume, args.max_steps, args.max_minutes,
                            _progress(args))
+    if "rank" in summary:  # another rank of a torchrun job: rank 0 reports
+        return 0
     report(summary, out)
     return 130 if summary["stopped"] == "interrupted" else 0
 

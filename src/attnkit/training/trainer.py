@@ -32,6 +32,7 @@ from attnkit.errors import UserError
 from attnkit.runtime import autocast
 from attnkit.training.averaging import WeightAverage
 from attnkit.training.deadline import DeadlineReached, time_limit
+from attnkit.training.distributed import World, from_main, sum_over_ranks
 from attnkit.training.metrics import METRICS, MetricsLog
 from attnkit.training.schedule import make_schedule
 from attnkit.training.strategies import Strategy
@@ -39,6 +40,7 @@ from attnkit.training.strategies import Strategy
 log = logging.getLogger(__name__)
 
 BEST, LAST = "model.safetensors", "last.safetensors"
+STOPS = ("", "converged", "max_steps", "max_epochs", "time", "interrupted")  # why a run ended ("": it has not)
 
 
 @dataclass
@@ -112,10 +114,12 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, strategy: Strategy, cfg: TrainingConfig, out_dir: Path,
                  epoch_batches: Callable[[int], list[list[int]]], make_batch: Callable[[list[int]], Batch],
                  validate: Callable[[torch.nn.Module], dict], meta: dict, progress: bool = True,
-                 metric: str | None = None, higher_is_better: bool | None = None, started: float | None = None):
+                 metric: str | None = None, higher_is_better: bool | None = None, started: float | None = None,
+                 world: World = World()):
         """``started``: the ``time.monotonic()`` at which this invocation began (its data preparation
         counts towards the time limit); default: now."""
         self.model, self.strategy, self.cfg, self.out = model, strategy, cfg, Path(out_dir)
+        self.world = world  # the ranks of a torchrun job (training/distributed.py); rank 0 validates and writes
         self.epoch_batches, self.make_batch, self.validate_fn = epoch_batches, make_batch, validate
         self.meta = meta  # saved with every checkpoint (what the model directory needs to be read back)
         self.optimizer = make_optimizer(model, cfg)
@@ -137,6 +141,8 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_last(self) -> None:
+        if not self.world.main:
+            return
         extra = {"torch_rng": torch.get_rng_state()}
         self.state.wall_seconds = self.wall_before + time.monotonic() - self.started
         meta = {**self.meta, "loop": asdict(self.state), "schedule": self.schedule.state_dict(),
@@ -177,7 +183,8 @@ class Trainer:
                  self.state.epoch, self.state.batch_in_epoch)
 
     def log_metrics(self, record: dict) -> None:
-        self.metrics.write(record)
+        if self.world.main:
+            self.metrics.write(record)
 
     # -- the loop -------------------------------------------------------------------------
     def train_step(self, *micro: Batch) -> tuple[float, int, dict]:
@@ -199,6 +206,8 @@ class Trainer:
             loss_total, n_tokens = loss_total + loss_sum.item(), n_tokens + n
             for k, v in batch_stats.items():
                 stats[k] = stats.get(k, 0.0) + v / len(micro)
+        if self.world.size > 1:  # every rank's summed gradients, losses and tokens, added up
+            loss_total, n_tokens = self.sum_gradients(loss_total, n_tokens)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         torch._foreach_mul_(grads, 1.0 / n_tokens)
         if self.cfg.clip_norm > 0:
@@ -209,14 +218,29 @@ class Trainer:
         self.schedule.step()
         return loss_total / n_tokens, n_tokens, stats
 
+    def sum_gradients(self, loss_total: float, n_tokens: int) -> tuple[float, int]:
+        """All-reduce (sum) of every trainable parameter's gradient (zero where this rank's micro-batches
+        left it unused) and of the loss and token counts, in one flat buffer."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+                         + [torch.tensor([loss_total, float(n_tokens)], dtype=params[0].dtype)])
+        sum_over_ranks(flat, self.world)
+        offset = 0
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+        return float(flat[-2]), int(round(float(flat[-1])))
+
     def updates(self, epoch: int) -> list[list[list[int]]]:
         """The epoch's updates, each a list of micro-batches (example indices): batches of ``accumulate``
         times the configured size, formed as the task forms them, each cut into ``accumulate`` shares
         of its examples taken in turn (a batch is sorted by length, so the shares are alike)."""
-        k = self.cfg.accumulate
-        if k == 1:
+        k, ranks = self.cfg.accumulate, self.world.size
+        if k * ranks == 1:
             return [[batch] for batch in self.epoch_batches(epoch)]
-        return [[batch[i::k] for i in range(k)] for batch in self.epoch_batches(epoch, scale=k) if len(batch) >= k]
+        scale, mine = k * ranks, slice(self.world.rank * k, (self.world.rank + 1) * k)  # this rank's shares
+        return [[batch[i::scale] for i in range(scale)][mine] for batch in self.epoch_batches(epoch, scale=scale)
+                if len(batch) >= scale]
 
     def validate(self, count_for_stopping: bool = True, deadline: float | None = None) -> dict | None:
         """Score the model (or its average) on the validation set, keep it if best; None when the
@@ -334,7 +358,7 @@ class Trainer:
                                         tok_s=f"{record['tokens_per_s']:.0f}")
                         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
                         window_stats = {}
-                    if st.step % cfg.valid_every == 0:
+                    if st.step % cfg.valid_every == 0 and self.world.main:
                         scores = self.validate(deadline=deadline)
                         if scores is None:  # cut short by the deadline: no time for a closing one either
                             st.stopped, validated_at, st.validation_due = "time", st.step, True
@@ -350,6 +374,8 @@ class Trainer:
                         st.stopped = "max_steps"
                     elif deadline is not None and time.monotonic() + reserve >= deadline:
                         st.stopped = "time"
+                    if self.world.size > 1:  # rank 0 decides for every rank
+                        st.stopped = STOPS[from_main(STOPS.index(st.stopped), self.world)]
                     if st.stopped:
                         break
                 else:
@@ -359,6 +385,8 @@ class Trainer:
         # ``last`` keeps the loop exactly as it was after the final step, so --resume reproduces an
         # uninterrupted run; the closing validation only updates the best model.
         self.save_last()
+        if not self.world.main:
+            return Result(st, last_scores)
         if st.stopped != "interrupted" and validated_at != st.step:
             last_scores = self.validate(count_for_stopping=False, deadline=deadline) or last_scores
         if st.stopped != "interrupted" and not (self.out / BEST).is_file():
