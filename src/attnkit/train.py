@@ -78,6 +78,8 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     else:
         cfg = load_config(config, overrides)
     cfg = absolute_data_paths(cfg)
+    if world.size > 1 and cfg.training.strategy.name == "professor_forcing":
+        raise UserError("training.strategy: professor forcing's discriminator trains in one process for now")
     if world.main:
         prepared = TASKS[cfg.task].prepare(cfg, out, resume)
         wait_for_main(world)

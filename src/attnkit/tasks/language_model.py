@@ -192,7 +192,13 @@ def in_order(ids: Tensor, chunk: int, batch_tokens: int):
         cols = slice(k * chunk, (k + 1) * chunk)
         return LMBatch(x[:, cols], y[:, cols], idx, continues=k > 0)
 
-    return (lambda epoch: [[k] for k in range(n_batches)]), make_batch
+    def epoch_batches(epoch: int, scale: int = 1) -> list[list[int]]:
+        if scale > 1:
+            raise UserError("an LSTM LM that carries its state reads the text as fixed parallel rows: it trains in "
+                            "one process without training.accumulate (or set model.carry_state: false)")
+        return [[k] for k in range(n_batches)]
+
+    return epoch_batches, make_batch
 
 
 def fit_ngram(cfg: LanguageModelConfig, out: Path, train: list[str], valid: list[str],

@@ -222,12 +222,14 @@ class Trainer:
         """All-reduce (sum) of every trainable parameter's gradient (zero where this rank's micro-batches
         left it unused) and of the loss and token counts, in one flat buffer."""
         params = [p for p in self.model.parameters() if p.requires_grad]
+        used = [float(p.grad is not None) for p in params]  # a parameter no rank used keeps no gradient
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
-                         + [torch.tensor([loss_total, float(n_tokens)], dtype=params[0].dtype)])
+                         + [torch.tensor([*used, loss_total, float(n_tokens)], dtype=params[0].dtype)])
         sum_over_ranks(flat, self.world)
+        used_anywhere = flat[-2 - len(params) : -2].tolist()
         offset = 0
-        for p in params:
-            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+        for p, anywhere in zip(params, used_anywhere):
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone() if anywhere else None
             offset += p.numel()
         return float(flat[-2]), int(round(float(flat[-1])))
 
