@@ -111,6 +111,16 @@ def run_config(data_dir: Path, arch: str = "transformer", **sections) -> dict:
     return cfg
 
 
+def differing_weights(one: dict[str, torch.Tensor], two: dict[str, torch.Tensor], atol: float = 1e-5) -> list[str]:
+    """The tensors of two state dicts that differ beyond ``atol``, the attention key biases aside: a key's
+    bias adds the same q.b to every score of a row, which softmax ignores, so its gradient is zero up to
+    rounding, and Adam, which divides by the gradient's size, turns rounding into steps."""
+    assert one.keys() == two.keys()
+    compared = [key for key in one if not key.endswith("W_K.bias")]
+    assert len(compared) > 10
+    return [key for key in compared if not torch.allclose(one[key], two[key], atol=atol)]
+
+
 def write_yaml(path: Path, raw: dict) -> Path:
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from helpers import write_yaml
-from tiny_runs import language_model, lstm_language_model
+from tiny_runs import kneser_ney as tiny_kneser_ney
+from tiny_runs import lstm_language_model
 
 from attnkit.cli.main import main
 from attnkit.config import TrainingConfig, parse_config
@@ -138,8 +139,7 @@ def test_an_empty_line_to_classify_gets_an_empty_line_not_a_label(tiny_runs, tmp
 @pytest.fixture(scope="module")
 def kneser_ney(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kn")
-    raw = language_model(root / "data")
-    raw["model"] = {"arch": "kneser_ney", "order": 3}
+    raw = tiny_kneser_ney(root / "data")
     assert main(["-q", "train", str(write_yaml(root / "kn.yaml", raw)), "--out", str(root / "run")]) == 0
     return root / "run"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import run_config, toy_pairs, write_parallel
-from tiny_runs import TRAINING, bilm, captioning, classification, language_model, lines, tagging
+from tiny_runs import TRAINING, bilm, captioning, classification, kneser_ney, language_model, lines, tagging
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -54,12 +54,6 @@ def lstm_lm(data: Path) -> dict:
     raw["model"] = {"arch": "lstm_lm", "embed_dim": 16, "hidden": 16, "num_layers": 1, "dropout": 0.0,
                     "tie_embeddings": True}
     raw["generation"] = {"method": "sample", "max_tokens": 6}
-    return raw
-
-
-def kneser_ney(data: Path) -> dict:
-    raw = language_model(data)
-    raw["model"] = {"arch": "kneser_ney", "order": 3}
     return raw
 
 

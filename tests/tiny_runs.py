@@ -77,6 +77,13 @@ def lstm_language_model(data: Path) -> dict:
     return raw
 
 
+def kneser_ney(data: Path) -> dict:
+    """A trigram Kneser-Ney model of the LM's lines (counted, not trained)."""
+    raw = language_model(data)
+    raw["model"] = {"arch": "kneser_ney", "order": 3}
+    return raw
+
+
 def bilm(data: Path, cutoffs: list[int] | None = None) -> dict:
     """A character-reading bidirectional LM (ELMo) on the LM's lines; ``cutoffs``: an adaptive softmax."""
     raw = language_model(data)

@@ -78,7 +78,7 @@ class Task:
         raise UserError(f"{path}: holds {self.what}, which has nothing to inspect")
 
 
-def test_file(request: EvaluateRequest) -> str:
+def src_file(request: EvaluateRequest) -> str:
     """The ``--src`` of a task that scores a test file."""
     if not request.src:
         raise UserError("evaluate: give the test file with --src")
@@ -112,7 +112,7 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def test_cost(test_size: int, valid_size: int, per_item: float = 1.0) -> float:
+def final_cost(test_size: int, valid_size: int, per_item: float = 1.0) -> float:
     """The final validation and test, in validations (``Prepared.reserve_factor``): 1 + the test set's
     size against the validation set's, times how much more each test item costs."""
     return 1.0 + (test_size / max(1, valid_size) * per_item if test_size else 0.0)

@@ -30,7 +30,7 @@ from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights
 from attnkit.models.bilm import BidirectionalLM, ContextualEmbedder
 from attnkit.specials import BOS, EOS, UNK
-from attnkit.tasks.base import Prepared, Task, check_cutoffs, parameter_count, test_cost
+from attnkit.tasks.base import Prepared, Task, check_cutoffs, final_cost, parameter_count
 from attnkit.training.strategies import IGNORE, make_strategy
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
         validate=lambda m: {"perplexity": perplexity(m, valid)},
         test=(lambda m: {"perplexity": perplexity(m, test)}) if test else None,
         metric="perplexity", higher_is_better=False,
-        reserve_factor=test_cost(len(test) if test else 0, len(valid)),
+        reserve_factor=final_cost(len(test) if test else 0, len(valid)),
         meta={"params": n_params},
     )
 

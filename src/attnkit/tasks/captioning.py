@@ -38,7 +38,7 @@ from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq
 from attnkit.runtime import autocast
 from attnkit.specials import BOS, EOS
-from attnkit.tasks.base import EvaluateRequest, Evaluation, Prepared, Task, best_metric, parameter_count, test_cost
+from attnkit.tasks.base import EvaluateRequest, Evaluation, Prepared, Task, best_metric, final_cost, parameter_count
 from attnkit.training.captioning_loss import cross_attention
 from attnkit.training.strategies import make_strategy, token_nll
 
@@ -257,7 +257,7 @@ def prepare(cfg: CaptioningConfig, out: Path, resume: bool) -> Prepared:
         test=(lambda m: {**captioner.evaluate(test, cfg.decoding.beam), "beam": cfg.decoding.beam}) if test else None,
         metric=metric,
         higher_is_better=metric == "bleu",
-        reserve_factor=test_cost(len(test) if test else 0, len(valid), per_item=cfg.decoding.beam),
+        reserve_factor=final_cost(len(test) if test else 0, len(valid), per_item=cfg.decoding.beam),
         meta={"params": n_params},
     )
 

@@ -38,10 +38,10 @@ from attnkit.tasks.base import (
     Task,
     apply_pretrained,
     best_metric,
+    final_cost,
     parameter_count,
     plain_lines,
-    test_cost,
-    test_file,
+    src_file,
     word_embedding,
 )
 from attnkit.tasks.bilm import Contextual
@@ -206,7 +206,7 @@ def prepare(cfg: ClassificationConfig, out: Path, resume: bool) -> Prepared:
         validate=validate,
         test=(lambda m: {"accuracy": accuracy(m, enc, test)}) if test else None,
         metric=metric, higher_is_better=metric == "accuracy",
-        reserve_factor=test_cost(len(test.texts) if test else 0, len(valid.texts)),
+        reserve_factor=final_cost(len(test.texts) if test else 0, len(valid.texts)),
         meta={"params": n_params},
     )
 
@@ -283,7 +283,7 @@ class ClassificationTask(Task):
 
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """Accuracy on the labelled TSV ``src`` (the columns of the model's config)."""
-        acc, n = Classifier.load(path).accuracy(test_file(request))
+        acc, n = Classifier.load(path).accuracy(src_file(request))
         scores = {"accuracy": acc, "texts": n}
         return Evaluation(scores, plain_lines(scores))
 

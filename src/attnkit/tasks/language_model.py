@@ -40,12 +40,12 @@ from attnkit.tasks.base import (
     Task,
     best_metric,
     check_cutoffs,
+    final_cost,
     init_dir,
     init_weights,
     parameter_count,
     plain_lines,
-    test_cost,
-    test_file,
+    src_file,
 )
 from attnkit.training.strategies import make_strategy, token_nll
 
@@ -159,7 +159,7 @@ def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fit
         validate=lambda m: {"perplexity": round(stream_perplexity(m, valid_ids, chunk), 2)},
         test=(lambda m: {"perplexity": round(stream_perplexity(m, test_ids, chunk), 2)}) if test else None,
         metric="perplexity", higher_is_better=False,
-        reserve_factor=test_cost(test_ids.numel() if test else 0, valid_ids.numel()),
+        reserve_factor=final_cost(test_ids.numel() if test else 0, valid_ids.numel()),
         meta={"params": n_params, "chunk": chunk},
     )
 
@@ -364,7 +364,7 @@ class LanguageModelTask(Task):
 
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """Perplexity of the text ``src`` (its lines read as one stream)."""
-        lines = read_lines(test_file(request))
+        lines = read_lines(src_file(request))
         scores = {"perplexity": round(LanguageModel.load(path).perplexity(lines), 2), "lines": len(lines)}
         return Evaluation(scores, plain_lines(scores))
 

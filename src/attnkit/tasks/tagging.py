@@ -30,10 +30,10 @@ from attnkit.tasks.base import (
     Task,
     apply_pretrained,
     best_metric,
+    final_cost,
     parameter_count,
     plain_lines,
-    test_cost,
-    test_file,
+    src_file,
     word_embedding,
 )
 from attnkit.tasks.bilm import Contextual
@@ -228,7 +228,7 @@ def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
         validate=validate,
         test=(lambda m: {"accuracy": accuracy(predict(m, vocabs, test), test, d.tag)}) if test else None,
         metric=metric, higher_is_better=metric == "accuracy",
-        reserve_factor=test_cost(len(test) if test else 0, len(valid)),
+        reserve_factor=final_cost(len(test) if test else 0, len(valid)),
         meta={"params": n_params},
     )
 
@@ -283,7 +283,7 @@ class TaggingTask(Task):
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """Tag accuracy (UPOS or XPOS, as trained) on the gold CoNLL-U ``src``."""
         tagger = Tagger.load(path)
-        src = test_file(request)
+        src = src_file(request)
         gold = read_conllu(src)
         tag = tagger.cfg.data.tag
         check_tagged(src, gold, tag)

@@ -37,11 +37,11 @@ from attnkit.tasks.base import (
     Prepared,
     Task,
     best_metric,
+    final_cost,
     init_dir,
     init_weights,
     parameter_count,
-    test_cost,
-    test_file,
+    src_file,
 )
 from attnkit.training.strategies import make_strategy, token_nll
 from attnkit.translator import Translator, load_model_dir
@@ -156,7 +156,7 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
         test=test if test_data is not None else None,
         metric=metric,
         higher_is_better=metric == "bleu",
-        reserve_factor=test_cost(len(test_data) if test_data else 0, len(valid_data)),
+        reserve_factor=final_cost(len(test_data) if test_data else 0, len(valid_data)),
         meta={"params": n_params},
     )
 
@@ -217,7 +217,7 @@ class TranslationTask(Task):
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """sacreBLEU (cased) and chrF of the detokenized translations of ``src`` against ``ref``, and
         with ``exposure`` the exposure-bias diagnostic."""
-        src = test_file(request)
+        src = src_file(request)
         if not request.ref:
             raise UserError("evaluate: a translation model needs --ref (the reference translations)")
         translator = load_model_dir(path)

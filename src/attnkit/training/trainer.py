@@ -294,6 +294,20 @@ class Trainer:
 
         return spent
 
+    def ended(self, max_steps: int, deadline: float | None, reserve: float = 0.0) -> str:
+        """Why the run ends now, "" if it goes on: ``max_steps`` reached, the ``deadline`` less ``reserve``
+        seconds passed, validation stopped improving, or ``max_epochs`` done."""
+        st, cfg = self.state, self.cfg
+        if max_steps and st.step >= max_steps:
+            return "max_steps"
+        if deadline is not None and time.monotonic() + reserve >= deadline:
+            return "time"
+        if cfg.patience and st.bad_validations >= cfg.patience:
+            return "converged"
+        if cfg.max_epochs and st.epoch >= cfg.max_epochs:
+            return "max_epochs"
+        return ""
+
     def run(self, max_steps: int = 0, deadline: float | None = None, reserve_factor: float = 1.0) -> Result:
         """Train until convergence (early stopping), ``max_steps``, ``max_epochs`` or ``deadline``
         (a ``time.monotonic()`` value). The loop leaves ``reserve_factor`` x the last validation's
@@ -314,10 +328,7 @@ class Trainer:
         # log lines print above the bar, which stays at the bottom (and on the screen once done)
         redirect = logging_redirect_tqdm([logging.getLogger()]) if self.progress else nullcontext()
         if st.step:  # a resumed run that had already ended trains nothing (unless given new limits)
-            ended = ("max_steps" if max_steps and st.step >= max_steps
-                     else "time" if deadline is not None and time.monotonic() >= deadline
-                     else "converged" if cfg.patience and st.bad_validations >= cfg.patience
-                     else "max_epochs" if cfg.max_epochs and st.epoch >= cfg.max_epochs else "")
+            ended = self.ended(max_steps, deadline)
             if ended:
                 st.stopped, validated_at = ended, st.step
             elif st.validation_due:  # the validation the deadline cut short, first
@@ -367,15 +378,9 @@ class Trainer:
                         else:
                             last_scores, validated_at = scores, st.step
                         self.save_last()
-                        if cfg.patience and st.bad_validations >= cfg.patience:
-                            st.stopped = "converged"
                         window_start = time.monotonic()
-                    if flag.get("stop"):
-                        st.stopped = "interrupted"
-                    elif max_steps and st.step >= max_steps:
-                        st.stopped = "max_steps"
-                    elif deadline is not None and time.monotonic() + reserve >= deadline:
-                        st.stopped = "time"
+                    st.stopped = "interrupted" if flag.get("stop") else self.ended(max_steps, deadline, reserve) \
+                        or st.stopped
                     if self.world.size > 1:  # rank 0 decides for every rank
                         st.stopped = STOPS[from_main(STOPS.index(st.stopped), self.world)]
                     if st.stopped:
