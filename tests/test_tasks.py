@@ -52,3 +52,11 @@ def test_the_trainer_calls_strategies_without_probing_them():
     source = (PACKAGE / "training" / "trainer.py").read_text(encoding="utf-8")
     assert not re.search(r"hasattr\(self\.strategy", source)
     assert Strategy().state_dict() == ({}, {})  # a strategy that learns nothing has nothing to save
+
+
+def test_the_help_names_every_task_and_its_commands():
+    from attnkit.cli.main import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    for name, task in TASKS.items():
+        assert name in text and all(verb in text for verb in task.verbs), name

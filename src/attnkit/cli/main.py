@@ -20,6 +20,17 @@ class Parser(argparse.ArgumentParser):
               file=sys.stderr)
         sys.exit(2)
 
+    def format_help(self) -> str:
+        if self.prog == "attnkit":  # the tasks, read from their registry only when the help is shown
+            from attnkit.tasks import TASKS
+
+            self.epilog = ("tasks (a config's task:, and the commands that read its models besides evaluate, "
+                           "plot and serve): "
+                           + "; ".join(f"{name} ({', '.join(task.verbs) or 'its models feed others'})"
+                                       for name, task in TASKS.items())
+                           + ". Run 'attnkit COMMAND --help' for a command's options.")
+        return super().format_help()
+
 
 def build_parser() -> argparse.ArgumentParser:
     from attnkit.cli import commands as c
@@ -35,7 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
         output_file,
     )
     from attnkit.config import DecodingConfig, GenerationConfig, TrainingConfig
-    from attnkit.tasks import TASKS
 
     beam = like(DecodingConfig, "beam")
     batch_size = like(DecodingConfig, "batch_size")
@@ -46,10 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with none/mean/dot/general/additive context, Transformers), taggers, classifiers, language "
                     "models and ELMo-style contextual embeddings, trained from a YAML config, decoded with "
                     "greedy or beam search, and measured (sacreBLEU, chrF, accuracy, perplexity).",
-        epilog="tasks (a config's task:, and the commands that read its models besides evaluate, plot and "
-               "serve): " + "; ".join(f"{name} ({', '.join(task.verbs) or 'its models feed others'})"
-                                      for name, task in TASKS.items())
-               + ". Run 'attnkit COMMAND --help' for a command's options.",
+        epilog="Run 'attnkit COMMAND --help' for a command's options.",
     )
     p.add_argument("--version", action="version", version=f"attnkit {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr, no progress bars")
