@@ -1,11 +1,17 @@
-"""Data-parallel training with torchrun on the CPU (gloo), started as a user starts it: two ranks
-with batch B train exactly as one process with batch 2B, and what they write is an ordinary run."""
+"""Data-parallel training with torchrun on the CPU (gloo), started as a user starts it: two ranks with
+batch B train exactly as one process with batch 2B, a stopped and resumed 2-rank run is the
+uninterrupted one, a rank that dies ends the job with a message, and torchrun's restarts resume."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,48 +23,164 @@ NO_DROPOUT = {"transformer": {"dropout": 0.0, "attention_dropout": 0.0}, "rnn": 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def launcher(ranks: int, *torchrun: str) -> list[str]:
+    if ranks == 1:
+        return [sys.executable]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks), *torchrun]
+
+
 def attnkit(*args: str, ranks: int = 1) -> subprocess.CompletedProcess:
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
-                if ranks > 1 else [sys.executable])
-    return subprocess.run([*launcher, "-m", "attnkit", "-q", *args], capture_output=True, text=True, env=ENV,
+    return subprocess.run([*launcher(ranks), "-m", "attnkit", "-q", *args], capture_output=True, text=True, env=ENV,
                           timeout=300)
 
 
-@pytest.mark.parametrize("arch", ["transformer", "rnn"])
-def test_two_ranks_with_batch_b_train_as_one_process_with_batch_2b(arch, tmp_path):
-    data = tmp_path / "data"
+def losses(run: Path) -> list[tuple[int, float]]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in records if "loss" in r]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("data")
     write_parallel(data, "train", toy_pairs(40, seed=1))
     write_parallel(data, "valid", toy_pairs(8, seed=2))
+    return data
+
+
+def config(corpus: Path, path: Path, arch: str = "transformer", **training) -> Path:
+    raw = run_config(corpus, arch, training={"valid_every": 100, **training})
+    del raw["data"]["test"]
+    return write_yaml(path, raw)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "rnn"])
+def test_two_ranks_with_batch_b_train_as_one_process_with_batch_2b(arch, corpus, tmp_path):
+    """Also with accumulate 2 on each rank: 4 micro-batches of B/2, the first of each rank under DDP's
+    no_sync, make the same update."""
     runs = {}
-    for ranks, batch_tokens in ((1, 96), (2, 48)):
-        raw = run_config(data, arch, model=NO_DROPOUT[arch], training={"batch_tokens": batch_tokens,
-                                                                        "valid_every": 100})
+    for name, ranks, batch_tokens, accumulate in (("one", 1, 96, 1), ("two", 2, 48, 1), ("two_acc", 2, 24, 2)):
+        raw = run_config(corpus, arch, model=NO_DROPOUT[arch], training={"batch_tokens": batch_tokens,
+                                                                          "accumulate": accumulate, "valid_every": 100})
         del raw["data"]["test"]
-        cfg = write_yaml(tmp_path / f"r{ranks}.yaml", raw)
-        done = attnkit("train", str(cfg), "--out", str(tmp_path / f"r{ranks}"), "--max-steps", "20", ranks=ranks)
+        cfg = write_yaml(tmp_path / f"{name}.yaml", raw)
+        done = attnkit("train", str(cfg), "--out", str(tmp_path / name), "--max-steps", "20", ranks=ranks)
         assert done.returncode == 0, done.stderr[-2000:]
-        runs[ranks] = tmp_path / f"r{ranks}"
-    one, two = (read_checkpoint(runs[r] / "last.safetensors") for r in (1, 2))
-    assert one[1]["loop"]["step"] == two[1]["loop"]["step"] == 20
-    assert differing_weights(one[0]["model"], two[0]["model"]) == []
+        runs[name] = read_checkpoint(tmp_path / name / "last.safetensors")
+    one = runs["one"]
+    for name in ("two", "two_acc"):
+        assert runs[name][1]["loop"]["step"] == 20 and runs[name][1]["ranks"] == 2
+        assert differing_weights(one[0]["model"], runs[name][0]["model"]) == [], name
     # the two-rank run is an ordinary run directory: one process translates with it
-    out = attnkit("translate", str(runs[2]), "--input", str(data / "valid.src"))
+    out = attnkit("translate", str(tmp_path / "two"), "--input", str(corpus / "valid.src"))
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 8
 
 
-def test_resuming_a_multi_rank_run_is_refused_with_one_line(tmp_path):
-    data = tmp_path / "data"
-    write_parallel(data, "train", toy_pairs(40, seed=1))
-    write_parallel(data, "valid", toy_pairs(8, seed=2))
-    raw = run_config(data, "rnn")
-    del raw["data"]["test"]
-    cfg = write_yaml(tmp_path / "c.yaml", raw)
-    assert attnkit("train", str(cfg), "--out", str(tmp_path / "run"), "--max-steps", "2").returncode == 0
-    done = attnkit("train", "--resume", "--out", str(tmp_path / "run"), ranks=2)
-    assert done.returncode != 0 and "not supported yet: resume it in one process" in done.stderr
+def test_a_stopped_and_resumed_two_rank_run_is_the_uninterrupted_one(corpus, tmp_path):
+    """With dropout, so each rank's own random state has to come back from the checkpoint."""
+    cfg = config(corpus, tmp_path / "c.yaml", valid_every=5)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert attnkit("train", str(cfg), "--out", str(whole), "--max-steps", "12", ranks=2).returncode == 0
+    assert attnkit("train", str(cfg), "--out", str(parts), "--max-steps", "7", ranks=2).returncode == 0
+    done = attnkit("train", "--resume", "--out", str(parts), "--max-steps", "12", ranks=2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert losses(parts) == losses(whole) and len(losses(whole)) == 12
+    (a, doc_a), (b, doc_b) = (read_checkpoint(run / "last.safetensors") for run in (whole, parts))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert "torch_rng.rank1" in a["extra"] and not torch.equal(a["extra"]["torch_rng"], a["extra"]["torch_rng.rank1"])
+    # the batches and random states are those of 2 ranks: resuming in one process is refused in one line
+    one = attnkit("train", "--resume", "--out", str(parts), "--max-steps", "14")
+    assert one.returncode == 2 and "written by a run of 2 rank(s), resumed with 1" in one.stderr
+    assert len(one.stderr.strip().splitlines()) == 1
 
 
-def test_what_one_process_keeps_for_itself_is_refused_across_ranks(tmp_path):
+def test_a_one_process_model_starts_a_two_rank_run(corpus, tmp_path):
+    """A checkpoint written by one process is read by two ranks (fine-tuning from it)."""
+    cfg = config(corpus, tmp_path / "c.yaml")
+    assert attnkit("train", str(cfg), "--out", str(tmp_path / "one"), "--max-steps", "3").returncode == 0
+    done = attnkit("train", str(cfg), "--out", str(tmp_path / "two"), "--max-steps", "3",
+                   "--set", f"training.init_from={tmp_path / 'one'}", ranks=2)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "starting from the weights of" in (tmp_path / "two" / "train.log").read_text()
+
+
+def workers(out: Path) -> dict[int, int]:
+    """rank -> pid of the running attnkit processes that train into ``out``."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(out) in (proc / "cmdline").read_text():
+                env = dict(v.split("=", 1) for v in (proc / "environ").read_text().split("\0") if "=" in v)
+                if "RANK" in env and "attnkit" in (proc / "cmdline").read_text():
+                    found[int(env["RANK"])] = int(proc.name)
+        except OSError:
+            continue
+    return found
+
+
+@contextmanager
+def started(cfg: Path, out: Path, *torchrun: str, steps: int = 100_000):
+    """A 2-rank training job in the background; whatever the test's outcome, nothing of it outlives it."""
+    job = subprocess.Popen([*launcher(2, *torchrun), "-m", "attnkit", "-q", "train", str(cfg), "--out", str(out),
+                            "--max-steps", str(steps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=ENV)
+    try:
+        yield job
+    finally:
+        for pid in [job.pid, *workers(out).values()]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        job.wait(timeout=30)
+
+
+def wait_for(condition, seconds: float = 120) -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' processes through /proc")
+def test_killing_one_rank_ends_the_job_with_a_message_naming_it(corpus, tmp_path):
+    cfg, out = config(corpus, tmp_path / "c.yaml"), tmp_path / "run"
+    with started(cfg, out) as job:
+        wait_for(lambda: (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").stat().st_size > 0)
+        ranks = workers(out)
+        assert sorted(ranks) == [0, 1]
+        os.kill(ranks[1], signal.SIGKILL)
+        killed = time.monotonic()
+        _, stderr = job.communicate(timeout=60)
+        ended = time.monotonic() - killed
+    assert job.returncode != 0 and ended < 20, ended
+    # torchrun's report names the dead rank as the root cause; the survivor says what happened in one line
+    root = stderr[stderr.index("Root Cause"):]
+    assert "rank      : 1" in root or "rank: 1" in root, root
+    assert "rank 0: another rank of the job ended at step" in stderr
+    time.sleep(0.5)
+    assert workers(out) == {}  # no process is left behind
+    assert all(not Path(f"/proc/{pid}").exists() for pid in ranks.values())
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' processes through /proc")
+def test_torchrun_restarts_resume_from_the_last_checkpoint(corpus, tmp_path):
+    """With --max-restarts, a rank killed mid-run restarts the job, which resumes from ``last``: the
+    run ends as the uninterrupted one, step for step."""
+    cfg = config(corpus, tmp_path / "c.yaml", valid_every=40)
+    whole, out = tmp_path / "whole", tmp_path / "run"
+    assert attnkit("train", str(cfg), "--out", str(whole), "--max-steps", "300", ranks=2).returncode == 0
+    with started(cfg, out, "--max-restarts", "1", steps=300) as job:
+        wait_for(lambda: (out / "last.safetensors").is_file())
+        os.kill(workers(out)[1], signal.SIGKILL)
+        _, stderr = job.communicate(timeout=240)
+    assert job.returncode == 0, stderr[-3000:]
+    assert "torchrun restarted the job (attempt 2): resuming from" in (out / "train.log").read_text()
+    assert losses(out) == losses(whole) and len(losses(whole)) == 300
+    a, b = (read_checkpoint(run / "last.safetensors")[0]["model"] for run in (whole, out))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_what_one_process_keeps_for_itself_is_refused_across_ranks(corpus, tmp_path):
     """Professor forcing's discriminator and a carried-state LSTM LM's fixed rows are one process's:
     asked of several ranks, each is a one-line error, not a silently different training."""
     from attnkit.errors import UserError
@@ -67,24 +189,20 @@ def test_what_one_process_keeps_for_itself_is_refused_across_ranks(tmp_path):
     epoch_batches, _ = in_order(torch.arange(200), chunk=4, batch_tokens=16)
     with pytest.raises(UserError, match="fixed parallel rows"):
         epoch_batches(0, scale=2)
-    data = tmp_path / "data"
-    write_parallel(data, "train", toy_pairs(40, seed=1))
-    write_parallel(data, "valid", toy_pairs(8, seed=2))
-    raw = run_config(data, "rnn", training={"strategy": "professor_forcing"})
+    raw = run_config(corpus, "rnn", training={"strategy": "professor_forcing"})
     del raw["data"]["test"]
     done = attnkit("train", str(write_yaml(tmp_path / "pf.yaml", raw)), "--out", str(tmp_path / "pf"), ranks=2)
     assert done.returncode != 0 and "professor forcing's discriminator trains in one process" in done.stderr
 
 
-def test_summed_gradients_leave_a_parameter_no_rank_used_without_one(toy_config, tmp_path):
-    """After the all-reduce, a parameter that no rank's micro-batches reached has no gradient (as in one
+def test_a_parameter_no_rank_used_keeps_no_gradient():
+    """The DDP replica leaves a parameter that no rank's batch reached without a gradient (as in one
     process), so the optimiser leaves it alone instead of stepping on a zero."""
     import socket
 
     import torch.distributed as dist
 
-    from attnkit.training.distributed import World
-    from attnkit.training.trainer import Trainer
+    from attnkit.training.distributed import World, replicate
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -94,13 +212,8 @@ def test_summed_gradients_leave_a_parameter_no_rank_used_without_one(toy_config,
         model = torch.nn.Linear(3, 2)
         unused = torch.nn.Parameter(torch.zeros(4))
         model.register_parameter("unused", unused)
-        from attnkit.config import TrainingConfig
-
-        trainer = Trainer(model, None, TrainingConfig(), tmp_path, lambda epoch, scale=1: [], None, None, {},
-                          progress=False, world=World(0, 2))  # summing over a one-process group: the identity
-        model(torch.ones(1, 3)).sum().backward()
-        weight_grad = model.weight.grad.clone()
-        loss, tokens = trainer.sum_gradients(5.0, 7)
-        assert (loss, tokens) == (5.0, 7) and unused.grad is None and torch.equal(model.weight.grad, weight_grad)
+        replica = replicate(model, World(0, 1), torch.device("cpu"))
+        replica(torch.ones(1, 3)).sum().backward()
+        assert unused.grad is None and model.weight.grad is not None
     finally:
         dist.destroy_process_group()

@@ -22,7 +22,7 @@ from attnkit.cli.main import main
 @pytest.fixture
 def bf16(monkeypatch):
     """bf16 autocast wherever a config asks for it, and a record of the dtypes Linear layers produced."""
-    monkeypatch.setattr(runtime, "effective_precision", lambda precision: precision)
+    monkeypatch.setattr(runtime, "effective_precision", lambda precision, device_type="cpu": precision)
     seen: set[torch.dtype] = set()
 
     def hook(module, args, output):

@@ -55,7 +55,7 @@ def model_tensors(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
             continue
         if key is not None:
             seen[key] = name
-        tensors[name] = t.detach().contiguous()
+        tensors[name] = t.detach().cpu().contiguous()  # a checkpoint is the same whatever device wrote it
     return tensors, aliases
 
 
@@ -65,7 +65,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tenso
     for idx, slot in sd["state"].items():
         for name, value in slot.items():
             if isinstance(value, Tensor):
-                tensors[f"{idx}.{name}"] = value.detach().contiguous()
+                tensors[f"{idx}.{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{idx}.{name}"] = value
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
@@ -89,7 +89,7 @@ def save_checkpoint(path: Path, model: nn.Module, meta: dict,
         opt_tensors, doc["optimizer"] = optimizer_tensors(optimizer)
         tensors.update({f"optim.{k}": v for k, v in opt_tensors.items()})
     for k, v in (extra or {}).items():
-        tensors[f"extra.{k}"] = v.detach().contiguous()
+        tensors[f"extra.{k}"] = v.detach().cpu().contiguous()
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"attnkit": json.dumps(doc)}))
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from attnkit.data.batching import make_batch, token_batches
 from attnkit.decoding.rollout import DecoderView, rollout
+from attnkit.runtime import device_of, to_device
 from attnkit.specials import PAD
 
 
@@ -27,16 +28,17 @@ def exposure_bias(model: torch.nn.Module, src: list[list[int]], tgt: list[list[i
                   max_position: int = 30) -> dict:
     """Per output position 0..max_position-1 (the last bucket holds every later one): the mean NLL and
     accuracy (argmax == reference) of the reference token, teacher forced and self fed, and their
-    token-weighted means."""
+    token-weighted means. The sums add up on the model's device."""
     model.eval()
-    P = max_position
-    sums = {name: {"nll": torch.zeros(P), "correct": torch.zeros(P)} for name in ("teacher_forced", "self_fed")}
-    count = torch.zeros(P)
+    P, device = max_position, device_of(model)
+    sums = {name: {"nll": torch.zeros(P, device=device), "correct": torch.zeros(P, device=device)}
+            for name in ("teacher_forced", "self_fed")}
+    count = torch.zeros(P, device=device)
     for idx in token_batches([(len(s), len(t)) for s, t in zip(src, tgt)], batch_tokens, seed=0, epoch=0):
-        batch = make_batch([src[i] for i in idx], [tgt[i] for i in idx], idx)
+        batch = to_device(make_batch([src[i] for i in idx], [tgt[i] for i in idx], idx), device)
         view = DecoderView(model, batch)
         real = batch.tgt_out != PAD  # (B, T)
-        position = torch.arange(real.size(1)).clamp(max=P - 1).expand_as(real)[real]  # (N,)
+        position = torch.arange(real.size(1), device=device).clamp(max=P - 1).expand_as(real)[real]  # (N,)
         count += torch.bincount(position, minlength=P)
         inputs = {"teacher_forced": batch.tgt_in, "self_fed": rollout(view, batch.tgt_in, eps=0.0, feed="greedy")}
         for name, tokens in inputs.items():
@@ -45,6 +47,8 @@ def exposure_bias(model: torch.nn.Module, src: list[list[int]], tgt: list[list[i
             correct = (logits.argmax(-1) == batch.tgt_out).float()
             sums[name]["nll"] += torch.bincount(position, weights=nll[real], minlength=P)
             sums[name]["correct"] += torch.bincount(position, weights=correct[real], minlength=P)
+    count = count.cpu()
+    sums = {name: {k: v.cpu() for k, v in s.items()} for name, s in sums.items()}
     seen = count.clamp_min(1)
     out: dict = {"positions": list(range(P)), "tokens": count.long().tolist()}
     for name, s in sums.items():

@@ -1,5 +1,9 @@
-"""Process-level settings that make PyTorch on CPU faster: the malloc tuning the CLI applies at
-start, and the autocast context every training and decoding loop runs under.
+"""Where and how a model computes: the device (``training.device``, ``--device``), the precision that
+really runs there (``training.precision``), the autocast context every training and decoding loop runs
+under, and moving batches to the device; and the malloc tuning the CLI applies at start.
+
+:func:`settle` is the one function that decides what a run uses (it says so in one log line);
+nothing else calls ``torch.autocast``.
 
 glibc's malloc hands large freed blocks back to the operating system at once, so the next step's
 tensors of the same sizes fault their pages in again: on this project's 2-core machine a fifth of
@@ -14,8 +18,13 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
+from dataclasses import dataclass, fields, is_dataclass, replace
 
 import torch
+from torch import Tensor
+
+from attnkit.errors import UserError
 
 log = logging.getLogger("attnkit")
 
@@ -51,15 +60,91 @@ def native_bf16() -> bool:
         return False
 
 
+def pick_device(spec: str = "auto") -> torch.device:
+    """The device ``spec`` names (``auto``: the GPU when there is one, else the CPU); a one-line error
+    for a GPU this machine lacks. Under torchrun a bare ``cuda`` is the rank's own GPU (LOCAL_RANK)."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UserError(f"device {spec!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA device visible"
+            raise UserError(f"device {spec}: this machine has no GPU that torch can use ({build}); use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
+        if device.index >= torch.cuda.device_count():
+            raise UserError(f"device {spec}: there are {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                            f"cuda:{torch.cuda.device_count() - 1}")
+    elif device.type != "cpu":
+        raise UserError(f"device {spec!r}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device a model's weights are on (the CPU for one without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 @functools.cache
-def effective_precision(precision: str) -> str:
-    """The precision a config's ``training.precision`` really runs at here: bf16 becomes fp32, with
-    one warning, on a CPU without native bf16."""
-    if precision == "bf16" and not native_bf16():
+def effective_precision(precision: str, device_type: str = "cpu") -> str:
+    """The precision a config's ``training.precision`` really runs at on a ``device_type``: bf16 where
+    the CPU or GPU computes it natively, fp16 on GPUs; anything else falls back to fp32, with one
+    warning."""
+    if precision == "bf16" and device_type == "cpu" and not native_bf16():
         log.warning("precision bf16: this CPU (%s) has no native bf16 kernels, so running in fp32",
                     torch.backends.cpu.get_cpu_capability())
         return "fp32"
+    if precision == "bf16" and device_type == "cuda" and not torch.cuda.is_bf16_supported():
+        log.warning("precision bf16: this GPU has no bf16, so running in fp32 (fp16 is the GPU's other choice)")
+        return "fp32"
+    if precision == "fp16" and device_type != "cuda":
+        log.warning("precision fp16: mixed fp16 is for GPUs (on a CPU it is slow and needs loss scaling "
+                    "for nothing), so running in fp32; bf16 is the CPU's choice")
+        return "fp32"
     return precision
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a run really computes with: its device and the precision that runs there."""
+
+    device: torch.device
+    precision: str  # fp32 | bf16 | fp16, after the fallbacks of effective_precision
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.precision, self.device)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """fp16's loss scaler (gradients of small losses underflow in fp16 without it); for the other
+        precisions a disabled one, which passes everything through."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    def describe(self) -> str:
+        where = str(self.device)
+        if self.device.type == "cuda":
+            where += f" ({torch.cuda.get_device_name(self.device)})"
+        else:
+            where += f" ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
+        how = {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast with loss scaling"}[self.precision]
+        if self.device.type == "cuda" and self.precision == "fp32":
+            how += ", TF32 matrix products"
+        return f"computing on {where} in {how}"
+
+
+def settle(device: str, precision: str) -> Setup:
+    """The one decision of what a run uses: the device ``device`` names and the precision that runs
+    there (TF32 matrix products allowed on GPUs). Logged in one line."""
+    where = pick_device(device)
+    setup = Setup(where, effective_precision(precision, where.type))
+    if setup.device.type == "cuda":
+        torch.cuda.set_device(setup.device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    log.info("%s", setup.describe())
+    return setup
 
 
 def full_precision(device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
@@ -69,8 +154,28 @@ def full_precision(device: torch.device | str = "cpu") -> contextlib.AbstractCon
     return torch.autocast(torch.device(device).type, enabled=False)
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision on CPU for ``precision`` "bf16" (where it is fast), nothing for "fp32"."""
-    if effective_precision(precision) == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast(precision: str, device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
+    """Mixed precision on ``device`` for ``precision`` bf16 or fp16 (where it runs), nothing for fp32."""
+    device_type = torch.device(device).type
+    chosen = effective_precision(precision, device_type)
+    if chosen == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=torch.bfloat16 if chosen == "bf16" else torch.float16)
+
+
+def to_device(batch, device: torch.device):
+    """``batch`` (a tensor, a dataclass of tensors, or a list, tuple or dict of them) with every tensor on
+    ``device``. Batches are built on the CPU; for a GPU they go through pinned memory, without waiting."""
+    if isinstance(batch, Tensor):
+        if batch.device == device:
+            return batch
+        if device.type == "cuda":
+            return batch.pin_memory().to(device, non_blocking=True)
+        return batch.to(device)
+    if is_dataclass(batch) and not isinstance(batch, type):
+        return replace(batch, **{f.name: to_device(getattr(batch, f.name), device) for f in fields(batch) if f.init})
+    if isinstance(batch, (list, tuple)) and any(isinstance(x, Tensor) or is_dataclass(x) for x in batch):
+        return type(batch)(to_device(x, device) for x in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch

@@ -39,6 +39,7 @@ from attnkit import __version__
 from attnkit.config import DecodingConfig, GenerationConfig, key_type
 from attnkit.errors import UserError
 from attnkit.inspection import AttentionMap, Inspection, Inspector, Options, Result
+from attnkit.runtime import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -277,15 +278,17 @@ def check_port(host: str, port: int) -> None:
         raise UserError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
 
 
-def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto") -> None:
+    """Serve the model of ``model_dir``, run on ``device`` (auto: the GPU when there is one)."""
     import uvicorn
 
     from attnkit.tasks import load_inspector
 
     check_port(host, port)
-    inspector = load_inspector(model_dir)
+    where = pick_device(device)
+    inspector = load_inspector(model_dir, str(where))
     app = make_app(inspector, Path(model_dir).resolve().name)
     shown = f"[{host}]" if ":" in host else host
-    log.info("serving the %s model %s at http://%s:%d/ (API: /docs; Ctrl-C stops)", inspector.task, model_dir,
-             shown, port)
+    log.info("serving the %s model %s on %s at http://%s:%d/ (API: /docs; Ctrl-C stops)", inspector.task,
+             model_dir, where, shown, port)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -4,6 +4,7 @@ the final scores."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from attnkit.checkpoint import atomic_write_text
 from attnkit.config import AnyConfig, dump_config, load_config, parse_config, resolve_path
 from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights
+from attnkit.runtime import settle
 from attnkit.tasks import TASKS
 from attnkit.tasks.base import Fitted
 from attnkit.training.deadline import DeadlineReached, time_limit
-from attnkit.training.distributed import join, same_start, wait_for_main
+from attnkit.training.distributed import join, leave, restarted, wait_for_main
 from attnkit.training.trainer import BEST, LAST, Limits, Trainer, check_resumable
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,15 @@ log = logging.getLogger(__name__)
 CONFIG = "config.yaml"
 
 
+def resumes(out: Path, resume: bool) -> bool:
+    """Whether a run continues from its ``last`` checkpoint: ``--resume``, or a worker that torchrun
+    restarted after a rank failed (``--max-restarts``) in a run that has one."""
+    return (out / LAST).is_file() if restarted() else resume
+
+
 def prepare_out_dir(out: Path, resume: bool) -> None:
+    if not resume and restarted():  # the failed attempt wrote no ``last``: what it left goes
+        (out / BEST).unlink(missing_ok=True)
     if resume:
         check_resumable(out)
     elif (out / LAST).exists():
@@ -53,6 +63,8 @@ def absolute_data_paths(cfg: AnyConfig) -> AnyConfig:
     for split in ("train", "valid", "test"):
         if raw["data"].get(split) is not None:
             raw["data"][split] = fix(raw["data"][split])
+    if raw["data"].get("prepared") is not None:
+        raw["data"]["prepared"] = fix(raw["data"]["prepared"])
     if raw["training"].get("init_from") is not None:
         raw["training"]["init_from"] = fix(raw["training"]["init_from"])
     return parse_config(raw)
@@ -68,8 +80,9 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     start = time.monotonic()
     out = Path(out)
     world = join()
-    if world.size > 1 and resume:
-        raise UserError("--resume of a run of several processes is not supported yet: resume it in one process")
+    if restarted():
+        log.warning("torchrun restarted the job (attempt %s): %s", int(os.environ["TORCHELASTIC_RESTART_COUNT"]) + 1,
+                    f"resuming from {out / LAST}" if resume else "no checkpoint yet, starting afresh")
     if world.main:
         prepare_out_dir(out, resume)
     if resume:
@@ -80,6 +93,7 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     cfg = absolute_data_paths(cfg)
     if world.size > 1 and cfg.training.strategy.name == "professor_forcing":
         raise UserError("training.strategy: professor forcing's discriminator trains in one process for now")
+    setup = settle(cfg.training.device, cfg.training.precision)  # before the data: a missing GPU fails at once
     if world.main:
         prepared = TASKS[cfg.task].prepare(cfg, out, resume)
         wait_for_main(world)
@@ -91,11 +105,12 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     if isinstance(prepared, Fitted):  # counted, not trained: nothing to resume, no trainer
         return {**prepared.fit(), "wall_seconds": round(time.monotonic() - start, 1)}
 
-    model = prepared.model
-    same_start(model, world)
+    model = prepared.model.to(setup.device)
+    if world.rank:  # each rank its own dropout masks and samples (the weights are rank 0's, from DDP)
+        torch.manual_seed(cfg.training.seed + world.rank)
     trainer = Trainer(model, prepared.strategy, cfg.training, out, prepared.epoch_batches, prepared.make_batch,
                       prepared.validate, prepared.meta, progress=progress and world.main, metric=prepared.metric,
-                      higher_is_better=prepared.higher_is_better, started=start, world=world)
+                      higher_is_better=prepared.higher_is_better, started=start, world=world, setup=setup)
     if not resume and world.main:  # records of an earlier attempt here killed before its first checkpoint
         dropped = trainer.metrics.truncate(0)
         if dropped:
@@ -112,7 +127,10 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         deadline = min(deadline, start)  # it ended because its time was spent (the reserve is spent too)
     result = trainer.run(max_steps=limits.max_steps, deadline=deadline, reserve_factor=prepared.reserve_factor)
     st = result.state
-    if not world.main:  # rank 0 scores and reports
+    if world.size > 1:
+        trainer.objective = trainer.objective.module  # the DDP replica lets go of the process group
+    if not world.main:  # rank 0 scores and reports; the others wait for it to end together
+        leave(world)
         return {"task": cfg.task, "stopped": st.stopped, "steps": st.step, "rank": world.rank}
 
     # final scores with the best weights (there are none yet when stopped before the first validation)
@@ -120,7 +138,8 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     if (out / BEST).is_file():
         doc = load_best_weights(model, out)
     model.eval()
-    summary = {"task": cfg.task, "stopped": st.stopped, "steps": st.step, "epochs": st.epoch,
+    summary = {"task": cfg.task, "stopped": st.stopped, "steps": st.step, "epochs": st.epoch, "ranks": world.size,
+               "device": str(setup.device), "precision": setup.precision,
                "best_step": st.best_step, "params": prepared.meta.get("params"),
                "train_seconds": round(st.train_seconds, 1),
                "train_tokens_per_s": round(st.tokens / max(st.train_seconds, 1e-9), 1),
@@ -134,6 +153,7 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
             log.warning("test set not scored: the time limit (--max-minutes) came first; attnkit evaluate %s "
                         "scores it", out)
     summary["wall_seconds"] = round(time.monotonic() - start, 1)
+    leave(world)
     return summary
 
 

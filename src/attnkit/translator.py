@@ -21,7 +21,7 @@ from attnkit.decoding.search import beam_search, greedy, max_lengths
 from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq
-from attnkit.runtime import autocast
+from attnkit.runtime import autocast, device_of, pick_device, to_device
 from attnkit.specials import EOS
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,12 @@ class Translator:
         encoded = [self.encode_source(line, i + 1) if line.strip() else None for i, line in enumerate(lines)]
         todo = [i for i, ids in enumerate(encoded) if ids is not None]
         results: list[list[Translation]] = [[Translation("", 0.0, [])] * nbest for _ in lines]
+        device = device_of(self.model)
         for batch in inference_batches([len(encoded[i]) for i in todo], batch_size):
             rows = [todo[j] for j in batch]
-            src = pad([encoded[i] for i in rows])
+            src = to_device(pad([encoded[i] for i in rows]), device)
             limit = max_lengths(src, d.max_len_a, d.max_len_b, self.model.max_positions)
-            with autocast(self.cfg.training.precision):
+            with autocast(self.cfg.training.precision, device):
                 if beam == 1:
                     hyps = greedy(self.model, src, limit, d.min_len)
                 else:
@@ -77,10 +78,12 @@ class Translator:
         return results
 
 
-def load_model_dir(path: str | Path) -> Translator:
+def load_model_dir(path: str | Path, device: str = "auto") -> Translator:
+    """The translator of a model directory, on ``device`` (auto: the GPU when there is one)."""
+    where = pick_device(device)
     path, cfg = open_model_dir(path, "translation", "a translation model")
     src_tok = load_tokenizer(path, "src", cfg.vocab.level)
     tgt_tok = load_tokenizer(path, "tgt", cfg.vocab.level)
     model = build_model(cfg.model, len(src_tok), len(tgt_tok))
     load_best_weights(model, path)
-    return Translator(model, src_tok, tgt_tok, cfg)
+    return Translator(model.to(where), src_tok, tgt_tok, cfg)

@@ -47,6 +47,11 @@ def write_output(path: str | None, lines: list[str]) -> None:
         sys.stdout.flush()
 
 
+def device_override(device: str | None) -> list[str]:
+    """The ``--set`` that ``--device`` of a command that trains stands for (none without it)."""
+    return [f"training.device={device}"] if device else []
+
+
 def _file_log(out: Path) -> logging.Handler:
     handler = logging.FileHandler(out / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -56,13 +61,22 @@ def _file_log(out: Path) -> logging.Handler:
 
 def run_training(config, out: Path, overrides, resume, max_steps, max_minutes, progress) -> dict:
     from attnkit.checkpoint import atomic_write_text
-    from attnkit.train import prepare_out_dir, train
+    from attnkit.train import prepare_out_dir, resumes, train
     from attnkit.training.distributed import join
     from attnkit.training.trainer import BEST, LAST
 
-    if not join().main:  # another rank of a torchrun job: rank 0 owns the run directory and its logs
+    resume = resumes(out, resume)  # also a torchrun restart (--max-restarts) of a run with a checkpoint
+    world = join()
+    if not world.main:  # another rank of a torchrun job: rank 0 owns the run directory and its logs
+        from attnkit.training.distributed import peer_lost
+
         logging.getLogger().handlers[0].setLevel(logging.WARNING)
-        return train(config, out, overrides, resume, max_steps, max_minutes, False)
+        try:
+            return train(config, out, overrides, resume, max_steps, max_minutes, False)
+        except RuntimeError as err:  # rank 0 stopped (a bad config, a run directory in use): it says why
+            if not peer_lost(err):
+                raise
+            raise UserError(f"rank {world.rank}: rank 0 ended the job (its error is above)") from None
     created = not out.exists()
     prepare_out_dir(out, resume)
     handler = _file_log(out)
@@ -109,19 +123,34 @@ def cmd_train(args) -> int:
         out = Path("runs") / Path(args.config).stem
     else:
         raise UserError("train --resume: give the run directory with --out")
-    summary = run_training(args.config, out, args.overrides, args.resume, args.max_steps, args.max_minutes,
-                           _progress(args))
+    summary = run_training(args.config, out, args.overrides + device_override(args.device), args.resume,
+                           args.max_steps, args.max_minutes, _progress(args))
     if "rank" in summary:  # another rank of a torchrun job: rank 0 reports
         return 0
     report(summary, out)
     return 130 if summary["stopped"] == "interrupted" else 0
 
 
+def cmd_prepare(args) -> int:
+    from attnkit.config import load_config
+    from attnkit.data.corpus import MANIFEST
+    from attnkit.tasks import TASKS
+
+    cfg = load_config(args.config, args.overrides)
+    out = Path(args.out)
+    if (out / MANIFEST).exists():
+        raise UserError(f"{out}: already holds a prepared corpus; remove it or choose another --out")
+    doc = TASKS[cfg.task].binarize(cfg, out)
+    print(f"{out}: {doc['pairs']:,} training pairs, {doc['tokens']:,} tokens ({doc['skipped']:,} skipped) in "
+          f"{doc['seconds']} s; train with --set data.prepared={out}")
+    return 0
+
+
 def cmd_tag(args) -> int:
     from attnkit.data.conllu import format_conllu, parse_conllu, read_conllu, sentences_from_tokens
     from attnkit.tasks.tagging import Tagger
 
-    tagger = Tagger.load(args.model_dir)
+    tagger = Tagger.load(args.model_dir, args.device)
     if args.tokens:
         sentences = sentences_from_tokens(read_input(args.input))
     elif args.input:
@@ -137,7 +166,7 @@ def cmd_tag(args) -> int:
 def cmd_classify(args) -> int:
     from attnkit.tasks.classification import Classifier
 
-    classifier = Classifier.load(args.model_dir)
+    classifier = Classifier.load(args.model_dir, args.device)
     results = classifier.classify(read_input(args.input))
     empty = results.count(None)
     if empty:
@@ -149,7 +178,7 @@ def cmd_classify(args) -> int:
 def cmd_generate(args) -> int:
     from attnkit.tasks.language_model import LanguageModel
 
-    lm = LanguageModel.load(args.model_dir)
+    lm = LanguageModel.load(args.model_dir, args.device)
     g = lm.cfg.generation
     pick = lambda value, default: default if value is None else value  # noqa: E731
     max_tokens = pick(args.max_tokens, g.max_tokens)
@@ -175,7 +204,7 @@ def cmd_embed(args) -> int:
     from attnkit.data.conllu import read_conllu
     from attnkit.tasks.bilm import Contextual, embed
 
-    ctx = Contextual.load(args.model_dir, freeze=True)
+    ctx = Contextual.load(args.model_dir, freeze=True, device=args.device)
     if args.input and Path(args.input).name.removesuffix(".gz").endswith(".conllu"):
         sentences = [s.forms for s in read_conllu(args.input)]
     else:
@@ -202,7 +231,7 @@ def cmd_embed(args) -> int:
 def cmd_translate(args) -> int:
     from attnkit.translator import load_model_dir
 
-    translator = load_model_dir(args.model_dir)
+    translator = load_model_dir(args.model_dir, args.device)
     lines = read_input(args.input)
     bar = tqdm(total=len(lines), disable=not (_progress(args) and args.output), unit="sent", desc="translate")
     results = translator.translate(lines, beam=args.beam, nbest=args.nbest, batch_size=args.batch_size,
@@ -222,7 +251,8 @@ def cmd_evaluate(args) -> int:
     from attnkit.tasks.base import EvaluateRequest
 
     path, cfg = open_model_dir(args.model_dir, files=())
-    request = EvaluateRequest(args.src, args.ref, args.beam, args.batch_size, args.exposure, _progress(args))
+    request = EvaluateRequest(args.src, args.ref, args.beam, args.batch_size, args.exposure, _progress(args),
+                              args.device)
     done = TASKS[cfg.task].evaluate(path, request)
     if args.output and done.outputs is not None:
         write_output(args.output, done.outputs)
@@ -234,7 +264,7 @@ def cmd_caption(args) -> int:
     from attnkit.data.images import load_image
     from attnkit.tasks.captioning import Captioner
 
-    captioner = Captioner.load(args.model_dir)
+    captioner = Captioner.load(args.model_dir, args.device)
     im = captioner.cfg.image
     pixels = []
     for path in args.images:
@@ -283,9 +313,9 @@ def cmd_demo(args) -> int:
           f"minutes -> {out}")
     # the run (training, validation, test) ends by the deadline less the few seconds the examples take
     run_minutes = max(args.minutes - DEMO_EXAMPLES_SECONDS / 60, args.minutes / 2)
-    summary = run_training(config, out, [], False, 0, run_minutes, _progress(args))
+    summary = run_training(config, out, device_override(args.device), False, 0, run_minutes, _progress(args))
     report(summary, out)
-    translator = load_model_dir(out)
+    translator = load_model_dir(out, args.device or "auto")
     print("\nexamples (beam 5):")
     for src, hyp in zip(DEMO_SENTENCES, translator.translate(DEMO_SENTENCES, beam=5)):
         print(f"  en: {src}\n  de: {hyp[0].text}\n")
@@ -294,44 +324,63 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _wait(device: torch.device) -> None:
+    """Wait until a GPU has done the work queued on it, so a timer reads the clock after it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def cmd_bench_train(args) -> int:
-    """Training tokens/s of any config: its task prepares the run as ``train`` does, in a scratch folder."""
+    """Training tokens/s of any config: its task prepares the run as ``train`` does, in a scratch folder,
+    on the device and at the precision training would use (``runtime.settle``)."""
     import tempfile
 
     from attnkit.config import load_config
+    from attnkit.runtime import settle, to_device
     from attnkit.tasks import TASKS
     from attnkit.tasks.base import Fitted
     from attnkit.training.trainer import Trainer
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides + device_override(args.device))
     t = cfg.training
+    setup = settle(t.device, t.precision)
     with tempfile.TemporaryDirectory() as scratch:
         prepared = TASKS[cfg.task].prepare(cfg, Path(scratch), False)
         if isinstance(prepared, Fitted):
             raise UserError(f"{args.config}: a {cfg.model.arch} model is counted, not trained: no steps to time")
-        trainer = Trainer(prepared.model, prepared.strategy, t, Path(scratch), prepared.epoch_batches,
-                          prepared.make_batch, prepared.validate, prepared.meta, progress=False)
+        model = prepared.model.to(setup.device)
+        trainer = Trainer(model, prepared.strategy, t, Path(scratch), prepared.epoch_batches,
+                          prepared.make_batch, prepared.validate, prepared.meta, progress=False, setup=setup)
+
+        def step(micro: list[list[int]]) -> int:
+            """One update; the target tokens it trained on."""
+            return trainer.train_step(*(to_device(prepared.make_batch(idx), setup.device) for idx in micro))[1]
+
         updates = trainer.updates(0)
         need = args.warmup + args.steps
         updates = (updates * (need // len(updates) + 1))[:need]
         for micro in updates[: args.warmup]:
-            trainer.train_step(*map(prepared.make_batch, micro))
+            step(micro)
+        _wait(setup.device)
         tokens, start = 0, time.perf_counter()
         for micro in updates[args.warmup :]:
-            tokens += trainer.train_step(*map(prepared.make_batch, micro))[1]
+            tokens += step(micro)
+        _wait(setup.device)
         seconds = time.perf_counter() - start
         trainer.metrics.close()
-    print(json.dumps({"config": str(args.config), "task": cfg.task, "arch": cfg.model.arch, "precision": t.precision,
-                      "params": sum(p.numel() for p in prepared.model.parameters()), "steps": args.steps,
+    print(json.dumps({"config": str(args.config), "task": cfg.task, "arch": cfg.model.arch,
+                      "device": str(setup.device), "precision": setup.precision,
+                      "params": sum(p.numel() for p in model.parameters()), "steps": args.steps,
                       "target_tokens": tokens, "seconds": round(seconds, 2),
                       "train_tokens_per_s": round(tokens / seconds, 1), "threads": torch.get_num_threads()}))
     return 0
 
 
 def cmd_bench_translate(args) -> int:
+    from attnkit.runtime import device_of
     from attnkit.translator import load_model_dir
 
-    translator = load_model_dir(args.model_dir)
+    translator = load_model_dir(args.model_dir, args.device)
     lines = read_lines(args.src)
     if args.limit:
         lines = lines[: args.limit]
@@ -339,7 +388,8 @@ def cmd_bench_translate(args) -> int:
     start = time.perf_counter()
     translator.translate(lines, beam=args.beam, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
-    print(json.dumps({"model_dir": str(args.model_dir), "beam": args.beam, "sentences": len(lines),
+    print(json.dumps({"model_dir": str(args.model_dir), "device": str(device_of(translator.model)),
+                      "beam": args.beam, "sentences": len(lines),
                       "seconds": round(seconds, 2), "sentences_per_s": round(len(lines) / seconds, 2),
                       "threads": torch.get_num_threads()}))
     return 0

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         Minutes,
         NonNegative,
         NonNegativeMinutes,
+        add_device,
         checked,
         count,
         input_file,
@@ -78,7 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "budget had left unless given")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out exactly where it stopped (optimizer, schedule, RNG, data position)")
+    add_device(t, trains=True)
     t.set_defaults(func=c.cmd_train)
+
+    pr = sub.add_parser("prepare", help="binarize a config's training corpus once, for training to memory-map",
+                        description="Train the config's tokenizers and write the token ids of every training pair "
+                                    "to DIR as flat arrays (docs/SCALING.md); then train with --set "
+                                    "data.prepared=DIR. Translation configs.")
+    pr.add_argument("config", type=input_file, help="YAML config")
+    pr.add_argument("--out", required=True, metavar="DIR", help="the corpus directory to write")
+    pr.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a config value (repeatable)")
+    pr.set_defaults(func=c.cmd_prepare)
 
     tr = sub.add_parser("translate", help="translate text with a trained model",
                         description="Translate one sentence per line, stdin to stdout by default; as many lines "
@@ -91,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=batch_size, default=None, metavar="N", help="sentences per batch")
     tr.add_argument("--input", type=input_file, metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
     tr.add_argument("--output", type=output_file, metavar="FILE", help="write to FILE instead of stdout")
+    add_device(tr)
     tr.set_defaults(func=c.cmd_translate)
 
     e = sub.add_parser("evaluate", help="score a trained model on a test file",
@@ -115,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="translation: also measure exposure bias, the reference tokens' loss and accuracy by output "
                         "position when the model reads the reference prefix (teacher forced) and when it reads its "
                         "own greedy output (self fed)")
+    add_device(e)
     e.set_defaults(func=c.cmd_evaluate)
 
     cp = sub.add_parser("caption", help="describe images with a trained captioner",
@@ -128,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--beam", type=beam, default=None, metavar="N",
                     help="beam size; 1 is greedy (default: the config's)")
     cp.add_argument("--attention-dir", metavar="DIR", help="save the attention map of every generated word here")
+    add_device(cp)
     cp.set_defaults(func=c.cmd_caption)
 
     d = sub.add_parser("demo", help="train a small Transformer on the embedded Multi30k en-de and show it",
@@ -137,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--minutes", type=checked(Minutes, "minutes"), default=10.0, metavar="M",
                    help="time budget of the whole demo, training and test scoring (default: 10)")
     d.add_argument("--out", help="run directory (default: runs/demo-<time>)")
+    add_device(d, trains=True)
     d.set_defaults(func=c.cmd_demo)
 
     g = sub.add_parser("tag", help="tag words with a trained tagger",
@@ -147,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input", type=input_file, metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
     g.add_argument("--output", type=output_file, metavar="FILE", help="write to FILE instead of stdout")
     g.add_argument("--tokens", action="store_true", help="input is one tokenized sentence per line, not CoNLL-U")
+    add_device(g)
     g.set_defaults(func=c.cmd_tag)
 
     k = sub.add_parser("classify", help="label texts with a trained classifier",
@@ -155,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("model_dir", metavar="DIR", help="a trained classifier directory")
     k.add_argument("--input", type=input_file, metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
     k.add_argument("--output", type=output_file, metavar="FILE", help="write to FILE instead of stdout")
+    add_device(k)
     k.set_defaults(func=c.cmd_classify)
 
     n = sub.add_parser("generate", help="continue prompts with a trained language model",
@@ -180,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N new tokens per prompt")
     n.add_argument("--seed", type=checked(NonNegative, "seed"), default=None,
                    help="random seed for sampling (default: unseeded)")
+    add_device(n)
     n.set_defaults(func=c.cmd_generate)
 
     m = sub.add_parser("embed", help="write ELMo-style contextual word vectors of a text",
@@ -199,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the character-based word vector), or all (every layer, (L+1, T, D) per sentence: "
                         ".safetensors output only)")
     m.add_argument("--batch-size", type=count(), default=32, metavar="N", help="sentences per batch (default: 32)")
+    add_device(m)
     m.set_defaults(func=c.cmd_embed)
 
     b = sub.add_parser("bench", help="measure training and translation speed",
@@ -212,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--steps", type=count(), default=30, help="timed updates (default: 30)")
     bt.add_argument("--warmup", type=checked(NonNegative, "steps"), default=5,
                     help="untimed updates first (default: 5)")
+    add_device(bt, trains=True)
     bt.set_defaults(func=c.cmd_bench_train)
     bd = bsub.add_parser("translate", help="translation sentences/s of a trained model")
     bd.add_argument("model_dir", metavar="DIR")
@@ -220,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--batch-size", type=batch_size, default=None, metavar="N")
     bd.add_argument("--limit", type=checked(NonNegative, "count"), default=0, metavar="N",
                     help="only the first N sentences (0: all)")
+    add_device(bd)
     bd.set_defaults(func=c.cmd_bench_translate)
 
     see.add_parsers(sub)  # plot, serve: attnkit/cli/see.py

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from attnkit.config import key_type, resolve_path
+from attnkit.config import TrainingConfig, key_type, resolve_path
 
 Count = Annotated[int, Field(ge=1)]  # steps, sentences, layers, heads: at least one
 NonNegative = Annotated[int, Field(ge=0)]
@@ -46,6 +46,16 @@ def like(section: type[BaseModel], key: str) -> Callable[[str], Any]:
 
 def count() -> Callable[[str], int]:
     return checked(Count, "count")
+
+
+def add_device(parser: argparse.ArgumentParser, trains: bool = False) -> None:
+    """``--device``, checked as ``training.device`` is. A command that runs a trained model takes auto by
+    default (the GPU when there is one, whatever device trained it); one that trains sets
+    ``training.device``, and without it keeps the config's."""
+    where = ("where to train: the config's training.device unless given" if trains
+             else "where the model runs (default: auto)")
+    parser.add_argument("--device", type=like(TrainingConfig, "device"), default=None if trains else "auto",
+                        metavar="DEVICE", help=f"{where}; auto (the GPU when there is one), cpu, cuda or cuda:N")
 
 
 def input_file(text: str) -> str:

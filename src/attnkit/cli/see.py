@@ -19,7 +19,7 @@ ATTENTION_KINDS = ("encoder", "self", "cross", "pooling")
 
 
 def add_parsers(sub) -> None:
-    from attnkit.cli.options import Count, Dimension, Port, checked, input_file, like
+    from attnkit.cli.options import Count, Dimension, Port, add_device, checked, input_file, like
     from attnkit.config import DecodingConfig
 
     count = checked(Count, "count")
@@ -44,6 +44,7 @@ def add_parsers(sub) -> None:
     a.add_argument("--head", type=count, metavar="N", help="only head N (from 1)")
     a.add_argument("--beam", type=like(DecodingConfig, "beam"), metavar="N",
                    help="translation: beam size of the output drawn (default: config)")
+    add_device(a)
     a.set_defaults(func=cmd_plot_attention)
 
     q = psub.add_parser("positions", help="the sinusoidal positional-encoding matrix of a sentence",
@@ -71,6 +72,7 @@ def add_parsers(sub) -> None:
     s.add_argument("model_dir", metavar="DIR", help="a trained model directory")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     s.add_argument("--port", type=checked(Port, "port"), default=8000, help="port (default: 8000; 0: any free port)")
+    add_device(s)
     s.set_defaults(func=cmd_serve)
 
 
@@ -101,7 +103,7 @@ def cmd_plot_attention(args: argparse.Namespace) -> int:
     from attnkit.tasks import load_inspector
 
     check_path(args.out)
-    inspector = load_inspector(args.model_dir)
+    inspector = load_inspector(args.model_dir, args.device)
     if inspector.input == "image":
         if args.image is None:
             raise UserError(f"{args.model_dir}: a captioning model: give --image FILE")
@@ -151,5 +153,5 @@ def cmd_plot_curves(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from attnkit.server import serve
 
-    serve(args.model_dir, args.host, args.port)
+    serve(args.model_dir, args.host, args.port, args.device)
     return 0

@@ -28,6 +28,9 @@ class ParallelData(Section):
     src_lang: str = "src"
     tgt_lang: str = "tgt"
     max_len: int = Field(128, ge=2, description="training pairs longer than this (in tokens) are skipped")
+    prepared: str | None = Field(
+        None, description="a corpus directory made by attnkit prepare from this config: training memory-maps "
+                          "its token ids and takes its tokenizers instead of reading and encoding data.train")
 
 
 class TaggedData(Section):
@@ -104,7 +107,12 @@ class TrainingConfig(Section):
     early_stopping: Literal["auto", "bleu", "loss", "accuracy", "perplexity"] = Field(
         "auto", description="the validation score that picks the best model; auto: the task's main score")
     patience: int = Field(10, ge=0, description="validations without improvement before stopping; 0: never")
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="fp32; bf16 autocast (CPUs with native bf16, and GPUs); fp16 autocast with loss "
+                            "scaling (GPUs). Where it cannot run fast, fp32, said in the log")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto (the GPU when there is one), cpu, cuda or cuda:N; --device on the "
+                                    "command line")
     log_every: int = Field(20, ge=1, description="updates between the training lines of the log and metrics.jsonl")
     init_from: str | None = Field(
         None, description="translation, language model: a trained model directory whose tokenizers and best "

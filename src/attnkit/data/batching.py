@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -51,34 +52,45 @@ def make_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], index
     )
 
 
-def token_batches(lengths: Sequence[tuple[int, int]], batch_tokens: int, seed: int, epoch: int,
-                  pool_batches: int = 50) -> list[list[int]]:
+def token_batches(lengths: Sequence[tuple[int, int]] | tuple[np.ndarray, np.ndarray], batch_tokens: int, seed: int,
+                  epoch: int, pool_batches: int = 50) -> list[list[int]]:
     """Length-bucketed batches of example indices for one epoch.
 
-    ``lengths[i]`` is ``(src_len, tgt_len)`` of example ``i``. A batch's cost is its size times its
-    longest side (+1 for the EOS/BOS), kept at most ``batch_tokens``.
+    ``lengths[i]`` is ``(src_len, tgt_len)`` of example ``i`` (or ``lengths`` is the pair of arrays
+    of all source and all target lengths, as a binarized corpus has them). A batch's cost is its size
+    times its longest side (+1 for the EOS/BOS), kept at most ``batch_tokens``.
     """
+    src, tgt = _length_arrays(lengths)
     rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(lengths)))
+    order = list(range(len(src)))
     rng.shuffle(order)
-    cost = [max(s, t) + 1 for s, t in lengths]
-    pool_size = max(1, pool_batches * batch_tokens // max(1, int(sum(cost) / max(1, len(cost)))))
+    shuffled = np.asarray(order, dtype=np.int64)
+    cost = np.maximum(src, tgt) + 1
+    pool_size = max(1, pool_batches * batch_tokens // max(1, int(cost.sum() / max(1, len(cost)))))
     batches: list[list[int]] = []
-    for start in range(0, len(order), pool_size):
-        pool = sorted(order[start : start + pool_size], key=lambda i: (lengths[i][1], lengths[i][0]))
+    for start in range(0, len(shuffled), pool_size):
+        pool = shuffled[start : start + pool_size]
+        pool = pool[np.lexsort((src[pool], tgt[pool]))]  # by target, then source length; stable
         batch: list[int] = []
         longest = 0
-        for i in pool:
-            longest_if = max(longest, cost[i])
+        for i, c in zip(pool.tolist(), cost[pool].tolist()):
+            longest_if = max(longest, c)
             if batch and longest_if * (len(batch) + 1) > batch_tokens:
                 batches.append(batch)
-                batch, longest_if = [], cost[i]
+                batch, longest_if = [], c
             batch.append(i)
             longest = longest_if
         if batch:
             batches.append(batch)
     rng.shuffle(batches)
     return batches
+
+
+def _length_arrays(lengths) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(lengths, tuple) and len(lengths) == 2 and isinstance(lengths[0], np.ndarray):
+        return lengths[0].astype(np.int64, copy=False), lengths[1].astype(np.int64, copy=False)
+    pairs = np.asarray(lengths, dtype=np.int64).reshape(-1, 2)  # (N, 2): source, target
+    return pairs[:, 0], pairs[:, 1]
 
 
 def inference_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

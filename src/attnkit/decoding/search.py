@@ -205,7 +205,7 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
         beam_src = top_beam.gather(1, order) + torch.arange(n, device=device).unsqueeze(1) * k  # (n, k)
         live_tok = top_tok.gather(1, order)
 
-        done = torch.tensor([len(finished[int(b)]) >= k for b in active], device=device)
+        done = torch.tensor([len(finished[b]) >= k for b in active.tolist()], device=device)
         done |= live_scores[:, 0] == NEG_INF
         keep = (~done).nonzero().squeeze(1)
         if keep.numel() == 0:

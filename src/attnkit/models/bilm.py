@@ -154,10 +154,11 @@ class ContextualEmbedder(nn.Module):
         """The frozen LM's layers (L+1, B, T, 2D), each sentence's computed only the first time it is
         seen (zero at padding, where the LM's own output means nothing)."""
         B, T, _ = chars.shape
-        lengths = (chars[..., 0] != 0).sum(1).tolist()
+        host = chars.cpu()  # the keys are the sentences' bytes; the cached layers stay on the LM's device
+        lengths = (host[..., 0] != 0).sum(1).tolist()
         keys = []
         for b, n in enumerate(lengths):
-            words = chars[b, :n]  # (n, C) with the batch's padding width: cut to this sentence's own
+            words = host[b, :n]  # (n, C) with the batch's padding width: cut to this sentence's own
             width = int((words != 0).sum(1).max()) if n else 0
             keys.append(width.to_bytes(2, "little") + words[:, :width].numpy().tobytes())
         todo = [b for b, k in enumerate(keys) if k not in self.cache]

@@ -21,7 +21,8 @@ TASKS: dict[str, Task] = {task.name: task for task in (
 )}
 
 
-def load_inspector(path: str | Path) -> Inspector:
-    """The inspector of the model directory ``path``, from its task (``Task.inspector``)."""
+def load_inspector(path: str | Path, device: str = "auto") -> Inspector:
+    """The inspector of the model directory ``path``, its model on ``device``, from its task
+    (``Task.inspector``)."""
     path, cfg = open_model_dir(path, files=())
-    return TASKS[cfg.task].inspector(path)
+    return TASKS[cfg.task].inspector(path, device)

@@ -48,6 +48,7 @@ class EvaluateRequest:
     batch_size: int | None = None
     exposure: bool = False  # translation: also the exposure-bias diagnostic
     progress: bool = False  # a progress bar on the terminal
+    device: str = "auto"  # where the model runs: auto (the GPU when there is one), cpu, cuda or cuda:N
 
 
 @dataclass
@@ -69,12 +70,19 @@ class Task:
         """Read the data, build (or reload) the vocabularies and the model, for ``attnkit.train``."""
         raise NotImplementedError
 
+    def binarize(self, cfg, directory: Path) -> dict:
+        """``attnkit prepare``: the training data's token ids, memory-mappable, in ``directory``
+        (``data/corpus.py``); returns what it wrote (the manifest)."""
+        raise UserError(f"prepare: the {self.name} task reads its data into memory; attnkit prepare binarizes "
+                        "translation corpora")
+
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """Score the trained model directory ``path`` (``attnkit evaluate``)."""
         raise UserError(f"{path}: holds {self.what}, which evaluate does not score")
 
-    def inspector(self, path: Path) -> Inspector:
-        """The model of ``path`` ready to be looked into (``attnkit plot attention``, ``attnkit serve``)."""
+    def inspector(self, path: Path, device: str = "auto") -> Inspector:
+        """The model of ``path`` on ``device``, ready to be looked into (``attnkit plot attention``,
+        ``attnkit serve``)."""
         raise UserError(f"{path}: holds {self.what}, which has nothing to inspect")
 
 

@@ -29,6 +29,7 @@ from attnkit.data.vocab import ListTokenizer
 from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights
 from attnkit.models.bilm import BidirectionalLM, ContextualEmbedder
+from attnkit.runtime import device_of, pick_device, to_device
 from attnkit.specials import BOS, EOS, UNK
 from attnkit.tasks.base import Prepared, Task, check_cutoffs, final_cost, parameter_count
 from attnkit.training.strategies import IGNORE, make_strategy
@@ -109,9 +110,10 @@ def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
     strategy = make_strategy(t, "bidirectional")
 
     def perplexity(m: torch.nn.Module, data: list[list[str]]) -> float:
-        total, n = 0.0, 0
+        total, n, device = 0.0, 0, device_of(m)
         for idx in token_batches([(len(s), len(s)) for s in data], t.batch_tokens, 0, 0):
-            loss, k, _ = strategy.loss(m, make_batch(words, chars, [data[i] for i in idx], idx), 0)
+            batch = to_device(make_batch(words, chars, [data[i] for i in idx], idx), device)
+            loss, k, _ = strategy.loss(m, batch, 0)
             total, n = total + float(loss), n + k
         return round(math.exp(total / max(n, 1)), 2)
 
@@ -135,9 +137,12 @@ class Contextual:
         self.chars, self.embedder = chars, embedder
 
     @classmethod
-    def load(cls, path: str | Path, freeze: bool, weights: bool = True, cache: bool = False) -> Contextual:
+    def load(cls, path: str | Path, freeze: bool, weights: bool = True, cache: bool = False,
+             device: str = "auto") -> Contextual:
         """From a bilm run directory (``weights``: load its trained weights; a downstream model's own
-        checkpoint already holds them; ``cache``: see ``ContextualEmbedder``)."""
+        checkpoint already holds them; ``cache``: see ``ContextualEmbedder``), the LM on ``device``
+        (auto: the GPU when there is one)."""
+        where = pick_device(device)
         path = Path(path)
         for name in FILES[: 4 if weights else 3]:
             if not (path / name).is_file():
@@ -150,7 +155,7 @@ class Contextual:
         bilm = build_bilm(cfg.model, len(chars), len(words))
         if weights:
             load_best_weights(bilm, path)
-        return cls(chars, ContextualEmbedder(bilm, freeze, cache))
+        return cls(chars, ContextualEmbedder(bilm, freeze, cache).to(where))
 
     @staticmethod
     def copy_files(src: str | Path, dst: Path) -> None:
@@ -183,15 +188,17 @@ def select_layer(layers: Tensor, layer: str | int) -> Tensor:
 def embed(bilm: BidirectionalLM, chars: ListTokenizer, sentences: list[list[str]], layer: str | int = "average",
           batch_size: int = 32) -> list[Tensor]:
     """The contextual vectors of every word of every sentence, in input order: (T_i, 2D) per sentence,
-    (L+1, T_i, 2D) with ``layer="all"``; an empty sentence gives T_i = 0."""
+    (L+1, T_i, 2D) with ``layer="all"``, on the CPU; an empty sentence gives T_i = 0."""
     bilm.eval()
+    device = device_of(bilm)
     num_layers, dim = bilm.num_layers + 1, bilm.output_dim
     empty = torch.zeros(num_layers, 0, dim)
     out = [select_layer(empty, layer) for _ in sentences]
     todo = [i for i, s in enumerate(sentences) if s]
     for batch in inference_batches([len(sentences[i]) for i in todo], batch_size):
         rows = [todo[j] for j in batch]
-        layers = bilm.layers(char_tensor(chars, [sentences[i] for i in rows])).float()  # (L+1, B, T, 2D)
+        layers = bilm.layers(to_device(char_tensor(chars, [sentences[i] for i in rows]), device))
+        layers = layers.float().cpu()  # (L+1, B, T, 2D)
         for b, i in enumerate(rows):
             out[i] = select_layer(layers[:, b, : len(sentences[i])], layer).contiguous()
     return out

@@ -36,7 +36,7 @@ from attnkit.errors import UserError
 from attnkit.inspection import AttentionMap, CaptionResult, Inspection, Inspector, Options, first_row, read_image
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq
-from attnkit.runtime import autocast
+from attnkit.runtime import autocast, device_of, pick_device, to_device
 from attnkit.specials import BOS, EOS
 from attnkit.tasks.base import EvaluateRequest, Evaluation, Prepared, Task, best_metric, final_cost, parameter_count
 from attnkit.training.captioning_loss import cross_attention
@@ -103,12 +103,14 @@ class Captioner:
         self.model, self.tok, self.cfg = model.eval(), tok, cfg
 
     @classmethod
-    def load(cls, path: str | Path) -> Captioner:
+    def load(cls, path: str | Path, device: str = "auto") -> Captioner:
+        """The captioner of a model directory, on ``device`` (auto: the GPU when there is one)."""
+        where = pick_device(device)
         path, cfg = open_model_dir(path, "captioning", "a captioner")
         tok = load_tokenizer(path, "words", cfg.vocab.level)
         model = build_captioner(cfg.model, image_shape(cfg), len(tok), pretrained=False)
         load_best_weights(model, path)
-        return cls(model, tok, cfg)
+        return cls(model.to(where), tok, cfg)
 
     def normalise(self, text: str) -> str:
         return " ".join((text.lower() if self.cfg.vocab.lowercase else text).split())
@@ -119,11 +121,12 @@ class Captioner:
         d = self.cfg.decoding
         beam = beam or d.beam
         limit = d.max_len if self.model.max_positions is None else min(d.max_len, self.model.max_positions - 1)
-        out = []
+        out, device = [], device_of(self.model)
         for start in range(0, len(images), d.batch_size):
             src = to_tensor([images[i] for i in range(start, min(start + d.batch_size, len(images)))])
-            max_len = torch.full((src.size(0),), limit, dtype=torch.long)
-            with autocast(self.cfg.training.precision):
+            src = to_device(src, device)  # (B, C, H, W)
+            max_len = torch.full((src.size(0),), limit, dtype=torch.long, device=device)
+            with autocast(self.cfg.training.precision, device):
                 if beam == 1:
                     hyps = greedy(self.model, src, max_len, d.min_len)
                 else:
@@ -135,16 +138,17 @@ class Captioner:
     def attention(self, images: Sequence[np.ndarray], tokens: list[list[int]]) -> tuple[Tensor, Tensor]:
         """Teacher-forced pass over ``tokens`` (without BOS/EOS): the attention of each output step
         (B, T, h, w), step t being the one that writes token t (T = longest + 1, the last writes EOS),
-        and the summed negative log-likelihood per image (B,). The same numbers the search saw."""
-        src = to_tensor(list(images))
-        tgt_in = pad([[BOS] + t for t in tokens])
-        tgt_out = pad([t + [EOS] for t in tokens])
-        with autocast(self.cfg.training.precision):
+        and the summed negative log-likelihood per image (B,), both on the CPU. The same numbers the
+        search saw."""
+        device = device_of(self.model)
+        src, tgt_in, tgt_out = to_device((to_tensor(list(images)), pad([[BOS] + t for t in tokens]),
+                                          pad([t + [EOS] for t in tokens])), device)
+        with autocast(self.cfg.training.precision, device):
             out = self.model(src, tgt_in, need_weights=True)
         alpha = cross_attention(out.attention["cross"])  # (B, T, L)
         h, w = self.model.encoder.grid_size
         nll = torch.stack([token_nll(out.logits[i : i + 1], tgt_out[i : i + 1]) for i in range(len(tokens))])
-        return alpha.view(alpha.size(0), alpha.size(1), h, w), nll  # (B, T, h, w)
+        return alpha.view(alpha.size(0), alpha.size(1), h, w).cpu(), nll.cpu()  # (B, T, h, w), (B,)
 
     def evaluate(self, data: CaptionSet, beam: int | None = None, captions: list[Caption] | None = None) -> dict:
         """BLEU-4, exact match (%), the loss per token of each image's first reference (teacher forced)
@@ -265,8 +269,8 @@ def prepare(cfg: CaptioningConfig, out: Path, resume: bool) -> Prepared:
 class CaptioningInspector(Inspector):
     task, options, input = "captioning", frozenset({"beam"}), "image"
 
-    def __init__(self, path: Path):
-        self.captioner = Captioner.load(path)
+    def __init__(self, path: Path, device: str = "auto"):
+        self.captioner = Captioner.load(path, device)
         self.cfg = self.captioner.cfg
 
     def count_tokens(self, text: str) -> int:
@@ -279,7 +283,8 @@ class CaptioningInspector(Inspector):
         pixels, note = fit_image(read_image(data), im.height, im.width, im.channels)  # (H, W, C) uint8
         with torch.no_grad():
             best = c.caption([pixels], options.beam)[0]
-            out = c.model(to_tensor([pixels]), pad([[BOS] + best.tokens]), need_weights=True)
+            src, tgt_in = to_device((to_tensor([pixels]), pad([[BOS] + best.tokens])), device_of(c.model))
+            out = c.model(src, tgt_in, need_weights=True)
         h, w = c.model.encoder.grid_size
         cells = [f"({r},{k})" for r in range(h) for k in range(w)]  # row-major, as the encoder lays them out
         maps = [AttentionMap("cross", "attention over the image", c.tok.pieces(best.tokens + [EOS]), cells,
@@ -298,7 +303,7 @@ class CaptioningTask(Task):
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """BLEU-4, exact match and (digit scenes) attention localisation on the test split of the
         model's config."""
-        captioner = Captioner.load(path)
+        captioner = Captioner.load(path, request.device)
         if request.src:
             raise UserError("evaluate: a captioner is scored on the test split of its config; --src is not used")
         test = read_splits(captioner.cfg, ("test",))["test"]
@@ -316,8 +321,8 @@ class CaptioningTask(Task):
                  f"{scores['images']} images, beam {beam}, {scores['images_per_s']} images/s"]
         return Evaluation(scores, lines, [c.text for c in captions])
 
-    def inspector(self, path: Path) -> CaptioningInspector:
-        return CaptioningInspector(path)
+    def inspector(self, path: Path, device: str = "auto") -> CaptioningInspector:
+        return CaptioningInspector(path, device)
 
 
 TASK = CaptioningTask()

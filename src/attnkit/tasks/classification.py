@@ -30,6 +30,7 @@ from attnkit.inspection import (
 )
 from attnkit.model_dir import WEIGHTS, load_best_weights, open_model_dir
 from attnkit.models.bilm import WithContextualEmbeddings
+from attnkit.runtime import device_of, pick_device, to_device
 from attnkit.specials import UNK
 from attnkit.tasks.base import (
     EvaluateRequest,
@@ -116,13 +117,14 @@ class Encoder:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, enc: Encoder, texts: list[str], batch_tokens: int = 8000) -> Tensor:
-    """(N, num_labels) probabilities, in the order of ``texts``."""
+    """(N, num_labels) probabilities on the CPU, in the order of ``texts``."""
     model.eval()
     lengths = [len(enc.ids(t)) for t in texts]
     probs = torch.zeros(len(texts), len(enc.labels))
+    device = device_of(model)
     for idx in token_batches([(n, n) for n in lengths], batch_tokens, 0, 0):
-        out = model(**enc.batch([texts[i] for i in idx], None, idx).inputs())
-        probs[idx] = torch.softmax(out.logits.float(), -1)
+        out = model(**to_device(enc.batch([texts[i] for i in idx], None, idx), device).inputs())
+        probs[idx] = torch.softmax(out.logits.float(), -1).cpu()
     return probs
 
 
@@ -143,14 +145,15 @@ def accuracy(model: torch.nn.Module, enc: Encoder, data: Examples) -> float:
 def build(cfg: ClassificationConfig, tok: Tokenizer, labels: list[str], out: Path,
           fresh: bool) -> tuple[torch.nn.Module, Encoder]:
     """The classifier of ``cfg`` and its encoder; with ``embeddings.contextual``, wrapped with the
-    bidirectional LM, whose files a fresh run copies into ``out/bilm``."""
+    bidirectional LM, whose files a fresh run copies into ``out/bilm``. On the CPU: whoever runs the
+    classifier places it."""
     d, e = cfg.data, cfg.embeddings
     max_len = min(d.max_len, getattr(cfg.model, "max_positions", d.max_len))
     if e.contextual is None:
         return build_classifier(cfg.model, len(tok), len(labels)), Encoder(tok, labels, max_len, cfg.vocab.lowercase)
     # a fresh run reads the trained weights; a resumed one gets them from its own checkpoint
     ctx = Contextual.load(resolve_path(e.contextual) if fresh else out / "bilm", e.freeze_contextual,
-                          weights=fresh, cache=e.cache_contextual)
+                          weights=fresh, cache=e.cache_contextual, device="cpu")
     if fresh:
         Contextual.copy_files(resolve_path(e.contextual), out / "bilm")
     model = build_classifier(cfg.model, len(tok), len(labels), ctx.embedder.output_dim)
@@ -218,13 +221,15 @@ class Classifier:
         self.model, self.enc, self.cfg = model.eval(), enc, cfg
 
     @classmethod
-    def load(cls, path: str | Path) -> Classifier:
+    def load(cls, path: str | Path, device: str = "auto") -> Classifier:
+        """The classifier of a model directory, on ``device`` (auto: the GPU when there is one)."""
+        where = pick_device(device)
         path, cfg = open_model_dir(path, "classification", "a classifier", files=(WEIGHTS, "labels.txt"))
         tok = load_tokenizer(path, "words", cfg.vocab.level)
         labels = (path / "labels.txt").read_text(encoding="utf-8").split("\n")[:-1]
         model, enc = build(cfg, tok, labels, path, fresh=False)
         load_best_weights(model, path)
-        return cls(model, enc, cfg)
+        return cls(model.to(where), enc, cfg)
 
     def classify(self, texts: list[str]) -> list[tuple[str, float] | None]:
         """The most probable label of each text and its probability; None for an empty text (nothing to
@@ -248,8 +253,8 @@ class Classifier:
 class ClassificationInspector(Inspector):
     task = "classification"
 
-    def __init__(self, path: Path):
-        self.classifier = Classifier.load(path)
+    def __init__(self, path: Path, device: str = "auto"):
+        self.classifier = Classifier.load(path, device)
         self.cfg = self.classifier.cfg
 
     def count_tokens(self, text: str) -> int:
@@ -257,7 +262,7 @@ class ClassificationInspector(Inspector):
 
     def run(self, text: str, options: Options) -> Inspection:
         c = self.classifier
-        batch = c.enc.batch([text], None, [0])
+        batch = to_device(c.enc.batch([text], None, [0]), device_of(c.model))
         out = c.model(**batch.inputs())  # ClassifierOutput: logits (1, C), pooling weights (1, T) or None
         probs = torch.softmax(out.logits[0].float(), -1).tolist()
         ranked = sorted(zip(c.enc.labels, probs), key=lambda lp: -lp[1])
@@ -267,7 +272,7 @@ class ClassificationInspector(Inspector):
         if alpha is not None:
             maps.append(AttentionMap("encoder", TITLES["encoder"], tokens, tokens, alpha, "tokens", "tokens"))
         if out.attention is not None:  # one learned query over the words
-            pooled = out.attention[0].float().view(1, 1, 1, -1)  # (1, 1, 1, T)
+            pooled = out.attention[0].float().cpu().view(1, 1, 1, -1)  # (1, 1, 1, T)
             maps.append(AttentionMap("pooling", TITLES["pooling"], ["<query>"], tokens, pooled,
                                      "learned query", "tokens"))
         result = ClassificationResult(label=ranked[0][0], probabilities=[
@@ -283,12 +288,12 @@ class ClassificationTask(Task):
 
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """Accuracy on the labelled TSV ``src`` (the columns of the model's config)."""
-        acc, n = Classifier.load(path).accuracy(src_file(request))
+        acc, n = Classifier.load(path, request.device).accuracy(src_file(request))
         scores = {"accuracy": acc, "texts": n}
         return Evaluation(scores, plain_lines(scores))
 
-    def inspector(self, path: Path) -> ClassificationInspector:
-        return ClassificationInspector(path)
+    def inspector(self, path: Path, device: str = "auto") -> ClassificationInspector:
+        return ClassificationInspector(path, device)
 
 
 TASK = ClassificationTask()

@@ -31,6 +31,7 @@ from attnkit.inspection import AttentionMap, ContinuationResult, Inspection, Ins
 from attnkit.model_dir import WEIGHTS, load_best_weights, open_model_dir, require_files
 from attnkit.models.base import EncoderOutput
 from attnkit.models.ngram import EOS_WORD, UNK_WORD, KneserNeyLM
+from attnkit.runtime import device_of, pick_device
 from attnkit.specials import EOS, SPECIALS, UNK
 from attnkit.tasks.base import (
     EvaluateRequest,
@@ -98,6 +99,7 @@ def stream_perplexity(model: torch.nn.Module, ids: Tensor, chunk: int, rows: int
     into ``rows`` parallel parts scored chunk by chunk, an LSTM carrying its state across chunks.
     The last few tokens, fewer than ``rows``, that the parts leave over continue the last part."""
     model.eval()
+    ids = ids.to(device_of(model))
     x, y = stream_rows(ids, rows)  # (rows, n) each
     total, count, state = 0.0, 0, None
     for start in range(0, x.size(1), chunk):
@@ -109,7 +111,7 @@ def stream_perplexity(model: torch.nn.Module, ids: Tensor, chunk: int, rows: int
     left = ids.numel() - 1 - y.numel()
     if left:
         if state is not None:  # the last part's state: the context of the tokens after it
-            state = model.reorder(state, torch.tensor([rows - 1]))
+            state = model.reorder(state, torch.tensor([rows - 1], device=ids.device))
         out = model(ids[None, -left - 1 : -1], state)  # (1, left) -> (1, left, V)
         total += float(token_nll(out.logits, ids[None, -left:]))
         count += left
@@ -221,7 +223,10 @@ class LanguageModel:
         self.cfg, self.model, self.tok, self.ngram = cfg, model, tok, ngram
 
     @classmethod
-    def load(cls, path: str | Path) -> LanguageModel:
+    def load(cls, path: str | Path, device: str = "auto") -> LanguageModel:
+        """The language model of a model directory, a neural one on ``device`` (auto: the GPU when there
+        is one); an n-gram model is counted on the CPU."""
+        where = pick_device(device)
         path, cfg = open_model_dir(path, "language_model", "a language model", files=())
         if cfg.model.arch == "kneser_ney":
             require_files(path, NGRAM_FILE)
@@ -230,7 +235,7 @@ class LanguageModel:
         tok = load_tokenizer(path, "words", cfg.vocab.level)
         model = build_language_model(cfg.model, len(tok))
         load_best_weights(model, path)
-        return cls(cfg, model.eval(), tok, None)
+        return cls(cfg, model.to(where).eval(), tok, None)
 
     def perplexity(self, lines: list[str]) -> float:
         lines = [line for line in lines if line.strip()]
@@ -257,10 +262,10 @@ class LanguageModel:
         """What ``generate`` does, in token ids: the context the model read (the line start, EOS, and
         the prompt, cut to the model's window) and the new tokens (EOS excluded)."""
         if self.ngram is not None:
-            decoder = NgramDecoder(self.ngram)
+            decoder, device = NgramDecoder(self.ngram), torch.device("cpu")
             ids = decoder.encode(prompt.split())
         else:
-            decoder, ids = self.model, self.tok.encode(prompt)
+            decoder, ids, device = self.model, self.tok.encode(prompt), device_of(self.model)
         context = [EOS] + ids  # a line starts after the previous line's end
         limit = self.model.max_positions if self.model is not None else None
         if limit is not None and len(context) + max_tokens > limit:
@@ -268,17 +273,17 @@ class LanguageModel:
             log.warning("prompt of %d tokens is longer than the model's context of %d allows with %d new tokens: "
                         "continuing its last %d tokens", len(ids), limit, max_tokens, keep)
             context = context[-keep:]
-        state = decoder.init_state(EncoderOutput.empty(1))
-        for token in context[:-1]:
-            _, state = decoder.step(torch.tensor([token]), state)
-        start, max_len = torch.tensor([context[-1]]), torch.tensor([max_tokens])
         with torch.no_grad():
+            state = decoder.init_state(EncoderOutput.empty(1, device))
+            for token in context[:-1]:
+                _, state = decoder.step(torch.tensor([token], device=device), state)
+            start, max_len = torch.tensor([context[-1]], device=device), torch.tensor([max_tokens], device=device)
             if method == "greedy":
                 hyp = greedy_decode(decoder, state, start, max_len, min_tokens)[0][0]
             elif method == "beam":
                 hyp = beam_decode(decoder, state, start, beam, max_len, min_len=min_tokens)[0][0]
             else:
-                gen = torch.Generator().manual_seed(seed) if seed is not None else None
+                gen = torch.Generator(device).manual_seed(seed) if seed is not None else None
                 hyp = sample_decode(decoder, state, start, max_len, temperature, top_k, top_p, min_tokens,
                                     generator=gen)[0][0]
         return context, hyp.tokens
@@ -327,8 +332,8 @@ class NgramDecoder:
 class LanguageModelInspector(Inspector):
     task, options = "language_model", frozenset({"beam", "method", "max_tokens", "temperature", "seed"})
 
-    def __init__(self, path: Path):
-        self.lm = LanguageModel.load(path)
+    def __init__(self, path: Path, device: str = "auto"):
+        self.lm = LanguageModel.load(path, device)
         self.cfg = self.lm.cfg
 
     def count_tokens(self, text: str) -> int:
@@ -347,7 +352,7 @@ class LanguageModelInspector(Inspector):
         pieces = lm.tok.pieces
         ids = context + new  # what the model reads: the line start, the prompt, the continuation
         maps = []
-        out = lm.model(torch.tensor([ids]), need_weights=True)
+        out = lm.model(torch.tensor([ids], device=device_of(lm.model)), need_weights=True)
         if out.attention:  # Transformer: per layer (1, h, T, T)
             weights = torch.stack(out.attention, dim=1)  # (1, layers, h, T, T)
             maps.append(AttentionMap("self", "self-attention (masked)", pieces(ids[1:] + [EOS]), pieces(ids),
@@ -365,11 +370,12 @@ class LanguageModelTask(Task):
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """Perplexity of the text ``src`` (its lines read as one stream)."""
         lines = read_lines(src_file(request))
-        scores = {"perplexity": round(LanguageModel.load(path).perplexity(lines), 2), "lines": len(lines)}
+        scores = {"perplexity": round(LanguageModel.load(path, request.device).perplexity(lines), 2),
+                  "lines": len(lines)}
         return Evaluation(scores, plain_lines(scores))
 
-    def inspector(self, path: Path) -> LanguageModelInspector:
-        return LanguageModelInspector(path)
+    def inspector(self, path: Path, device: str = "auto") -> LanguageModelInspector:
+        return LanguageModelInspector(path, device)
 
 
 TASK = LanguageModelTask()

@@ -22,6 +22,7 @@ from attnkit.errors import UserError
 from attnkit.inspection import TITLES, AttentionMap, Inspection, Inspector, Options, TaggingResult, encoder_attention
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models.bilm import WithContextualEmbeddings
+from attnkit.runtime import device_of, pick_device, to_device
 from attnkit.specials import UNK
 from attnkit.tasks.base import (
     EvaluateRequest,
@@ -138,9 +139,10 @@ def predict(model: torch.nn.Module, vocabs: Vocabularies, sentences: list[Senten
     if len(cut) > sum(1 for s in sentences if s.forms):
         log.warning("tagging sentences longer than the model's %d positions in pieces", limit)
     tagged: list[list[str]] = [[] for _ in cut]
+    device = device_of(model)
     for idx in token_batches([(len(p.forms),) * 2 for _, p in cut], batch_words, seed=0, epoch=0):
-        batch = vocabs.batch([cut[k][1] for k in idx], None, idx)
-        best = model(**batch.inputs()).argmax(-1)  # (B, T)
+        batch = to_device(vocabs.batch([cut[k][1] for k in idx], None, idx), device)
+        best = model(**batch.inputs()).argmax(-1).cpu()  # (B, T)
         for b, k in enumerate(idx):
             tagged[k] = [vocabs.tags[j] for j in best[b, : len(cut[k][1].forms)].tolist()]
     out: list[list[str]] = [[] for _ in sentences]
@@ -163,13 +165,14 @@ def accuracy(predicted: list[list[str]], sentences: list[Sentence], tag: str) ->
 
 def build(cfg: TaggingConfig, vocabs: Vocabularies, out: Path, fresh: bool) -> torch.nn.Module:
     """The tagger of ``cfg``; with ``embeddings.contextual``, wrapped with the bidirectional LM, whose
-    files a fresh run copies into ``out/bilm`` (its weights travel in the tagger's checkpoint)."""
+    files a fresh run copies into ``out/bilm`` (its weights travel in the tagger's checkpoint). On the CPU:
+    whoever runs the tagger places it."""
     e = cfg.embeddings
     if e.contextual is None:
         return build_tagger(cfg.model, len(vocabs.words), len(vocabs.chars), len(vocabs.tags))
     # a fresh run reads the trained weights; a resumed one gets them from its own checkpoint
     vocabs.contextual = Contextual.load(resolve_path(e.contextual) if fresh else out / "bilm", e.freeze_contextual,
-                                        weights=fresh, cache=e.cache_contextual)
+                                        weights=fresh, cache=e.cache_contextual, device="cpu")
     if fresh:
         Contextual.copy_files(resolve_path(e.contextual), out / "bilm")
     embedder = vocabs.contextual.embedder
@@ -213,9 +216,9 @@ def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
     scored = [p for s in valid for p in pieces(s, limit)]  # the loss, like the tags, by pieces
 
     def validate(m: torch.nn.Module) -> dict:
-        loss, n = 0.0, 0
+        loss, n, device = 0.0, 0, device_of(m)
         for idx in token_batches([(len(s.forms),) * 2 for s in scored], t.batch_tokens, 0, 0):
-            batch = vocabs.batch([scored[i] for i in idx], d.tag, idx)
+            batch = to_device(vocabs.batch([scored[i] for i in idx], d.tag, idx), device)
             a, b, _ = unsmoothed.loss(m, batch, 0)
             loss, n = loss + float(a), n + b
         return {"loss": round(loss / max(n, 1), 4), "accuracy": accuracy(predict(m, vocabs, valid), valid, d.tag)}
@@ -240,12 +243,14 @@ class Tagger:
         self.model, self.vocabs, self.cfg = model.eval(), vocabs, cfg
 
     @classmethod
-    def load(cls, path: str | Path) -> Tagger:
+    def load(cls, path: str | Path, device: str = "auto") -> Tagger:
+        """The tagger of a model directory, on ``device`` (auto: the GPU when there is one)."""
+        where = pick_device(device)
         path, cfg = open_model_dir(path, "tagging", "a tagger")
         vocabs = Vocabularies.load(path, cfg.vocab.lowercase)
         model = build(cfg, vocabs, path, fresh=False)
         load_best_weights(model, path)
-        return cls(model, vocabs, cfg)
+        return cls(model.to(where), vocabs, cfg)
 
     def tag(self, sentences: list[Sentence]) -> list[list[str]]:
         return predict(self.model, self.vocabs, sentences)
@@ -254,8 +259,8 @@ class Tagger:
 class TaggingInspector(Inspector):
     task = "tagging"
 
-    def __init__(self, path: Path):
-        self.tagger = Tagger.load(path)
+    def __init__(self, path: Path, device: str = "auto"):
+        self.tagger = Tagger.load(path, device)
         self.cfg = self.tagger.cfg
 
     def count_tokens(self, text: str) -> int:
@@ -267,7 +272,7 @@ class TaggingInspector(Inspector):
         if limit is not None and len(words) > limit:
             raise UserError(f"the text has {len(words)} words; this tagger reads at most {limit} at once")
         tags = self.tagger.tag([Sentence(words, {})])[0]
-        batch = self.tagger.vocabs.batch([Sentence(words, {})], None, [0])
+        batch = to_device(self.tagger.vocabs.batch([Sentence(words, {})], None, [0]), device_of(self.tagger.model))
         alpha = encoder_attention(self.tagger.model, batch.inputs())
         maps = ([AttentionMap("encoder", TITLES["encoder"], words, words, alpha, "words", "words")]
                 if alpha is not None else [])
@@ -282,7 +287,7 @@ class TaggingTask(Task):
 
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """Tag accuracy (UPOS or XPOS, as trained) on the gold CoNLL-U ``src``."""
-        tagger = Tagger.load(path)
+        tagger = Tagger.load(path, request.device)
         src = src_file(request)
         gold = read_conllu(src)
         tag = tagger.cfg.data.tag
@@ -291,8 +296,8 @@ class TaggingTask(Task):
         scores = {tag + "_accuracy": accuracy(predicted, gold, tag), "sentences": len(gold)}
         return Evaluation(scores, plain_lines(scores))
 
-    def inspector(self, path: Path) -> TaggingInspector:
-        return TaggingInspector(path)
+    def inspector(self, path: Path, device: str = "auto") -> TaggingInspector:
+        return TaggingInspector(path, device)
 
 
 TASK = TaggingTask()

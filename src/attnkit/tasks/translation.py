@@ -14,6 +14,7 @@ from tqdm import tqdm
 from attnkit.build import build_model
 from attnkit.config import TranslationConfig, resolve_path
 from attnkit.data.batching import make_batch, pad, token_batches
+from attnkit.data.corpus import CHUNK, SideWriter, open_corpus, source_stamp, write_manifest
 from attnkit.data.text import Parallel, read_parallel
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.diagnostics import exposure_bias
@@ -29,7 +30,7 @@ from attnkit.inspection import (
     TranslationResult,
     first_row,
 )
-from attnkit.runtime import autocast
+from attnkit.runtime import autocast, device_of, to_device
 from attnkit.specials import BOS, EOS
 from attnkit.tasks.base import (
     EvaluateRequest,
@@ -93,9 +94,9 @@ def encode(data: Parallel, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int 
 
 
 def validation_loss(model: torch.nn.Module, data: Encoded, batch_tokens: int) -> float:
-    total, tokens = 0.0, 0
+    total, tokens, device = 0.0, 0, device_of(model)
     for idx in token_batches(data.lengths(), batch_tokens, seed=0, epoch=0):
-        b = make_batch([data.src[i] for i in idx], [data.tgt[i] for i in idx], idx)
+        b = to_device(make_batch([data.src[i] for i in idx], [data.tgt[i] for i in idx], idx), device)
         total += float(token_nll(model(b.src, b.tgt_in).logits, b.tgt_out))
         tokens += b.num_tokens
     return total / tokens if tokens else float("nan")
@@ -106,11 +107,68 @@ def evaluate_split(translator: Translator, data: Parallel, beam: int) -> dict:
     return score_corpus(hyps, data.tgt)
 
 
+def max_train_len(cfg: TranslationConfig) -> int:
+    """Training pairs with a side this long (EOS included) are skipped."""
+    return min(cfg.data.max_len, getattr(cfg.model, "max_positions", cfg.data.max_len))
+
+
+def corpus_keys(cfg: TranslationConfig) -> dict:
+    """What a binarized corpus of ``cfg`` is made from: the training files, the tokenizers' settings and
+    the length limit (``corpus.json`` records them; training checks them against its config)."""
+    return {"train": {side: source_stamp(resolve_path(getattr(cfg.data.train, side))) for side in ("src", "tgt")},
+            "vocab": cfg.vocab.model_dump(mode="json"), "tokenizer_seed": cfg.training.seed,
+            "max_len": max_train_len(cfg)}
+
+
+def binarize(cfg: TranslationConfig, directory: Path) -> dict:
+    """``attnkit prepare``: the tokenizers and the token ids of every training pair in ``directory``
+    (``data/corpus.py``), encoded ``CHUNK`` pairs at a time; pairs over the length limit are skipped
+    as training skips them. Returns the manifest."""
+    start = time.monotonic()
+    train = read_split(cfg, "train")
+    log.info("training %s tokenizer(s) on %d sentence pairs", cfg.vocab.level, len(train))
+    src_tok, tgt_tok = make_tokenizers(cfg, train)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(src_tok, directory, "src")
+    save_tokenizer(tgt_tok, directory, "tgt")
+    max_len, pairs = max_train_len(cfg), 0
+    src_out, tgt_out = SideWriter(directory / "train.src"), SideWriter(directory / "train.tgt")
+    for first in range(0, len(train), CHUNK):
+        part = encode(Parallel(train.src[first : first + CHUNK], train.tgt[first : first + CHUNK]), src_tok, tgt_tok)
+        for s, t in zip(part.src, part.tgt):
+            if len(s) < max_len and len(t) < max_len:
+                src_out.add(s)
+                tgt_out.add(t)
+                pairs += 1
+    tokens = src_out.close() + tgt_out.close()
+    if pairs < len(train):
+        log.warning("skipped %d training pair(s) of %d tokens or more (data.max_len, or the model's max_positions)",
+                    len(train) - pairs, max_len)
+    doc = {**corpus_keys(cfg), "pairs": pairs, "skipped": len(train) - pairs, "tokens": tokens,
+           "seconds": round(time.monotonic() - start, 1)}
+    write_manifest(directory, doc)
+    return doc
+
+
 def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
-    train_data, valid_data = read_split(cfg, "train"), read_split(cfg, "valid")
-    test_data = read_split(cfg, "test")
+    binarized = None
+    if cfg.data.prepared is not None:
+        if cfg.training.init_from is not None and not resume:
+            raise UserError("data.prepared and training.init_from: a prepared corpus has its own tokenizers and "
+                            "a model to fine-tune has its own; prepare the corpus with the model's tokenizers")
+        binarized, doc = open_corpus(resolve_path(cfg.data.prepared), corpus_keys(cfg))
+        log.info("reading the %d training pairs of %s (memory-mapped)", doc["pairs"], cfg.data.prepared)
+        train_data = None
+    else:
+        train_data = read_split(cfg, "train")
+    valid_data, test_data = read_split(cfg, "valid"), read_split(cfg, "test")
     init = init_dir(cfg, resume)
-    if resume or init:  # a fine-tuned model keeps the tokenizers of the model it starts from
+    if binarized is not None and not resume:  # the tokenizers that made the corpus's ids
+        src_tok = load_tokenizer(resolve_path(cfg.data.prepared), "src", cfg.vocab.level)
+        tgt_tok = load_tokenizer(resolve_path(cfg.data.prepared), "tgt", cfg.vocab.level)
+        save_tokenizer(src_tok, out, "src")
+        save_tokenizer(tgt_tok, out, "tgt")
+    elif resume or init:  # a fine-tuned model keeps the tokenizers of the model it starts from
         src_tok = load_tokenizer(init or out, "src", cfg.vocab.level)
         tgt_tok = load_tokenizer(init or out, "tgt", cfg.vocab.level)
         if init:
@@ -121,9 +179,10 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
         src_tok, tgt_tok = make_tokenizers(cfg, train_data)
         save_tokenizer(src_tok, out, "src")
         save_tokenizer(tgt_tok, out, "tgt")
-    max_len = min(cfg.data.max_len, getattr(cfg.model, "max_positions", cfg.data.max_len))
-    train_ids = encode(train_data, src_tok, tgt_tok, max_len)
-    if not train_ids.src:
+    max_len = max_train_len(cfg)
+    train_ids = binarized if binarized is not None else encode(train_data, src_tok, tgt_tok, max_len)
+    del train_data  # the text is encoded: only the ids stay
+    if not len(train_ids.src):
         raise UserError(f"{cfg.data.train.src}: no training pair is shorter than {max_len} tokens (data.max_len)")
     valid_ids = encode(valid_data, src_tok, tgt_tok, max_len, what="validation (loss only)")
 
@@ -166,15 +225,15 @@ def exposure(translator: Translator, data: Parallel) -> dict:
     the model's length limit are left out, with a warning that counts them."""
     limit = translator.model.max_positions or 10**9
     ids = encode(data, translator.src_tok, translator.tgt_tok, limit, what="exposure-diagnostic")
-    with autocast(translator.cfg.training.precision):
+    with autocast(translator.cfg.training.precision, device_of(translator.model)):
         return exposure_bias(translator.model, ids.src, ids.tgt)
 
 
 class TranslationInspector(Inspector):
     task, options = "translation", frozenset({"beam", "nbest"})
 
-    def __init__(self, path: Path):
-        self.translator = load_model_dir(path)
+    def __init__(self, path: Path, device: str = "auto"):
+        self.translator = load_model_dir(path, device)
         self.cfg = self.translator.cfg
 
     def count_tokens(self, text: str) -> int:
@@ -187,8 +246,9 @@ class TranslationInspector(Inspector):
         hyps = t.translate([text], beam=beam, nbest=nbest)[0]
         src_ids = t.encode_source(text)
         best = hyps[0].tokens
-        src = pad([src_ids])  # (1, S)
-        tgt_in = pad([[BOS] + best])  # (1, T): <s> y_1 .. y_n
+        device = device_of(t.model)
+        src = pad([src_ids]).to(device)  # (1, S)
+        tgt_in = pad([[BOS] + best]).to(device)  # (1, T): <s> y_1 .. y_n
         out = t.model(src, tgt_in, need_weights=True)  # the teacher-forced pass over the best hypothesis
         source = t.src_tok.pieces(src_ids)
         produced = t.tgt_tok.pieces(best + [EOS])  # what each decoder position predicts
@@ -213,6 +273,7 @@ class TranslationTask(Task):
     verbs = ("translate", "bench translate")
 
     prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
+    binarize = staticmethod(binarize)  # attnkit prepare
 
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
         """sacreBLEU (cased) and chrF of the detokenized translations of ``src`` against ``ref``, and
@@ -220,7 +281,7 @@ class TranslationTask(Task):
         src = src_file(request)
         if not request.ref:
             raise UserError("evaluate: a translation model needs --ref (the reference translations)")
-        translator = load_model_dir(path)
+        translator = load_model_dir(path, request.device)
         data = read_parallel(src, request.ref, skip_empty=False)
         bar = tqdm(total=len(data), disable=not request.progress, unit="sent", desc="translate")
         start = time.monotonic()
@@ -242,8 +303,8 @@ class TranslationTask(Task):
                          f"{sf['mean_accuracy']}% (gap {x['accuracy_gap']})")
         return Evaluation(scores, lines, hyps)
 
-    def inspector(self, path: Path) -> TranslationInspector:
-        return TranslationInspector(path)
+    def inspector(self, path: Path, device: str = "auto") -> TranslationInspector:
+        return TranslationInspector(path, device)
 
 
 TASK = TranslationTask()

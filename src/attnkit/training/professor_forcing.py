@@ -77,15 +77,20 @@ class ProfessorForcing(Strategy):
         self.discriminator: Discriminator | None = None  # built on the first batch, for the decoder's size
         self.optimizer: torch.optim.Optimizer | None = None
 
-    def build(self, input_dim: int) -> Discriminator:
+    def build(self, input_dim: int, device: torch.device | str = "cpu") -> Discriminator:
+        """D, made on the CPU the first time (so its initial weights are the same on every device), and
+        moved to ``device`` with its optimiser's moments."""
         if self.discriminator is None:
             self.discriminator = Discriminator(input_dim, self.cfg.disc_hidden, self.cfg.disc_layers)
             self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.cfg.disc_lr)
+        if next(self.discriminator.parameters()).device != torch.device(device):
+            self.discriminator.to(device)
+            self.optimizer.load_state_dict(self.optimizer.state_dict())  # casts its moments to the weights' device
         return self.discriminator
 
     def update_discriminator(self, h_tf: Tensor, h_fr: Tensor, mask: Tensor) -> tuple[float, float]:
         """Up to ``disc_steps`` updates of D on detached states; its accuracy (before the first) and loss."""
-        D, acc, d_loss = self.build(h_tf.size(-1)), None, 0.0
+        D, acc, d_loss = self.build(h_tf.size(-1), h_tf.device), None, 0.0
         h_tf, h_fr = h_tf.detach().float(), h_fr.detach().float()
         for _ in range(self.cfg.disc_steps):
             logit_tf, logit_fr = D(h_tf, mask), D(h_fr, mask)

@@ -7,6 +7,9 @@ Checkpoints, in the run directory:
     last.safetensors    the latest weights + optimiser + RNG + loop position (+ the average):
                         ``--resume`` starts here
 Both are written atomically; Ctrl-C or SIGTERM stops after the current step and saves ``last``.
+
+The model and its strategy run as one module (:class:`Objective`), which is what DDP wraps when
+torchrun starts several ranks (``training/distributed.py``).
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ from attnkit.checkpoint import load_weights, model_tensors, optimizer_state, rea
 from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
 from attnkit.errors import UserError
-from attnkit.runtime import autocast
+from attnkit.runtime import Setup, device_of, effective_precision, to_device
 from attnkit.training.averaging import WeightAverage
 from attnkit.training.deadline import DeadlineReached, time_limit
-from attnkit.training.distributed import World, from_main, sum_over_ranks
+from attnkit.training.distributed import World, from_main, gather, lost_rank, peer_lost, replicate, sum_over_ranks
 from attnkit.training.metrics import METRICS, MetricsLog
 from attnkit.training.schedule import make_schedule
 from attnkit.training.strategies import Strategy
@@ -89,14 +92,20 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainingConfig) -> torch.optim.O
                fused=True)
 
 
+ECHO_SECONDS = 0.5  # a signal this soon after the first is its echo: torchrun passes Ctrl-C on to its ranks
+
+
 @contextmanager
 def stop_on_signal(flag: dict):
     """SIGINT / SIGTERM set ``flag["stop"]``; the loop stops after the current step. A second
-    Ctrl-C interrupts at once."""
+    Ctrl-C interrupts at once (one within ``ECHO_SECONDS`` of the first is the same Ctrl-C, which
+    under torchrun reaches a rank twice: from the terminal and from torchrun)."""
     def handler(signum, frame):
         if flag.get("stop"):
+            if time.monotonic() - flag["at"] < ECHO_SECONDS:
+                return
             raise KeyboardInterrupt
-        flag["stop"] = signal.Signals(signum).name
+        flag["stop"], flag["at"] = signal.Signals(signum).name, time.monotonic()
         log.warning("%s received: stopping after this step (again to abort)", flag["stop"])
 
     try:
@@ -110,16 +119,35 @@ def stop_on_signal(flag: dict):
             signal.signal(s, h)
 
 
+class Objective(torch.nn.Module):
+    """A model and the strategy that turns a batch into its loss, as one module: its forward pass is the
+    strategy's whole computation, which is what DDP needs to see (it syncs what a forward pass used)."""
+
+    def __init__(self, model: torch.nn.Module, strategy: Strategy):
+        super().__init__()
+        self.model, self.strategy = model, strategy
+
+    def forward(self, batch, step: int):
+        return self.strategy.loss(self.model, batch, step)
+
+
 class Trainer:
     def __init__(self, model: torch.nn.Module, strategy: Strategy, cfg: TrainingConfig, out_dir: Path,
                  epoch_batches: Callable[[int], list[list[int]]], make_batch: Callable[[list[int]], Batch],
                  validate: Callable[[torch.nn.Module], dict], meta: dict, progress: bool = True,
                  metric: str | None = None, higher_is_better: bool | None = None, started: float | None = None,
-                 world: World = World()):
+                 world: World = World(), setup: Setup | None = None):
         """``started``: the ``time.monotonic()`` at which this invocation began (its data preparation
-        counts towards the time limit); default: now."""
+        counts towards the time limit); default: now. ``setup``: the device (where ``model`` already is)
+        and precision (``runtime.settle``); default: the model's device at ``cfg.precision``."""
         self.model, self.strategy, self.cfg, self.out = model, strategy, cfg, Path(out_dir)
         self.world = world  # the ranks of a torchrun job (training/distributed.py); rank 0 validates and writes
+        device = device_of(model)
+        self.setup = setup or Setup(device, effective_precision(cfg.precision, device.type))
+        self.scaler = self.setup.grad_scaler()  # fp16's loss scale; passes everything through otherwise
+        self.objective = Objective(model, strategy)
+        if world.size > 1:
+            self.objective = replicate(self.objective, world, self.setup.device)
         self.epoch_batches, self.make_batch, self.validate_fn = epoch_batches, make_batch, validate
         self.meta = meta  # saved with every checkpoint (what the model directory needs to be read back)
         self.optimizer = make_optimizer(model, cfg)
@@ -141,12 +169,20 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_last(self) -> None:
+        """Write ``last``: the whole loop, to continue exactly. Every rank calls it (each one's random
+        state goes into the file); rank 0 writes."""
+        rngs = gather(torch.get_rng_state(), self.world)
+        cuda = self.setup.device.type == "cuda"
+        cuda_rngs = gather(torch.cuda.get_rng_state(self.setup.device), self.world) if cuda else []
         if not self.world.main:
             return
-        extra = {"torch_rng": torch.get_rng_state()}
+        extra = {_rank_key("torch_rng", r): t for r, t in enumerate(rngs)}
+        extra.update({_rank_key("cuda_rng", r): t for r, t in enumerate(cuda_rngs)})
         self.state.wall_seconds = self.wall_before + time.monotonic() - self.started
         meta = {**self.meta, "loop": asdict(self.state), "schedule": self.schedule.state_dict(),
-                "python_rng": _json_rng(random.getstate()), "limits": asdict(self.limits)}
+                "python_rng": _json_rng(random.getstate()), "limits": asdict(self.limits), "ranks": self.world.size}
+        if self.scaler.is_enabled():
+            meta["grad_scaler"] = self.scaler.state_dict()
         tensors, meta["strategy"] = self.strategy.state_dict()  # what it learns itself, if anything
         extra.update({f"strategy.{k}": v for k, v in tensors.items()})
         if self.average is not None:
@@ -157,6 +193,13 @@ class Trainer:
 
     def resume(self) -> None:
         groups, doc = read_checkpoint(self.out / LAST)
+        ranks = doc.get("ranks", 1)
+        if ranks != self.world.size:
+            how = ("in one process" if ranks == 1 else f"with torchrun --nproc_per_node {ranks} (or {ranks} "
+                   "ranks over several machines)")
+            raise UserError(f"{self.out / LAST}: written by a run of {ranks} rank(s), resumed with "
+                            f"{self.world.size}: each update's batches and random state are those of "
+                            f"{ranks} rank(s); resume it {how}")
         load_weights(self.model, groups["model"], doc["aliases"], self.out / LAST)
         self.optimizer.load_state_dict(optimizer_state(groups["optim"], doc["optimizer"]))
         self.schedule.load_state_dict(doc["schedule"])
@@ -173,7 +216,12 @@ class Trainer:
             load_weights(self.average.model, _prefixed(groups["extra"], "average."), doc["average"]["aliases"],
                          self.out / LAST)
             self.average.updates = doc["average"]["updates"]
-        torch.set_rng_state(groups["extra"]["torch_rng"])
+        torch.set_rng_state(groups["extra"][_rank_key("torch_rng", self.world.rank)])
+        cuda_rng = groups["extra"].get(_rank_key("cuda_rng", self.world.rank))
+        if cuda_rng is not None and self.setup.device.type == "cuda":  # a CPU run's resume on a GPU starts it afresh
+            torch.cuda.set_rng_state(cuda_rng, self.setup.device)
+        if "grad_scaler" in doc and self.scaler.is_enabled():
+            self.scaler.load_state_dict(doc["grad_scaler"])
         random.setstate(_py_rng(doc["python_rng"]))
         dropped = self.metrics.truncate(self.state.step)
         if dropped:
@@ -193,45 +241,37 @@ class Trainer:
 
         Each micro-batch's summed loss is backpropagated as it is, and the summed gradients are then
         divided by the update's token count: the gradient of the loss per token over the whole update,
-        whatever way its examples were cut into micro-batches (tested equal to one batch of them all)."""
+        whatever way its examples were cut into micro-batches or ranks (tested equal to one batch of
+        them all). Across ranks DDP averages the gradients in the last micro-batch's backward pass (the
+        others run under ``no_sync``), so the division is by the tokens of all ranks over their number."""
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.lr()
         self.optimizer.zero_grad(set_to_none=True)
         loss_total, n_tokens, stats = 0.0, 0, {}
-        for batch in micro:
-            with autocast(self.cfg.precision):
-                loss_sum, n, batch_stats = self.strategy.loss(self.model, batch, self.state.step)
-            loss_sum.backward()
+        for i, batch in enumerate(micro):
+            last = i == len(micro) - 1
+            with nullcontext() if last or self.world.size == 1 else self.objective.no_sync():
+                with self.setup.autocast():
+                    loss_sum, n, batch_stats = self.objective(batch, self.state.step)
+                self.scaler.scale(loss_sum).backward()
             loss_total, n_tokens = loss_total + loss_sum.item(), n_tokens + n
             for k, v in batch_stats.items():
                 stats[k] = stats.get(k, 0.0) + v / len(micro)
-        if self.world.size > 1:  # every rank's summed gradients, losses and tokens, added up
-            loss_total, n_tokens = self.sum_gradients(loss_total, n_tokens)
+        if self.world.size > 1:  # every rank's losses and tokens, added up
+            totals = sum_over_ranks(torch.tensor([loss_total, n_tokens], dtype=torch.float64), self.world)
+            loss_total, n_tokens = float(totals[0]), int(totals[1])
+        self.scaler.unscale_(self.optimizer)  # fp16: the true gradients, before they are scaled and clipped
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        torch._foreach_mul_(grads, 1.0 / n_tokens)
+        torch._foreach_mul_(grads, self.world.size / n_tokens)
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # fp16: skipped when a gradient overflowed (and the scale lowered)
+        self.scaler.update()
         if self.average is not None:
             self.average.update(self.model)
         self.schedule.step()
         return loss_total / n_tokens, n_tokens, stats
-
-    def sum_gradients(self, loss_total: float, n_tokens: int) -> tuple[float, int]:
-        """All-reduce (sum) of every trainable parameter's gradient (zero where this rank's micro-batches
-        left it unused) and of the loss and token counts, in one flat buffer."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        used = [float(p.grad is not None) for p in params]  # a parameter no rank used keeps no gradient
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
-                         + [torch.tensor([*used, loss_total, float(n_tokens)], dtype=params[0].dtype)])
-        sum_over_ranks(flat, self.world)
-        used_anywhere = flat[-2 - len(params) : -2].tolist()
-        offset = 0
-        for p, anywhere in zip(params, used_anywhere):
-            p.grad = flat[offset : offset + p.numel()].view_as(p).clone() if anywhere else None
-            offset += p.numel()
-        return float(flat[-2]), int(round(float(flat[-1])))
 
     def updates(self, epoch: int) -> list[list[list[int]]]:
         """The epoch's updates, each a list of micro-batches (example indices): batches of ``accumulate``
@@ -251,7 +291,7 @@ class Trainer:
         model = self.average.model if self.average is not None else self.model
         model.eval()
         try:
-            with torch.no_grad(), autocast(self.cfg.precision), time_limit(deadline):
+            with torch.no_grad(), self.setup.autocast(), time_limit(deadline):
                 scores = self.validate_fn(model)
         except DeadlineReached:
             log.warning("step %d: validation cut short by the time limit (--max-minutes): not scored",
@@ -274,6 +314,17 @@ class Trainer:
                  "  ".join(f"{k} {v:.4g}" for k, v in scores.items()), "  (best)" if better else "")
         self.last_valid_seconds = seconds
         return scores
+
+    @contextmanager
+    def on_lost_rank(self):
+        """A collective that failed because another rank died becomes one line (torchrun ends the job)."""
+        try:
+            yield
+        except RuntimeError as err:
+            if self.world.size == 1 or not peer_lost(err):
+                raise
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's own SIGTERM must not cut the line short
+            raise lost_rank(self.world, self.state.step) from None
 
     def budget(self, max_steps: int, deadline: float | None) -> Callable[[int, float], float] | None:
         """For a schedule that decays over the budget: (step, now) -> the fraction of it spent, the larger
@@ -336,7 +387,7 @@ class Trainer:
                 if scores is not None:
                     last_scores, validated_at = scores, st.step
                     st.validation_due = False
-        with stop_on_signal(flag), redirect:
+        with self.on_lost_rank(), stop_on_signal(flag), redirect:
             while not st.stopped:
                 if cfg.max_epochs and st.epoch >= cfg.max_epochs:
                     st.stopped = "max_epochs"
@@ -347,7 +398,8 @@ class Trainer:
                     if budget:
                         self.schedule.progress = budget(st.step, t0)
                     reserve = self.last_valid_seconds * reserve_factor if self.last_valid_seconds else first_reserve
-                    loss, n_tok, stats = self.train_step(*map(self.make_batch, batches[st.batch_in_epoch]))
+                    loss, n_tok, stats = self.train_step(*(to_device(self.make_batch(idx), self.setup.device)
+                                                           for idx in batches[st.batch_in_epoch]))
                     if not math.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss} at step {st.step + 1}; lower training.lr")
                     st.batch_in_epoch += 1
@@ -371,12 +423,13 @@ class Trainer:
                                         tok_s=f"{record['tokens_per_s']:.0f}")
                         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
                         window_stats = {}
-                    if st.step % cfg.valid_every == 0 and self.world.main:
-                        scores = self.validate(deadline=deadline)
-                        if scores is None:  # cut short by the deadline: no time for a closing one either
-                            st.stopped, validated_at, st.validation_due = "time", st.step, True
-                        else:
-                            last_scores, validated_at = scores, st.step
+                    if st.step % cfg.valid_every == 0:
+                        if self.world.main:
+                            scores = self.validate(deadline=deadline)
+                            if scores is None:  # cut short by the deadline: no time for a closing one either
+                                st.stopped, validated_at, st.validation_due = "time", st.step, True
+                            else:
+                                last_scores, validated_at = scores, st.step
                         self.save_last()
                         window_start = time.monotonic()
                     st.stopped = "interrupted" if flag.get("stop") else self.ended(max_steps, deadline, reserve) \
@@ -404,6 +457,11 @@ class Trainer:
             save_checkpoint(self.out / BEST, model, {**self.meta, "step": st.step, "valid": {}})
         self.metrics.close()
         return Result(st, last_scores)
+
+
+def _rank_key(name: str, rank: int) -> str:
+    """The name of a rank's tensor in ``last``: rank 0's is the one a single process writes."""
+    return name if rank == 0 else f"{name}.rank{rank}"
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
