@@ -20,6 +20,7 @@ from helpers import differing_weights, run_config, toy_pairs, write_parallel, wr
 from attnkit.checkpoint import read_checkpoint
 
 NO_DROPOUT = {"transformer": {"dropout": 0.0, "attention_dropout": 0.0}, "rnn": {"dropout": 0.0}}
+CPU = {"device": "cpu"}  # gloo on the CPU, also on a machine with a GPU
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -48,7 +49,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def config(corpus: Path, path: Path, arch: str = "transformer", **training) -> Path:
-    raw = run_config(corpus, arch, training={"valid_every": 100, **training})
+    raw = run_config(corpus, arch, training={**CPU, "valid_every": 100, **training})
     del raw["data"]["test"]
     return write_yaml(path, raw)
 
@@ -59,7 +60,7 @@ def test_two_ranks_with_batch_b_train_as_one_process_with_batch_2b(arch, corpus,
     no_sync, make the same update."""
     runs = {}
     for name, ranks, batch_tokens, accumulate in (("one", 1, 96, 1), ("two", 2, 48, 1), ("two_acc", 2, 24, 2)):
-        raw = run_config(corpus, arch, model=NO_DROPOUT[arch], training={"batch_tokens": batch_tokens,
+        raw = run_config(corpus, arch, model=NO_DROPOUT[arch], training={**CPU, "batch_tokens": batch_tokens,
                                                                           "accumulate": accumulate, "valid_every": 100})
         del raw["data"]["test"]
         cfg = write_yaml(tmp_path / f"{name}.yaml", raw)
@@ -189,7 +190,7 @@ def test_what_one_process_keeps_for_itself_is_refused_across_ranks(corpus, tmp_p
     epoch_batches, _ = in_order(torch.arange(200), chunk=4, batch_tokens=16)
     with pytest.raises(UserError, match="fixed parallel rows"):
         epoch_batches(0, scale=2)
-    raw = run_config(corpus, "rnn", training={"strategy": "professor_forcing"})
+    raw = run_config(corpus, "rnn", training={**CPU, "strategy": "professor_forcing"})
     del raw["data"]["test"]
     done = attnkit("train", str(write_yaml(tmp_path / "pf.yaml", raw)), "--out", str(tmp_path / "pf"), ranks=2)
     assert done.returncode != 0 and "professor forcing's discriminator trains in one process" in done.stderr

@@ -73,6 +73,10 @@ def pick_device(spec: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             build = "a CPU-only build of torch" if torch.version.cuda is None else "no CUDA device visible"
             raise UserError(f"device {spec}: this machine has no GPU that torch can use ({build}); use --device cpu")
+        ranks = int(os.environ.get("WORLD_SIZE", "1"))
+        if device.index is not None and ranks > 1:
+            raise UserError(f"device {spec}: under torchrun each rank takes the GPU of its LOCAL_RANK; give "
+                            "cuda (or auto), and CUDA_VISIBLE_DEVICES to choose the GPUs")
         if device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
         if device.index >= torch.cuda.device_count():
@@ -97,7 +101,7 @@ def effective_precision(precision: str, device_type: str = "cpu") -> str:
         log.warning("precision bf16: this CPU (%s) has no native bf16 kernels, so running in fp32",
                     torch.backends.cpu.get_cpu_capability())
         return "fp32"
-    if precision == "bf16" and device_type == "cuda" and not torch.cuda.is_bf16_supported():
+    if precision == "bf16" and device_type == "cuda" and not _gpu_bf16():
         log.warning("precision bf16: this GPU has no bf16, so running in fp32 (fp16 is the GPU's other choice)")
         return "fp32"
     if precision == "fp16" and device_type != "cuda":
@@ -105,6 +109,14 @@ def effective_precision(precision: str, device_type: str = "cpu") -> str:
                     "for nothing), so running in fp32; bf16 is the CPU's choice")
         return "fp32"
     return precision
+
+
+def _gpu_bf16() -> bool:
+    """True where the GPU computes bf16 itself (Ampere and later), not by emulation."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch before the argument: it did not count emulation
+        return torch.cuda.is_bf16_supported()
 
 
 @dataclass(frozen=True)
@@ -117,10 +129,10 @@ class Setup:
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.precision, self.device)
 
-    def grad_scaler(self) -> torch.amp.GradScaler:
+    def grad_scaler(self, init_scale: float = 2.0**16) -> torch.amp.GradScaler:
         """fp16's loss scaler (gradients of small losses underflow in fp16 without it); for the other
         precisions a disabled one, which passes everything through."""
-        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        return torch.amp.GradScaler(self.device.type, init_scale=init_scale, enabled=self.precision == "fp16")
 
     def describe(self) -> str:
         where = str(self.device)
@@ -169,7 +181,7 @@ def to_device(batch, device: torch.device):
     if isinstance(batch, Tensor):
         if batch.device == device:
             return batch
-        if device.type == "cuda":
+        if device.type == "cuda" and batch.device.type == "cpu":
             return batch.pin_memory().to(device, non_blocking=True)
         return batch.to(device)
     if is_dataclass(batch) and not isinstance(batch, type):

@@ -26,14 +26,23 @@ log = logging.getLogger(__name__)
 CONFIG = "config.yaml"
 
 
+JOB = ".torchrun-job"  # the id of the torchrun job (TORCHELASTIC_RUN_ID) that made a run directory
+
+
+def own_job(out: Path) -> bool:
+    """Whether ``out`` was made by this torchrun job (an earlier attempt of it)."""
+    return (out / JOB).is_file() and (out / JOB).read_text().strip() == os.environ.get("TORCHELASTIC_RUN_ID")
+
+
 def resumes(out: Path, resume: bool) -> bool:
     """Whether a run continues from its ``last`` checkpoint: ``--resume``, or a worker that torchrun
-    restarted after a rank failed (``--max-restarts``) in a run that has one."""
-    return (out / LAST).is_file() if restarted() else resume
+    restarted after a rank failed (``--max-restarts``) in the run directory its own job made, once
+    that has one. (A directory the job did not make is treated as the command says.)"""
+    return (out / LAST).is_file() if restarted() and own_job(out) else resume
 
 
 def prepare_out_dir(out: Path, resume: bool) -> None:
-    if not resume and restarted():  # the failed attempt wrote no ``last``: what it left goes
+    if not resume and restarted() and own_job(out):  # the failed attempt wrote no ``last``: what it left goes
         (out / BEST).unlink(missing_ok=True)
     if resume:
         check_resumable(out)
@@ -45,6 +54,8 @@ def prepare_out_dir(out: Path, resume: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp*"):  # the half-written file of a checkpoint write that was killed
         stale.unlink()
+    if "TORCHELASTIC_RUN_ID" in os.environ and not resume:
+        (out / JOB).write_text(os.environ["TORCHELASTIC_RUN_ID"] + "\n", encoding="utf-8")
 
 
 def absolute_data_paths(cfg: AnyConfig) -> AnyConfig:
@@ -80,9 +91,13 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     start = time.monotonic()
     out = Path(out)
     world = join()
-    if restarted():
-        log.warning("torchrun restarted the job (attempt %s): %s", int(os.environ["TORCHELASTIC_RESTART_COUNT"]) + 1,
-                    f"resuming from {out / LAST}" if resume else "no checkpoint yet, starting afresh")
+    if restarted() and own_job(out):
+        if world.main:
+            log.warning("torchrun restarted the job (attempt %s): %s",
+                        int(os.environ["TORCHELASTIC_RESTART_COUNT"]) + 1,
+                        f"resuming from {out / LAST}" if resume else "no checkpoint yet, starting afresh")
+        if resume:  # the limits its first attempt set (given anew, --max-minutes would count from now)
+            max_steps = max_minutes = None
     if world.main:
         prepare_out_dir(out, resume)
     if resume:

@@ -76,7 +76,8 @@ def run_training(config, out: Path, overrides, resume, max_steps, max_minutes, p
         except RuntimeError as err:  # rank 0 stopped (a bad config, a run directory in use): it says why
             if not peer_lost(err):
                 raise
-            raise UserError(f"rank {world.rank}: rank 0 ended the job (its error is above)") from None
+            raise UserError(f"rank {world.rank}: the job ended under it (rank 0 stopped or another rank died: the "
+                            "first error above says why)") from None
     created = not out.exists()
     prepare_out_dir(out, resume)
     handler = _file_log(out)

@@ -79,11 +79,14 @@ class SideWriter:
 
 
 def read_side(path: Path) -> Side:
-    offsets = np.load(f"{path}.offsets.npy", allow_pickle=False)
-    size = Path(f"{path}.bin").stat().st_size
-    if offsets.ndim != 1 or len(offsets) < 1 or size != 4 * int(offsets[-1]):
-        raise UserError(f"{path}.bin: does not match its offsets ({size} bytes for {int(offsets[-1])} tokens); "
-                        f"prepare the corpus again")
+    try:
+        offsets = np.load(f"{path}.offsets.npy", allow_pickle=False)
+        size = Path(f"{path}.bin").stat().st_size
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: a damaged corpus ({err}); prepare it again") from None
+    if (offsets.ndim != 1 or len(offsets) < 1 or offsets.dtype != np.int64 or offsets[0] != 0
+            or (np.diff(offsets) < 0).any() or size != 4 * int(offsets[-1])):
+        raise UserError(f"{path}.bin: does not match its offsets ({size} bytes); prepare the corpus again")
     ids = np.memmap(f"{path}.bin", dtype="<i4", mode="r") if size else np.zeros(0, dtype="<i4")
     return Side(ids, offsets)
 

@@ -43,10 +43,10 @@ def join() -> World:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return World()
     if not dist.is_initialized():
-        gpu = torch.cuda.is_available()
-        if gpu:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if gpu else "gloo", timeout=WAIT, **attempt_store())
+        # gloo for tensors on the CPU (the trainer's small collectives; everything in a CPU run), NCCL for
+        # those on a GPU (DDP's gradients in a GPU run)
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend, timeout=WAIT, **attempt_store())
     return World(dist.get_rank(), dist.get_world_size())
 
 
@@ -69,37 +69,38 @@ def restarted() -> bool:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
 
 
-def _device() -> torch.device:
-    """Where this rank's collectives run: its GPU under NCCL, the CPU under gloo."""
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
 def sum_over_ranks(values: Tensor, world: World) -> Tensor:
-    """``values`` added up over every rank (one process: unchanged)."""
-    if world.size == 1:
-        return values
-    box = values.to(_device())
-    dist.all_reduce(box, op=dist.ReduceOp.SUM)
-    return box.to(values.device)
+    """``values`` (on the CPU) added up over every rank (one process: unchanged)."""
+    if world.size > 1:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
 
 
 def from_main(value: int, world: World) -> int:
     """Rank 0's ``value`` on every rank."""
     if world.size == 1:
         return value
-    box = torch.tensor([value], dtype=torch.long, device=_device())
+    box = torch.tensor([value], dtype=torch.long)
     dist.broadcast(box, src=0)
     return int(box.item())
+
+
+def from_main_numbers(values: dict[str, int | float], world: World) -> dict[str, int | float]:
+    """Rank 0's numbers under the same names on every rank (a schedule's state: its learning rate)."""
+    if world.size == 1:
+        return values
+    box = torch.tensor([float(v) for v in values.values()], dtype=torch.float64)
+    dist.broadcast(box, src=0)
+    return {k: type(v)(x) for (k, v), x in zip(values.items(), box.tolist())}
 
 
 def gather(tensor: Tensor, world: World) -> list[Tensor]:
     """Every rank's ``tensor`` (all of one shape), in rank order, on the CPU."""
     if world.size == 1:
         return [tensor.cpu()]
-    box = tensor.to(_device())
-    boxes = [torch.empty_like(box) for _ in range(world.size)]
-    dist.all_gather(boxes, box)
-    return [b.cpu() for b in boxes]
+    boxes = [torch.empty_like(tensor.cpu()) for _ in range(world.size)]
+    dist.all_gather(boxes, tensor.cpu())
+    return boxes
 
 
 def wait_for_main(world: World) -> None:
@@ -137,4 +138,4 @@ def peer_lost(err: BaseException) -> bool:
 def lost_rank(world: World, step: int) -> UserError:
     """The one-line error of a rank whose collective failed because another rank ended."""
     return UserError(f"rank {world.rank}: another rank of the job ended at step {step + 1} (torchrun's report "
-                     f"names it); the run directory keeps its last checkpoint: --resume continues from there")
+                     f"names it); --resume continues from the run's last checkpoint, if it wrote one")

@@ -35,7 +35,16 @@ from attnkit.errors import UserError
 from attnkit.runtime import Setup, device_of, effective_precision, to_device
 from attnkit.training.averaging import WeightAverage
 from attnkit.training.deadline import DeadlineReached, time_limit
-from attnkit.training.distributed import World, from_main, gather, lost_rank, peer_lost, replicate, sum_over_ranks
+from attnkit.training.distributed import (
+    World,
+    from_main,
+    from_main_numbers,
+    gather,
+    lost_rank,
+    peer_lost,
+    replicate,
+    sum_over_ranks,
+)
 from attnkit.training.metrics import METRICS, MetricsLog
 from attnkit.training.schedule import make_schedule
 from attnkit.training.strategies import Strategy
@@ -144,7 +153,9 @@ class Trainer:
         self.world = world  # the ranks of a torchrun job (training/distributed.py); rank 0 validates and writes
         device = device_of(model)
         self.setup = setup or Setup(device, effective_precision(cfg.precision, device.type))
-        self.scaler = self.setup.grad_scaler()  # fp16's loss scale; passes everything through otherwise
+        # fp16's loss scale (it passes everything through otherwise); the losses are sums over a batch's
+        # tokens, so it starts that much lower than PyTorch's 2^16 for a mean
+        self.scaler = self.setup.grad_scaler(2.0**16 / cfg.batch_tokens)
         self.objective = Objective(model, strategy)
         if world.size > 1:
             self.objective = replicate(self.objective, world, self.setup.device)
@@ -266,8 +277,14 @@ class Trainer:
         torch._foreach_mul_(grads, self.world.size / n_tokens)
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-        self.scaler.step(self.optimizer)  # fp16: skipped when a gradient overflowed (and the scale lowered)
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)  # fp16: skipped when a gradient overflowed, and the scale lowered
         self.scaler.update()
+        skipped = self.scaler.get_scale() < scale
+        if self.scaler.is_enabled():
+            stats["skipped_updates"] = float(skipped)  # the fraction logged: how often fp16 overflowed
+        if skipped:  # no update was made: the average and the schedule wait too
+            return loss_total / n_tokens, n_tokens, stats
         if self.average is not None:
             self.average.update(self.model)
         self.schedule.step()
@@ -379,10 +396,10 @@ class Trainer:
         # log lines print above the bar, which stays at the bottom (and on the screen once done)
         redirect = logging_redirect_tqdm([logging.getLogger()]) if self.progress else nullcontext()
         if st.step:  # a resumed run that had already ended trains nothing (unless given new limits)
-            ended = self.ended(max_steps, deadline)
+            ended = STOPS[from_main(STOPS.index(self.ended(max_steps, deadline)), self.world)]
             if ended:
                 st.stopped, validated_at = ended, st.step
-            elif st.validation_due:  # the validation the deadline cut short, first
+            elif st.validation_due and self.world.main:  # the validation the deadline cut short, first
                 scores = self.validate(deadline=deadline)
                 if scores is not None:
                     last_scores, validated_at = scores, st.step
@@ -397,6 +414,8 @@ class Trainer:
                     t0 = time.monotonic()
                     if budget:
                         self.schedule.progress = budget(st.step, t0)
+                    if self.world.size > 1:  # rank 0's clock and validations set every rank's learning rate
+                        self.schedule.load_state_dict(from_main_numbers(self.schedule.state_dict(), self.world))
                     reserve = self.last_valid_seconds * reserve_factor if self.last_valid_seconds else first_reserve
                     loss, n_tok, stats = self.train_step(*(to_device(self.make_batch(idx), self.setup.device)
                                                            for idx in batches[st.batch_in_epoch]))
@@ -441,10 +460,10 @@ class Trainer:
                 else:
                     st.epoch += 1
                     st.batch_in_epoch = 0
-        bar.close()
-        # ``last`` keeps the loop exactly as it was after the final step, so --resume reproduces an
-        # uninterrupted run; the closing validation only updates the best model.
-        self.save_last()
+            bar.close()
+            # ``last`` keeps the loop exactly as it was after the final step, so --resume reproduces an
+            # uninterrupted run; the closing validation only updates the best model.
+            self.save_last()
         if not self.world.main:
             return Result(st, last_scores)
         if st.stopped != "interrupted" and validated_at != st.step:
