@@ -76,6 +76,22 @@ def test_two_ranks_with_batch_b_train_as_one_process_with_batch_2b(arch, corpus,
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 8
 
 
+def test_rank_0s_learning_rate_cuts_reach_every_rank(corpus, tmp_path):
+    """A plateau schedule cuts the learning rate on rank 0's validations; every rank follows, so 2 ranks
+    still train as 1 process with the batch twice the size."""
+    plateau = {"schedule": "plateau", "plateau_patience": 0, "warmup_steps": 0, "valid_every": 3}
+    runs = {}
+    for ranks, batch_tokens in ((1, 96), (2, 48)):
+        cfg = config(corpus, tmp_path / f"{ranks}.yaml", **plateau, batch_tokens=batch_tokens)
+        cfg.write_text(cfg.read_text().replace("dropout: 0.1", "dropout: 0.0"))
+        done = attnkit("train", str(cfg), "--out", str(tmp_path / str(ranks)), "--max-steps", "15", ranks=ranks)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[ranks] = read_checkpoint(tmp_path / str(ranks) / "last.safetensors")
+    assert runs[2][1]["schedule"]["scale"] < 1.0  # it did cut
+    assert runs[1][1]["schedule"] == runs[2][1]["schedule"]
+    assert differing_weights(runs[1][0]["model"], runs[2][0]["model"]) == []
+
+
 def test_a_stopped_and_resumed_two_rank_run_is_the_uninterrupted_one(corpus, tmp_path):
     """With dropout, so each rank's own random state has to come back from the checkpoint."""
     cfg = config(corpus, tmp_path / "c.yaml", valid_every=5)

@@ -120,3 +120,33 @@ def test_the_adaptive_softmax_under_autocast_matches_fp32():
     assert got.dtype == torch.float32 and torch.allclose(got, want)
     assert torch.allclose(full.gather(1, targets[:, None]).squeeze(1), want, atol=1e-6)
     assert math.isclose(float(full.detach().exp().sum(-1).mean()), 1.0, rel_tol=1e-5)
+
+
+def test_an_fp16_update_that_overflows_is_skipped_and_counts_for_nothing(tmp_path):
+    """fp16's loss scaler skips an update whose scaled gradients overflowed: the weights, the weight
+    average and the schedule stay where they were, the log says it, and the scale is lowered."""
+    from attnkit.config import TrainingConfig
+    from attnkit.runtime import Setup
+    from attnkit.training.strategies import Strategy
+    from attnkit.training.trainer import Trainer
+
+    class Scaled(Strategy):
+        def loss(self, model, batch, step):
+            x, factor = batch
+            return model(x).sum() * factor, 1, {}
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    cfg = TrainingConfig(batch_tokens=1, ema_decay=0.9, schedule="constant", clip_norm=0.0)
+    trainer = Trainer(model, Scaled(), cfg, tmp_path, lambda epoch, scale=1: [], None, None, {}, progress=False,
+                      setup=Setup(torch.device("cpu"), "fp16"))
+    before = [p.detach().clone() for p in model.parameters()]
+    scale = trainer.scaler.get_scale()
+    _, _, stats = trainer.train_step((torch.ones(2, 4), 1e35))  # x 2^16: inf gradients
+    assert stats == {"skipped_updates": 1.0} and trainer.scaler.get_scale() < scale
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert trainer.schedule.state_dict()["step_count"] == 0 and trainer.average.updates == 0
+    _, _, stats = trainer.train_step((torch.ones(2, 4), 1.0))
+    assert stats == {"skipped_updates": 0.0}
+    assert not torch.equal(before[0], model.weight) and trainer.schedule.state_dict()["step_count"] == 1
+    assert trainer.average.updates == 1
