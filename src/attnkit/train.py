@@ -54,7 +54,7 @@ def prepare_out_dir(out: Path, resume: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp*"):  # the half-written file of a checkpoint write that was killed
         stale.unlink()
-    if "TORCHELASTIC_RUN_ID" in os.environ and not resume:
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # this job now owns the directory (a restart of it resumes here)
         (out / JOB).write_text(os.environ["TORCHELASTIC_RUN_ID"] + "\n", encoding="utf-8")
 
 
