@@ -212,3 +212,24 @@ def test_multihead_dropout_only_in_training():
     torch.manual_seed(0)
     c = ours(query, keys, values, None, need_weights=True)[0]
     assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_one_query_on_the_cpu_takes_plain_products_equal_to_the_fused_kernel(dtype):
+    """A decoding step's single query skips scaled_dot_product_attention on the CPU (its set-up costs
+    more than the work there); the context is the kernel's, padding and all."""
+    import torch.nn.functional as F
+
+    from attnkit.layers.attention import MultiHeadAttention
+
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4).eval()
+    query, memory = torch.randn(3, 1, 16), torch.randn(3, 5, 16)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)[:, None, None, :]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        keys, values = mha.project_kv(memory)
+        out, weights = mha(query, keys, values, mask)
+        heads = F.scaled_dot_product_attention(mha.split_heads(mha.W_Q(query)), keys, values, attn_mask=mask)
+        expected = mha.W_O(heads.transpose(1, 2).reshape(3, 1, 16))
+    assert weights is None
+    assert torch.allclose(out.float(), expected.float(), atol=1e-6 if dtype == torch.float32 else 2e-2)

@@ -139,10 +139,13 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = query.shape
         q = self.split_heads(self.W_Q(query))  # (B, h, T, d_k)
         p = self.dropout if self.training else 0.0
-        if need_weights:
+        # one query on a CPU (a decoding step): the plain products, 2-3x faster there in bf16 than the
+        # fused kernel, whose set-up costs more than the work (measured: docs/BENCHMARKS.md)
+        if need_weights or (T == 1 and q.device.type == "cpu"):
             scores = q @ keys.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, h, T, S)
             alpha = masked_softmax(scores, mask)
             heads = dropout(alpha, p, self.training) @ values  # (B, h, T, d_k)
+            alpha = alpha if need_weights else None
         else:
             alpha = None
             heads = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=p)
