@@ -108,6 +108,10 @@ def test_a_corpus_that_does_not_match_its_config_is_one_line(setup):
     assert done.returncode == 2 and "train.tgt.bin: does not match its offsets" in done.stderr
     done = attnkit("train", str(cfg), "--out", str(tmp_path / "run"), "--set", f"data.prepared={tmp_path}")
     assert done.returncode == 2 and "holds no prepared corpus" in done.stderr
+    (tmp_path / "data" / "train.src").unlink()  # the text the corpus was made from
+    done = attnkit("train", str(cfg), "--out", str(tmp_path / "run"), "--set", f"data.prepared={corpus}")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "train.src" in done.stderr
 
 
 def test_prepare_says_which_tasks_it_binarizes(tmp_path):

@@ -93,7 +93,11 @@ def read_side(path: Path) -> Side:
 
 def source_stamp(path: Path) -> dict:
     """What identifies a data file's contents cheaply: its path, size and modification time."""
-    st = path.stat()
+    try:
+        st = path.stat()
+    except OSError as err:
+        raise UserError(f"{path}: {err.strerror} (a prepared corpus is checked against the files it was made "
+                        "from)") from None
     return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
