@@ -101,7 +101,7 @@ def effective_precision(precision: str, device_type: str = "cpu") -> str:
         log.warning("precision bf16: this CPU (%s) has no native bf16 kernels, so running in fp32",
                     torch.backends.cpu.get_cpu_capability())
         return "fp32"
-    if precision == "bf16" and device_type == "cuda" and not _gpu_bf16():
+    if precision == "bf16" and device_type == "cuda" and not native_gpu_bf16():
         log.warning("precision bf16: this GPU has no bf16, so running in fp32 (fp16 is the GPU's other choice)")
         return "fp32"
     if precision == "fp16" and device_type != "cuda":
@@ -111,7 +111,7 @@ def effective_precision(precision: str, device_type: str = "cpu") -> str:
     return precision
 
 
-def _gpu_bf16() -> bool:
+def native_gpu_bf16() -> bool:
     """True where the GPU computes bf16 itself (Ampere and later), not by emulation."""
     try:
         return torch.cuda.is_bf16_supported(including_emulation=False)
