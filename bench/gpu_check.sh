@@ -20,7 +20,7 @@ export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
     python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
     if [ -z "${SKIP_TESTS:-}" ]; then
         # the tests that skip without a GPU: CPU and GPU loss curves, fp16/bf16, GPU -> CPU, inputs on the GPU
-        (cd tests && python3 -m pytest -q -p no:cacheprovider test_device.py -k "cuda or gpu or half" 2>&1 | tail -15)
+        python3 -m pytest -q -p no:cacheprovider tests/test_device.py -k "cuda or gpu or half" 2>&1 | tail -15
     fi
     if [ -z "${SKIP_BENCH:-}" ]; then
         for precision in fp32 bf16 fp16; do
