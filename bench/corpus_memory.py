@@ -26,6 +26,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from machine import cpu  # bench/machine.py
+
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "multi30k-transformer.yaml"
 
 
@@ -92,13 +94,6 @@ def main() -> None:
         done = subprocess.run([sys.executable, __file__, "--one", kind, "--work", str(args.work)],
                               capture_output=True, text=True)
         print(done.stdout.strip() or done.stderr[-2000:], flush=True)
-
-
-def cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "?"
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import cpu  # bench/machine.py
 
 D, LAYERS, HEADS, FFN, VOCAB = 256, 3, 4, 1024, 8000
 TRAIN_BATCH, LENGTH, SENTENCES, DECODE_BATCH, BEAM = 128, 20, 256, 32, 5
@@ -193,13 +194,6 @@ def settings(system: str) -> list[str]:
 
     bf16 = ["bf16"] if native_bf16() else []
     return {"attnkit": ["fp32", *bf16], "hf": ["fp32", *bf16], "ct2": ["float32", "int8"]}[system]
-
-
-def cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "?"
 
 
 def main() -> None:

@@ -142,8 +142,6 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         deadline = min(deadline, start)  # it ended because its time was spent (the reserve is spent too)
     result = trainer.run(max_steps=limits.max_steps, deadline=deadline, reserve_factor=prepared.reserve_factor)
     st = result.state
-    if world.size > 1:
-        trainer.objective = trainer.objective.module  # the DDP replica lets go of the process group
     if not world.main:  # rank 0 scores and reports; the others wait for it to end together
         leave(world)
         return {"task": cfg.task, "stopped": st.stopped, "steps": st.step, "rank": world.rank}

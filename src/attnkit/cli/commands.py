@@ -337,7 +337,7 @@ def cmd_bench_train(args) -> int:
     import tempfile
 
     from attnkit.config import load_config
-    from attnkit.runtime import settle, to_device
+    from attnkit.runtime import settle
     from attnkit.tasks import TASKS
     from attnkit.tasks.base import Fitted
     from attnkit.training.trainer import Trainer
@@ -353,19 +353,15 @@ def cmd_bench_train(args) -> int:
         trainer = Trainer(model, prepared.strategy, t, Path(scratch), prepared.epoch_batches,
                           prepared.make_batch, prepared.validate, prepared.meta, progress=False, setup=setup)
 
-        def step(micro: list[list[int]]) -> int:
-            """One update; the target tokens it trained on."""
-            return trainer.train_step(*(to_device(prepared.make_batch(idx), setup.device) for idx in micro))[1]
-
         updates = trainer.updates(0)
         need = args.warmup + args.steps
         updates = (updates * (need // len(updates) + 1))[:need]
         for micro in updates[: args.warmup]:
-            step(micro)
+            trainer.train_on(micro)
         _wait(setup.device)
         tokens, start = 0, time.perf_counter()
         for micro in updates[args.warmup :]:
-            tokens += step(micro)
+            tokens += trainer.train_on(micro)[1]
         _wait(setup.device)
         seconds = time.perf_counter() - start
         trainer.metrics.close()

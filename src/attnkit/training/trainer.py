@@ -32,7 +32,7 @@ from attnkit.checkpoint import load_weights, model_tensors, optimizer_state, rea
 from attnkit.config import TrainingConfig
 from attnkit.data.batching import Batch
 from attnkit.errors import UserError
-from attnkit.runtime import Setup, device_of, effective_precision, to_device
+from attnkit.runtime import Setup, device_of, settle, to_device
 from attnkit.training.averaging import WeightAverage
 from attnkit.training.deadline import DeadlineReached, time_limit
 from attnkit.training.distributed import (
@@ -151,8 +151,7 @@ class Trainer:
         and precision (``runtime.settle``); default: the model's device at ``cfg.precision``."""
         self.model, self.strategy, self.cfg, self.out = model, strategy, cfg, Path(out_dir)
         self.world = world  # the ranks of a torchrun job (training/distributed.py); rank 0 validates and writes
-        device = device_of(model)
-        self.setup = setup or Setup(device, effective_precision(cfg.precision, device.type))
+        self.setup = setup or settle(str(device_of(model)), cfg.precision)
         # fp16's loss scale (it passes everything through otherwise); the losses are sums over a batch's
         # tokens, so it starts that much lower than PyTorch's 2^16 for a mean
         self.scaler = self.setup.grad_scaler(2.0**16 / cfg.batch_tokens)
@@ -290,6 +289,10 @@ class Trainer:
         self.schedule.step()
         return loss_total / n_tokens, n_tokens, stats
 
+    def train_on(self, micro: list[list[int]]) -> tuple[float, int, dict]:
+        """``train_step`` over the micro-batches of these example indices, made and moved to the device."""
+        return self.train_step(*(to_device(self.make_batch(idx), self.setup.device) for idx in micro))
+
     def updates(self, epoch: int) -> list[list[list[int]]]:
         """The epoch's updates, each a list of micro-batches (example indices): batches of ``accumulate``
         times the configured size, formed as the task forms them, each cut into ``accumulate`` shares
@@ -417,8 +420,7 @@ class Trainer:
                     if self.world.size > 1:  # rank 0's clock and validations set every rank's learning rate
                         self.schedule.load_state_dict(from_main_numbers(self.schedule.state_dict(), self.world))
                     reserve = self.last_valid_seconds * reserve_factor if self.last_valid_seconds else first_reserve
-                    loss, n_tok, stats = self.train_step(*(to_device(self.make_batch(idx), self.setup.device)
-                                                           for idx in batches[st.batch_in_epoch]))
+                    loss, n_tok, stats = self.train_on(batches[st.batch_in_epoch])
                     if not math.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss} at step {st.step + 1}; lower training.lr")
                     st.batch_in_epoch += 1
@@ -464,6 +466,8 @@ class Trainer:
             # ``last`` keeps the loop exactly as it was after the final step, so --resume reproduces an
             # uninterrupted run; the closing validation only updates the best model.
             self.save_last()
+        if self.world.size > 1:  # the ranks' training together is over: the DDP replica lets go of the group
+            self.objective = self.objective.module
         if not self.world.main:
             return Result(st, last_scores)
         if st.stopped != "interrupted" and validated_at != st.step:
