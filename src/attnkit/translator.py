@@ -17,7 +17,7 @@ from attnkit.build import build_model
 from attnkit.config import TranslationConfig
 from attnkit.data.batching import inference_batches, pad
 from attnkit.data.vocab import Tokenizer, load_tokenizer
-from attnkit.decoding.search import beam_search, greedy, max_lengths
+from attnkit.decoding.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths
 from attnkit.errors import UserError
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq
@@ -37,11 +37,12 @@ class Translation:
 class Translator:
     def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: TranslationConfig):
         self.model, self.src_tok, self.tgt_tok, self.cfg = model.eval(), src_tok, tgt_tok, cfg
+        self.max_positions = model.max_positions
 
     def encode_source(self, line: str, line_no: int | None = None) -> list[int]:
         """Token ids (EOS-terminated), cut to the model's limit with a warning."""
         ids = self.src_tok.encode(line) + [EOS]
-        limit = self.model.max_positions
+        limit = self.max_positions
         if limit is not None and len(ids) > limit:
             where = f"line {line_no}: " if line_no is not None else ""
             log.warning("%ssource has %d tokens, more than the model's limit of %d: translating the first %d",
@@ -50,6 +51,16 @@ class Translator:
         return ids
 
     @torch.no_grad()
+    def search(self, sources: list[list[int]], beam: int, nbest: int) -> list[list[Hypothesis]]:
+        """The ``nbest`` best hypotheses of each EOS-terminated source, by greedy (beam 1) or beam search."""
+        d, device = self.cfg.decoding, device_of(self.model)
+        src = to_device(pad(sources), device)
+        limit = max_lengths(src, d.max_len_a, d.max_len_b, self.model.max_positions)
+        with autocast(self.cfg.training.precision, device):
+            if beam == 1:
+                return greedy(self.model, src, limit, d.min_len)
+            return beam_search(self.model, src, beam, limit, d.length_penalty, nbest, d.min_len)
+
     def translate(self, lines: list[str], beam: int | None = None, nbest: int = 1, batch_size: int | None = None,
                   progress: Iterable | None = None) -> list[list[Translation]]:
         """Translate every line (an empty line gives an empty translation); best first, ``nbest`` each."""
@@ -60,17 +71,9 @@ class Translator:
         encoded = [self.encode_source(line, i + 1) if line.strip() else None for i, line in enumerate(lines)]
         todo = [i for i, ids in enumerate(encoded) if ids is not None]
         results: list[list[Translation]] = [[Translation("", 0.0, [])] * nbest for _ in lines]
-        device = device_of(self.model)
         for batch in inference_batches([len(encoded[i]) for i in todo], batch_size):
             rows = [todo[j] for j in batch]
-            src = to_device(pad([encoded[i] for i in rows]), device)
-            limit = max_lengths(src, d.max_len_a, d.max_len_b, self.model.max_positions)
-            with autocast(self.cfg.training.precision, device):
-                if beam == 1:
-                    hyps = greedy(self.model, src, limit, d.min_len)
-                else:
-                    hyps = beam_search(self.model, src, beam, limit, d.length_penalty, nbest, d.min_len)
-            for i, sent in zip(rows, hyps):
+            for i, sent in zip(rows, self.search([encoded[i] for i in rows], beam, nbest)):
                 out = [Translation(self.tgt_tok.decode(h.tokens), h.score, h.tokens) for h in sent]
                 results[i] = (out + [Translation("", float("-inf"), [])] * nbest)[:nbest]
             if progress is not None:
@@ -78,8 +81,45 @@ class Translator:
         return results
 
 
-def load_model_dir(path: str | Path, device: str = "auto") -> Translator:
-    """The translator of a model directory, on ``device`` (auto: the GPU when there is one)."""
+class CTranslate2Translator(Translator):
+    """The same translation by CTranslate2, from a directory ``attnkit export --to ctranslate2`` wrote:
+    the same tokenizers, batches, beam, length limits and minimum length. CTranslate2 searches with
+    raw log-probabilities and returns every finished hypothesis; they are ranked here by GNMT's
+    length penalty, as attnkit's search ranks them (CTranslate2's own divides by length^alpha).
+    Two differences remain: before ``min_len`` CTranslate2 renormalises the distribution without
+    EOS (the same tokens, slightly higher scores), and it caps a whole batch at its longest limit
+    (each output is then cut to its own sentence's limit, where attnkit would have forced EOS)."""
+
+    def __init__(self, engine, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: TranslationConfig):
+        self.engine, self.src_tok, self.tgt_tok, self.cfg = engine, src_tok, tgt_tok, cfg
+        self.max_positions = cfg.model.max_positions
+        self.tgt_ids = {piece: i for i, piece in enumerate(tgt_tok.pieces(range(len(tgt_tok))))}
+
+    def search(self, sources: list[list[int]], beam: int, nbest: int) -> list[list[Hypothesis]]:
+        d = self.cfg.decoding
+        pieces = [self.src_tok.pieces(ids[:-1]) for ids in sources]  # CTranslate2 appends </s> itself
+        limits = max_lengths(pad(sources), d.max_len_a, d.max_len_b, self.max_positions).tolist()
+        # raw log-probabilities of all ``beam`` finished hypotheses, ranked here as attnkit ranks them
+        results = self.engine.translate_batch(
+            pieces, beam_size=beam, num_hypotheses=beam, length_penalty=0.0, max_decoding_length=max(limits),
+            min_decoding_length=d.min_len, max_input_length=0, return_scores=True)
+        out = []
+        for r, limit in zip(results, limits):
+            hyps = [Hypothesis(toks, log_prob / (length_penalty(len(toks) + 1, d.length_penalty) if beam > 1 else 1),
+                               log_prob)
+                    for toks, log_prob in ((self._ids(h)[:limit], s) for h, s in zip(r.hypotheses, r.scores))]
+            out.append(sorted(hyps, key=lambda h: -h.score)[:nbest])
+        return out
+
+    def _ids(self, pieces: list[str]) -> list[int]:
+        return [self.tgt_ids[p] for p in pieces]
+
+
+def load_model_dir(path: str | Path, device: str = "auto", engine: str = "torch") -> Translator:
+    """The translator of a model directory, on ``device`` (auto: the GPU when there is one); with
+    ``engine="ctranslate2"``, of a directory that ``attnkit export --to ctranslate2`` wrote."""
+    if engine == "ctranslate2":
+        return _load_ctranslate2(path, device)
     where = pick_device(device)
     path, cfg = open_model_dir(path, "translation", "a translation model")
     src_tok = load_tokenizer(path, "src", cfg.vocab.level)
@@ -87,3 +127,17 @@ def load_model_dir(path: str | Path, device: str = "auto") -> Translator:
     model = build_model(cfg.model, len(src_tok), len(tgt_tok))
     load_best_weights(model, path)
     return Translator(model.to(where), src_tok, tgt_tok, cfg)
+
+
+def _load_ctranslate2(path: str | Path, device: str) -> CTranslate2Translator:
+    from attnkit.export import CT2_MODEL, load_ctranslate2
+
+    where = pick_device(device)
+    path = Path(path)
+    if path.is_dir() and not (path / CT2_MODEL).is_file():
+        raise UserError(f"{path}: not a CTranslate2 model ({CT2_MODEL} is missing); make one with "
+                        f"attnkit export {path} --to ctranslate2 --out OUT, and translate OUT")
+    path, cfg = open_model_dir(path, "translation", "a translation model", files=(CT2_MODEL,))
+    src_tok = load_tokenizer(path, "src", cfg.vocab.level)
+    tgt_tok = load_tokenizer(path, "tgt", cfg.vocab.level)
+    return CTranslate2Translator(load_ctranslate2(path, where), src_tok, tgt_tok, cfg)

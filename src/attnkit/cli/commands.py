@@ -232,7 +232,7 @@ def cmd_embed(args) -> int:
 def cmd_translate(args) -> int:
     from attnkit.translator import load_model_dir
 
-    translator = load_model_dir(args.model_dir, args.device)
+    translator = load_model_dir(args.model_dir, args.device, args.engine)
     lines = read_input(args.input)
     bar = tqdm(total=len(lines), disable=not (_progress(args) and args.output), unit="sent", desc="translate")
     results = translator.translate(lines, beam=args.beam, nbest=args.nbest, batch_size=args.batch_size,
@@ -243,6 +243,15 @@ def cmd_translate(args) -> int:
     else:
         out = [f"{i} ||| {t.text} ||| {t.score:.4f}" for i, r in enumerate(results) for t in r]
     write_output(args.output, out)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from attnkit.export import export_ctranslate2
+
+    out = export_ctranslate2(args.model_dir, args.out, args.quantization)
+    print(f"wrote {out} (CTranslate2, {args.quantization}); translate with: "
+          f"attnkit translate {out} --engine ctranslate2")
     return 0
 
 
@@ -377,7 +386,7 @@ def cmd_bench_translate(args) -> int:
     from attnkit.runtime import device_of
     from attnkit.translator import load_model_dir
 
-    translator = load_model_dir(args.model_dir, args.device)
+    translator = load_model_dir(args.model_dir, args.device, args.engine)
     lines = read_lines(args.src)
     if args.limit:
         lines = lines[: args.limit]
@@ -385,7 +394,8 @@ def cmd_bench_translate(args) -> int:
     start = time.perf_counter()
     translator.translate(lines, beam=args.beam, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
-    print(json.dumps({"model_dir": str(args.model_dir), "device": str(device_of(translator.model)),
+    print(json.dumps({"model_dir": str(args.model_dir), "engine": args.engine,
+                      "device": str(device_of(translator.model)) if args.engine == "torch" else args.device,
                       "beam": args.beam, "sentences": len(lines),
                       "seconds": round(seconds, 2), "sentences_per_s": round(len(lines) / seconds, 2),
                       "threads": torch.get_num_threads()}))

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         output_file,
     )
     from attnkit.config import DecodingConfig, GenerationConfig, TrainingConfig
+    from attnkit.export import QUANTIZATIONS
 
     beam = like(DecodingConfig, "beam")
     batch_size = like(DecodingConfig, "batch_size")
@@ -103,8 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=batch_size, default=None, metavar="N", help="sentences per batch")
     tr.add_argument("--input", type=input_file, metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
     tr.add_argument("--output", type=output_file, metavar="FILE", help="write to FILE instead of stdout")
+    tr.add_argument("--engine", choices=("torch", "ctranslate2"), default="torch",
+                    help="torch: attnkit's own search (default); ctranslate2: CTranslate2 on a directory that "
+                         "'attnkit export --to ctranslate2' wrote")
     add_device(tr)
     tr.set_defaults(func=c.cmd_translate)
+
+    x = sub.add_parser("export", help="export a trained Transformer translation model to CTranslate2",
+                       description="Write a trained Transformer translation model as a CTranslate2 model "
+                                   "(model.bin and its vocabularies) with attnkit's config and tokenizers beside "
+                                   "it, for 'attnkit translate OUT --engine ctranslate2' or CTranslate2 itself "
+                                   "(docs/BENCHMARKS.md). RNN models cannot be exported: CTranslate2 has no RNN "
+                                   "decoder.")
+    x.add_argument("model_dir", metavar="DIR", help="a trained translation model directory")
+    x.add_argument("--to", choices=("ctranslate2",), required=True, help="the format (ctranslate2)")
+    x.add_argument("--quantization", choices=QUANTIZATIONS, default="float32",
+                   help="the weights' type in the exported model (default: float32)")
+    x.add_argument("--out", required=True, metavar="OUT", help="the directory to write (new)")
+    x.set_defaults(func=c.cmd_export)
 
     e = sub.add_parser("evaluate", help="score a trained model on a test file",
                        description="Score a model on a test file. Translation: translate --src and score the "
@@ -239,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--src", type=input_file, required=True, metavar="FILE", help="real sentences to translate")
     bd.add_argument("--beam", type=beam, default=1, metavar="N")
     bd.add_argument("--batch-size", type=batch_size, default=None, metavar="N")
+    bd.add_argument("--engine", choices=("torch", "ctranslate2"), default="torch",
+                    help="as for translate")
     bd.add_argument("--limit", type=checked(NonNegative, "count"), default=0, metavar="N",
                     help="only the first N sentences (0: all)")
     add_device(bd)
