@@ -34,14 +34,9 @@ from attnkit.data.batching import Batch
 from attnkit.decoding.rollout import DecoderView
 from attnkit.models.base import Seq2Seq
 from attnkit.specials import PAD
+from attnkit.training.token_loss import token_nll  # noqa: F401  (the strategies modules take it from here)
 
 IGNORE = -100  # the label of positions that have none (padding)
-
-
-def token_nll(logits: Tensor, gold: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Summed (label-smoothed) cross-entropy over non-pad positions. logits (B, T, V), gold (B, T)."""
-    return F.cross_entropy(logits.float().flatten(0, 1), gold.flatten(), ignore_index=PAD,
-                           label_smoothing=label_smoothing, reduction="sum")
 
 
 def gold_rate(fed: Tensor, tokens_in: Tensor) -> float:
