@@ -14,7 +14,8 @@ from attnkit.training.token_loss import token_nll
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("vocab", [11, 3000])  # 3000: several row blocks of 87 rows
-def test_the_fused_loss_and_its_gradient_equal_cross_entropy(dtype, smoothing, vocab):
+@pytest.mark.parametrize("scale", [1.0, 3.0])  # 1: the gradient kept is returned as it is
+def test_the_fused_loss_and_its_gradient_equal_cross_entropy(dtype, smoothing, vocab, scale):
     g = torch.Generator().manual_seed(vocab)
     logits = (torch.randn(6, 50, vocab, generator=g) * 4).to(dtype)
     gold = torch.randint(4, vocab, (6, 50), generator=g)
@@ -24,8 +25,8 @@ def test_the_fused_loss_and_its_gradient_equal_cross_entropy(dtype, smoothing, v
     loss = token_nll(mine, gold, smoothing)
     expected = F.cross_entropy(ref.float().flatten(0, 1), gold.flatten(), ignore_index=PAD,
                                label_smoothing=smoothing, reduction="sum")
-    (loss * 3).backward()
-    (expected * 3).backward()
+    (loss * scale).backward()
+    (expected * scale).backward()
     tol = 1e-4 if dtype == torch.float32 else 1e-2
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert torch.allclose(mine.grad.float(), ref.grad.float(), atol=tol * 3, rtol=tol)

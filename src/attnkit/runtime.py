@@ -9,6 +9,12 @@ glibc's malloc hands large freed blocks back to the operating system at once, so
 tensors of the same sizes fault their pages in again: on this project's 2-core machine a fifth of
 a Transformer training step was kernel time. Raising the mmap and trim thresholds keeps that memory
 in the process (measured: about 12% more training tokens/s). Nothing happens where glibc is absent.
+
+oneDNN, PyTorch's CPU matrix library, keeps up to 1,024 compiled matrix products with their
+scratch memory; every batch of another shape adds more, and the resident memory of the demo's
+training grew past 3 GB in three minutes. The CLI keeps 16 (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``,
+unless set): a step's forward and backward passes still find theirs, at the same speed within the
+noise, and memory stays bounded (docs/BENCHMARKS.md, "Memory").
 """
 
 from __future__ import annotations
@@ -31,8 +37,13 @@ log = logging.getLogger("attnkit")
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
 
 
+ONEDNN_CACHE = "16"
+
+
 def tune_malloc() -> bool:
-    """Keep freed memory for reuse instead of returning it to the OS; True if glibc accepted it."""
+    """Keep freed memory for reuse instead of returning it to the OS, and bound oneDNN's cache (before
+    its first matrix product); True if glibc accepted the malloc settings."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE)
     name = ctypes.util.find_library("c")
     if not name:
         return False

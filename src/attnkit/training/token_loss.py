@@ -49,6 +49,8 @@ class FusedTokenNLL(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         (grad,) = ctx.saved_tensors
+        if grad_out.device.type == "cpu" and grad_out.item() == 1.0:  # the usual case: no pass over (N, V)
+            return grad, None, None
         return grad * grad_out.to(grad.dtype), None, None
 
 
