@@ -11,6 +11,11 @@ and greedily. HF runs MarianMT of that shape; CTranslate2 runs the same MarianMT
     python bench/peers.py [--steps 20] [--systems attnkit,hf,ct2]
 
 Prints one Markdown table with each row's ratio to attnkit's best, and the CPU.
+
+Real work: ``python bench/peers.py --model DIR`` translates Multi30k test2016 (or ``--src``/``--ref``)
+with a trained attnkit Transformer, by attnkit and by CTranslate2 from its export (``attnkit
+export``, float32 and int8), each in a process of its own, through the same ``Translator`` batches
+(the config's batch size), greedily and with beam 5; sentences/s and sacreBLEU for each.
 """
 
 from __future__ import annotations
@@ -176,6 +181,57 @@ def ct2_decode(compute_type: str, beam: int) -> float:
         return SENTENCES / timed(run, 1)
 
 
+# -- real work: a trained model on a test set -----------------------------------------------------
+TEST = Path(__file__).resolve().parent.parent / "src/attnkit/resources/multi30k/test_2016_flickr"
+
+
+def real_work(model_dir: str, engine: str, setting: str, src: str, ref: str) -> dict:
+    import sacrebleu
+
+    from attnkit.data.text import read_lines
+    from attnkit.export import export_ctranslate2
+    from attnkit.translator import load_model_dir
+
+    lines, refs = read_lines(src), read_lines(ref)
+    with tempfile.TemporaryDirectory() as scratch:
+        if engine == "ct2":
+            translator = load_model_dir(export_ctranslate2(model_dir, Path(scratch) / "ct2", setting), "cpu",
+                                        "ctranslate2")
+        else:
+            translator = load_model_dir(model_dir, "cpu")
+            translator.cfg.training.precision = setting
+        row: dict = {"system": engine, "setting": setting}
+        for name, beam in (("beam", BEAM), ("greedy", 1)):
+            translator.translate(lines[:16], beam=beam)  # warm-up
+            start = time.perf_counter()
+            hyps = [r[0].text for r in translator.translate(lines, beam=beam)]
+            row[name] = len(lines) / (time.perf_counter() - start)
+            row[name + "_bleu"] = sacrebleu.corpus_bleu(hyps, [refs]).score
+    return row
+
+
+def real_work_table(args) -> None:
+    from attnkit.runtime import native_bf16
+
+    runs = [("attnkit", "fp32"), *([("attnkit", "bf16")] if native_bf16() else []), ("ct2", "float32"),
+            ("ct2", "int8")]
+    rows = []
+    for engine, setting in runs:
+        done = subprocess.run([sys.executable, __file__, "--model", args.model, "--src", args.src, "--ref", args.ref,
+                               "--one", engine, setting], capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{engine} {setting} failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    best = {k: max(r[k] for r in rows if r["system"] == "attnkit") for k in ("beam", "greedy")}
+    print(f"{cpu()}, {torch.get_num_threads()} threads, torch {torch.__version__}; {args.model} on {args.src}\n")
+    print("| system | setting | beam 5 sent/s | BLEU | greedy sent/s | BLEU |\n|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['system']} | {r['setting']} | {r['beam']:,.1f} ({r['beam'] / best['beam']:.2f}x) | "
+              f"{r['beam_bleu']:.2f} | {r['greedy']:,.1f} ({r['greedy'] / best['greedy']:.2f}x) | "
+              f"{r['greedy_bleu']:.2f} |")
+
+
 # -- the table ------------------------------------------------------------------------------------
 def measure(system: str, setting: str, steps: int) -> dict:
     row: dict = {"system": system, "setting": setting}
@@ -200,8 +256,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=20, help="timed training updates (default: 20)")
     ap.add_argument("--systems", default="attnkit,hf,ct2")
+    ap.add_argument("--model", metavar="DIR", help="real work: a trained Transformer translation model")
+    ap.add_argument("--src", default=f"{TEST}.en.gz", help="real work: the sentences (default: test2016 English)")
+    ap.add_argument("--ref", default=f"{TEST}.de.gz", help="real work: their references")
     ap.add_argument("--one", nargs=2, metavar=("SYSTEM", "SETTING"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.model:
+        if args.one:
+            print(json.dumps(real_work(args.model, *args.one, args.src, args.ref)))
+        else:
+            real_work_table(args)
+        return
     if args.one:
         print(json.dumps(measure(*args.one, args.steps)))
         return

@@ -233,3 +233,38 @@ def test_one_query_on_the_cpu_takes_plain_products_equal_to_the_fused_kernel(dty
         expected = mha.W_O(heads.transpose(1, 2).reshape(3, 1, 16))
     assert weights is None
     assert torch.allclose(out.float(), expected.float(), atol=1e-6 if dtype == torch.float32 else 2e-2)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_plain_products_and_the_fused_kernel_give_the_same_context_and_gradients(training, monkeypatch):
+    """Whichever path ``plain_products`` picks, the outputs and gradients are the same (no dropout, so
+    that both are deterministic), with padding and a causal mask."""
+    from attnkit.layers import attention
+    from attnkit.masks import causal_mask
+
+    torch.manual_seed(0)
+    mha = attention.MultiHeadAttention(16, 4, dropout=0.0).train(training)
+    x = torch.randn(3, 6, 16)
+    pad = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4], dtype=torch.bool)[:, None, None, :]
+    results = []
+    for plain in (True, False):
+        monkeypatch.setattr(attention, "plain_products", lambda *a, plain=plain: plain)
+        for mask in (pad, causal_mask(6, x.device)):
+            mha.zero_grad()
+            out, _ = mha(x, *mha.project_kv(x), mask)
+            out.square().sum().backward()
+            results.append((out.detach(), mha.W_Q.weight.grad.clone(), mha.W_V.weight.grad.clone()))
+    for a, b in zip(results[:2], results[2:]):
+        for x_plain, x_fused in zip(a, b):
+            torch.testing.assert_close(x_plain, x_fused, atol=1e-5, rtol=1e-4)
+
+
+def test_where_plain_products_are_taken():
+    from attnkit.layers.attention import plain_products
+
+    q = lambda T, dtype=torch.float32: torch.zeros(2, 4, T, 8, dtype=dtype)  # noqa: E731
+    assert plain_products(q(1), 300, 0.0, False)  # a decoding step
+    assert plain_products(q(30, torch.bfloat16), 30, 0.0, True) and plain_products(q(30), 30, 0.1, True)
+    assert not plain_products(q(30), 30, 0.0, True)  # fp32 without dropout: the kernel
+    assert plain_products(q(30), 64, 0.0, False) and not plain_products(q(30), 100, 0.0, False)
+    assert not plain_products(q(30).to("meta"), 30, 0.1, True)  # not a CPU: the kernel

@@ -103,6 +103,22 @@ class AdditiveAttention(Attention):
         return self.v(torch.tanh(q + keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)
 
 
+def plain_products(q: Tensor, S: int, p: float, training: bool) -> bool:
+    """Whether plain products (scores, softmax, weighted sum) beat ``F.scaled_dot_product_attention``
+    for queries q (B, h, T, d_k) over S keys. On a CPU they do, 2 cores measured (docs/BENCHMARKS.md):
+    for one query (a decoding step: the kernel's set-up costs more than the work); in training in bf16
+    or with attention dropout, up to 256 positions (2-7x forward and backward under 100: the kernel
+    draws its dropout mask one Bernoulli sample at a time, and its bf16 path is slow); and forward
+    only, up to 64 keys. On a GPU the fused kernel always."""
+    if q.device.type != "cpu":
+        return False
+    if q.size(-2) == 1:
+        return True
+    if training and torch.is_grad_enabled():
+        return q.dtype != torch.float32 or p > 0
+    return S <= 64
+
+
 class MultiHeadAttention(nn.Module):
     """h heads of scaled dot-product attention, concatenated and mixed by W^O.
 
@@ -139,9 +155,7 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = query.shape
         q = self.split_heads(self.W_Q(query))  # (B, h, T, d_k)
         p = self.dropout if self.training else 0.0
-        # one query on a CPU (a decoding step): the plain products, 2-3x faster there in bf16 than the
-        # fused kernel, whose set-up costs more than the work (measured: docs/BENCHMARKS.md)
-        if need_weights or (T == 1 and q.device.type == "cpu"):
+        if need_weights or plain_products(q, keys.size(-2), p, self.training):
             scores = q @ keys.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, h, T, S)
             alpha = masked_softmax(scores, mask)
             heads = dropout(alpha, p, self.training) @ values  # (B, h, T, d_k)
