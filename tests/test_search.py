@@ -140,6 +140,20 @@ def test_beam_batch_equals_one_sentence_at_a_time():
         assert [h.tokens for h in alone] == [h.tokens for h in batch[b]]
 
 
+@pytest.mark.parametrize("cfg", [tiny_transformer(), tiny_rnn(context="general")], ids=["transformer", "rnn"])
+def test_greedy_batch_equals_one_sentence_at_a_time(cfg):
+    """Rows that finish leave the batch; the others go on exactly as they would alone."""
+    model = random_model(cfg, std=0.5)
+    src = random_src((2, 5, 3, 7, 1, 4))
+    limit = max_lengths(src, 1.5, 5, model.max_positions)
+    batch = greedy(model, src, limit)
+    assert len({len(h[0].tokens) for h in batch}) > 1  # rows finished at different steps
+    for b in range(src.size(0)):
+        n = int((src[b] != PAD).sum())
+        alone = greedy(model, src[b : b + 1, :n], limit[b : b + 1])[0][0]
+        assert alone.tokens == batch[b][0].tokens and alone.score == pytest.approx(batch[b][0].score, abs=1e-5)
+
+
 @pytest.mark.parametrize("search", ["greedy", "beam"])
 def test_min_and_max_length_are_respected(search):
     model = random_model(tiny_rnn(context="additive"), std=0.7)

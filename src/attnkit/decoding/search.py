@@ -83,24 +83,26 @@ def beam_search(model: Seq2Seq, src: Tensor, beam: int, max_len: Tensor, alpha: 
 
 def _decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, min_len: int,
             log_probs: Callable[[Tensor], Tensor], choose: Callable[[Tensor], Tensor]) -> list[list[Hypothesis]]:
-    """Feed ``start`` (B,), then each chosen token, until every row has produced EOS.
+    """Feed ``start`` (B,), then each chosen token, until every row has produced EOS; a row that has
+    leaves the batch (through ``reorder``), so the steps after compute only the rows still going.
     ``log_probs`` turns logits into the distribution to choose from (before the constraints)."""
     B, device = start.size(0), start.device
-    tokens = start
-    out = torch.zeros(B, 0, dtype=torch.long, device=device)
+    limits = max_len.to(device)
+    out = torch.full((B, int(limits.max()) + 1), PAD, dtype=torch.long, device=device)  # (B, steps)
     log_prob = torch.zeros(B, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    for step in range(int(max_len.max()) + 1):
+    live, tokens = torch.arange(B, device=device), start  # the original rows still going, their inputs
+    for step in range(out.size(1)):
         logits, state = decoder.step(tokens, state)
-        lp = constrain(log_probs(logits.float()), step, min_len, max_len)
+        lp = constrain(log_probs(logits.float()), step, min_len, limits[live])
         tokens = choose(lp)
-        best = lp.gather(1, tokens.unsqueeze(1)).squeeze(1)
-        tokens = tokens.masked_fill(done, PAD)
-        log_prob += best.masked_fill(done, 0.0)
-        out = torch.cat([out, tokens.unsqueeze(1)], dim=1)
-        done |= tokens == EOS
-        if done.all():
-            break
+        log_prob[live] += lp.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        out[live, step] = tokens
+        going = tokens != EOS
+        if not going.all():
+            if not going.any():
+                break
+            keep = going.nonzero().squeeze(1)
+            live, tokens, state = live[keep], tokens[keep], decoder.reorder(state, keep)
     hyps = []
     for row, lp_row in zip(out.tolist(), log_prob.tolist()):
         toks = row[: row.index(EOS)] if EOS in row else row
