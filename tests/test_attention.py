@@ -266,5 +266,6 @@ def test_where_plain_products_are_taken():
     assert plain_products(q(1), 300, 0.0, False)  # a decoding step
     assert plain_products(q(30, torch.bfloat16), 30, 0.0, True) and plain_products(q(30), 30, 0.1, True)
     assert not plain_products(q(30), 30, 0.0, True)  # fp32 without dropout: the kernel
+    assert not plain_products(q(300, torch.bfloat16), 300, 0.1, True)  # longer than measured: the kernel
     assert plain_products(q(30), 64, 0.0, False) and not plain_products(q(30), 100, 0.0, False)
     assert not plain_products(q(30).to("meta"), 30, 0.1, True)  # not a CPU: the kernel

@@ -55,7 +55,7 @@ class Translator:
         """The ``nbest`` best hypotheses of each EOS-terminated source, by greedy (beam 1) or beam search."""
         d, device = self.cfg.decoding, device_of(self.model)
         src = to_device(pad(sources), device)
-        limit = max_lengths(src, d.max_len_a, d.max_len_b, self.model.max_positions)
+        limit = max_lengths(src, d.max_len_a, d.max_len_b, self.max_positions)
         with autocast(self.cfg.training.precision, device):
             if beam == 1:
                 return greedy(self.model, src, limit, d.min_len)

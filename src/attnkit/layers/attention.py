@@ -115,7 +115,7 @@ def plain_products(q: Tensor, S: int, p: float, training: bool) -> bool:
     if q.size(-2) == 1:
         return True
     if training and torch.is_grad_enabled():
-        return q.dtype != torch.float32 or p > 0
+        return S <= 256 and (q.dtype != torch.float32 or p > 0)
     return S <= 64
 
 
