@@ -60,3 +60,33 @@ def test_the_help_names_every_task_and_its_commands():
     text = " ".join(build_parser().format_help().split())
     for name, task in TASKS.items():
         assert name in text and all(verb in text for verb in task.verbs), name
+
+
+@pytest.mark.parametrize("name", ["transformer", "captioner"])
+def test_validation_and_test_score_the_model_they_are_given(name, tmp_path):
+    """The trainer validates the weight average when there is one: the scores must be that model's,
+    not those of the model being trained (which is in training mode, dropout on, between updates)."""
+    import copy
+
+    import yaml
+    from helpers import randomize, run_config, toy_pairs, write_parallel
+    from tiny_runs import CONFIGS
+
+    from attnkit.config import load_config
+
+    data = tmp_path / "data"
+    if name == "transformer":
+        for split, n, seed in (("train", 40, 1), ("valid", 8, 2), ("test", 8, 3)):
+            write_parallel(data, split, toy_pairs(n, seed))
+        raw = run_config(data, "transformer")
+    else:
+        raw = CONFIGS[name](data)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "run").mkdir()
+    cfg = load_config(tmp_path / "cfg.yaml", [])
+    prepared = TASKS[cfg.task].prepare(cfg, tmp_path / "run", False)
+    given = randomize(copy.deepcopy(prepared.model), seed=3).eval()
+    before = prepared.validate(given), prepared.test(given)
+    randomize(prepared.model, seed=4).train()
+    assert (prepared.validate(given), prepared.test(given)) == before
+    assert prepared.validate(prepared.model.eval()) != before[0]

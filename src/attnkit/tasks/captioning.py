@@ -233,7 +233,6 @@ def prepare(cfg: CaptioningConfig, out: Path, resume: bool) -> Prepared:
     h, w = model.encoder.grid_size
     log.info("%s captioner with %s parameters; %d training images, %d captions, vocab %d, %dx%d grid of cells",
              cfg.model.arch, f"{n_params:,}", len(train), len(examples), len(tok), h, w)
-    captioner = Captioner(model, tok, cfg)
 
     def make_batch(idx: list[int]) -> Batch:
         pixels = [train.images[examples[i][0]] for i in idx]
@@ -256,9 +255,10 @@ def prepare(cfg: CaptioningConfig, out: Path, resume: bool) -> Prepared:
         strategy=make_strategy(t, "captioning"),
         epoch_batches=epoch_batches,
         make_batch=make_batch,
-        validate=lambda m: {k: v for k, v in captioner.evaluate(valid, t.valid_beam).items()
-                            if k not in ("bleu_signature", "images")},
-        test=(lambda m: {**captioner.evaluate(test, cfg.decoding.beam), "beam": cfg.decoding.beam}) if test else None,
+        validate=lambda m: {k: v for k, v in Captioner(m, tok, cfg).evaluate(valid, t.valid_beam).items()
+                            if k not in ("bleu_signature", "images")},  # m: the model validated (the average, if any)
+        test=(lambda m: {**Captioner(m, tok, cfg).evaluate(test, cfg.decoding.beam), "beam": cfg.decoding.beam})
+        if test else None,
         metric=metric,
         higher_is_better=metric == "bleu",
         reserve_factor=final_cost(len(test) if test else 0, len(valid), per_item=cfg.decoding.beam),

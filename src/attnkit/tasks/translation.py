@@ -193,16 +193,15 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
     n_params = parameter_count(model)
     log.info("%s model with %s parameters; %d training pairs, vocab %d/%d", cfg.model.arch,
              f"{n_params:,}", len(train_ids.src), len(src_tok), len(tgt_tok))
-    translator = Translator(model, src_tok, tgt_tok, cfg)
     t = cfg.training
 
-    def validate(m: torch.nn.Module) -> dict:
-        scores = evaluate_split(translator, valid_data, t.valid_beam)
+    def validate(m: torch.nn.Module) -> dict:  # m: the model validated (the weight average, if any)
+        scores = evaluate_split(Translator(m, src_tok, tgt_tok, cfg), valid_data, t.valid_beam)
         return {"loss": round(validation_loss(m, valid_ids, t.batch_tokens), 4),
                 "bleu": scores["bleu"], "chrf": scores["chrf"]}
 
     def test(m: torch.nn.Module) -> dict:
-        return {**evaluate_split(translator, test_data, t.valid_beam), "beam": t.valid_beam}
+        return {**evaluate_split(Translator(m, src_tok, tgt_tok, cfg), test_data, t.valid_beam), "beam": t.valid_beam}
 
     lengths = train_ids.lengths()
     metric = best_metric(t, "bleu", ("bleu", "loss"), "translation")
