@@ -326,15 +326,17 @@ def tiny_run_config(**training) -> dict:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A tiny captioner trained on one-digit scenes of 32x32 pixels (about 25 s on one core)."""
+    """A tiny captioner trained on one-digit scenes of 32x32 pixels (about 35 s on one core). 700 updates
+    were too few to be sure of: rounding differences of 1e-7 in the loss (F.cross_entropy against the
+    fused loss, equal otherwise) took the test's exact match from above 50% to 29% at 700."""
     root = tmp_path_factory.mktemp("captioner")
-    cfg = write_yaml(root / "digits.yaml", tiny_run_config(valid_every=700))
-    assert main(["-q", "train", str(cfg), "--out", str(root / "run"), "--max-steps", "700"]) == 0
+    cfg = write_yaml(root / "digits.yaml", tiny_run_config(valid_every=1000))
+    assert main(["-q", "train", str(cfg), "--out", str(root / "run"), "--max-steps", "1000"]) == 0
     return root / "run"
 
 
 def test_a_tiny_seeded_captioner_learns_one_digit_scenes(trained):
-    """Unseen handwriting, unseen scenes: after 700 steps (the model is still improving fast) size and
+    """Unseen handwriting, unseen scenes: after 1,000 steps (the model is still improving fast) size and
     place are right and most digits too; the attention has found the digit."""
     test = json.loads((trained / "summary.json").read_text())["test"]
     assert test["exact_match"] >= 50.0, test  # guessing the digit would give 10%

@@ -33,3 +33,13 @@ def test_the_fused_loss_and_its_gradient_equal_cross_entropy(dtype, smoothing, v
     assert (mine.grad[gold == PAD] == 0).all()
     with torch.no_grad():  # validation's path
         assert token_nll(logits, gold, smoothing).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_the_fused_loss_leaves_its_input_alone():
+    logits = torch.randn(2, 5, 7, requires_grad=True)
+    seen = logits.detach().clone()
+    token_nll(logits * 1.0, torch.randint(4, 7, (2, 5)), 0.1).backward()  # a non-leaf float32 input
+    assert torch.equal(logits.detach(), seen)
+    x = logits * 1.0
+    token_nll(x, torch.randint(4, 7, (2, 5)))
+    assert torch.allclose(x, seen)  # (a float32 block used to be modified in place)

@@ -42,7 +42,7 @@ def _ct2():
         import ctranslate2
     except ImportError:
         raise UserError("CTranslate2 is not installed: pip install ctranslate2 "
-                        "(or pip install -e '.[bench]')") from None
+                        "(or pip install -e '.[export]')") from None
     return ctranslate2
 
 
@@ -60,6 +60,19 @@ def _linear(spec, *layers: nn.Linear) -> None:
 
 def _norm(spec, norm: nn.LayerNorm) -> None:
     spec.gamma, spec.beta = _numpy(norm.weight), _numpy(norm.bias)
+
+
+def _self_attention(spec, norm: nn.LayerNorm, attn: nn.Module) -> None:
+    """A self-attention sublayer: its norm, one fused [Q; K; V] projection, and W_O."""
+    _norm(spec.layer_norm, norm)
+    _linear(spec.linear[0], attn.W_Q, attn.W_K, attn.W_V)
+    _linear(spec.linear[1], attn.W_O)
+
+
+def _feed_forward(spec, norm: nn.LayerNorm, ff: nn.Module) -> None:
+    _norm(spec.layer_norm, norm)
+    _linear(spec.linear_0, ff.W_1)
+    _linear(spec.linear_1, ff.W_2)
 
 
 def _positions(embed) -> Tensor:
@@ -83,29 +96,20 @@ def transformer_spec(model: nn.Module, pre_norm: bool, num_heads: int):
 
     _embeddings(spec.encoder, enc.embed, spec.encoder.embeddings[0])
     for layer, ls in zip(enc.layers, spec.encoder.layer):
-        a = layer.self_attn
-        _norm(ls.self_attention.layer_norm, layer.sub_attn.norm)
-        _linear(ls.self_attention.linear[0], a.W_Q, a.W_K, a.W_V)
-        _linear(ls.self_attention.linear[1], a.W_O)
-        _norm(ls.ffn.layer_norm, layer.sub_ff.norm)
-        _linear(ls.ffn.linear_0, layer.ff.W_1)
-        _linear(ls.ffn.linear_1, layer.ff.W_2)
+        _self_attention(ls.self_attention, layer.sub_attn.norm, layer.self_attn)
+        _feed_forward(ls.ffn, layer.sub_ff.norm, layer.ff)
     if pre_norm:
         _norm(spec.encoder.layer_norm, enc.final_norm)
 
     _embeddings(spec.decoder, dec.embed, spec.decoder.embeddings)
     for layer, ls in zip(dec.layers, spec.decoder.layer):
-        a, c = layer.self_attn, layer.cross_attn
-        _norm(ls.self_attention.layer_norm, layer.sub_self.norm)
-        _linear(ls.self_attention.linear[0], a.W_Q, a.W_K, a.W_V)
-        _linear(ls.self_attention.linear[1], a.W_O)
+        _self_attention(ls.self_attention, layer.sub_self.norm, layer.self_attn)
+        c = layer.cross_attn  # queries from the decoder; keys and values of the encoder's output, fused
         _norm(ls.attention.layer_norm, layer.sub_cross.norm)
         _linear(ls.attention.linear[0], c.W_Q)
         _linear(ls.attention.linear[1], c.W_K, c.W_V)
         _linear(ls.attention.linear[2], c.W_O)
-        _norm(ls.ffn.layer_norm, layer.sub_ff.norm)
-        _linear(ls.ffn.linear_0, layer.ff.W_1)
-        _linear(ls.ffn.linear_1, layer.ff.W_2)
+        _feed_forward(ls.ffn, layer.sub_ff.norm, layer.ff)
     if pre_norm:
         _norm(spec.decoder.layer_norm, dec.final_norm)
     _linear(spec.decoder.projection, dec.W_out)

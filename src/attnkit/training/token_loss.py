@@ -30,7 +30,7 @@ class FusedTokenNLL(torch.autograd.Function):
         grad = torch.empty_like(logits)
         total = torch.zeros((), dtype=torch.float32, device=logits.device)
         for start in range(0, N, rows):
-            x = logits[start : start + rows].float()  # (n, V), a copy
+            x = logits[start : start + rows].to(torch.float32, copy=True)  # (n, V), a copy even in float32
             g = gold[start : start + rows].unsqueeze(1)  # (n, 1)
             pad = g == PAD  # (n, 1)
             x -= torch.logsumexp(x, -1, keepdim=True)  # log-probabilities
