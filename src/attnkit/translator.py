@@ -105,14 +105,13 @@ class CTranslate2Translator(Translator):
             min_decoding_length=d.min_len, max_input_length=0, return_scores=True)
         out = []
         for r, limit in zip(results, limits):
-            hyps = [Hypothesis(toks, log_prob / (length_penalty(len(toks) + 1, d.length_penalty) if beam > 1 else 1),
-                               log_prob)
-                    for toks, log_prob in ((self._ids(h)[:limit], s) for h, s in zip(r.hypotheses, r.scores))]
+            hyps = []
+            for pieces_out, log_prob in zip(r.hypotheses, r.scores):
+                tokens = [self.tgt_ids[p] for p in pieces_out][:limit]
+                norm = length_penalty(len(tokens) + 1, d.length_penalty) if beam > 1 else 1.0  # greedy: raw
+                hyps.append(Hypothesis(tokens, log_prob / norm, log_prob))
             out.append(sorted(hyps, key=lambda h: -h.score)[:nbest])
         return out
-
-    def _ids(self, pieces: list[str]) -> list[int]:
-        return [self.tgt_ids[p] for p in pieces]
 
 
 def load_model_dir(path: str | Path, device: str = "auto", engine: str = "torch") -> Translator:
