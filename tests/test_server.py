@@ -147,3 +147,90 @@ def test_a_text_model_refuses_an_image(client):
     response = client.post("/api/caption", json={"image": base64.b64encode(png()).decode()})
     assert response.status_code == 422 and "this model reads text" in response.json()["error"]
     good(client)
+
+
+# -- limits under load and hostile clients --------------------------------------------------------------
+def test_nbest_above_the_beam_is_refused_as_on_the_command_line(client):
+    response = client.post("/api/inspect", json={"text": "ab cd", "beam": 2, "nbest": 3})
+    assert response.status_code == 422 and "nbest 3 cannot exceed the beam size 2" in response.json()["error"]
+
+
+def test_files_outside_the_web_assets_are_not_served(client):
+    for path in ("/static/../server.py", "/static/..%2fserver.py", "/static/%2e%2e/%2e%2e/pyproject.toml"):
+        response = client.get(path)
+        assert response.status_code == 404, (path, response.status_code)
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_the_queue_turns_requests_away_when_full_or_after_waiting():
+    import threading
+    import time
+
+    from starlette.exceptions import HTTPException
+
+    from attnkit.server import Queue
+
+    queue = Queue(size=1, seconds=0.3)
+    release, started = threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(5)
+        return "done"
+
+    running = threading.Thread(target=queue.run, args=(slow,))
+    running.start()
+    started.wait(5)
+    waited = {}
+    waiting = threading.Thread(target=lambda: waited.setdefault("error", _error_of(queue, lambda: "late")))
+    waiting.start()
+    time.sleep(0.05)
+    full = _error_of(queue, lambda: "third")  # one runs, one waits: the queue of one is full
+    assert isinstance(full, HTTPException) and full.status_code == 503 and "1 requests are waiting" in full.detail
+    assert full.headers == {"Retry-After": "1"}
+    waiting.join()
+    late = waited["error"]
+    assert isinstance(late, HTTPException) and late.status_code == 503 and "waited 0.3 s" in late.detail
+    release.set()
+    running.join()
+    assert queue.run(lambda: "free again") == "free again" and queue.count == 0
+
+
+def _error_of(queue, work):
+    from starlette.exceptions import HTTPException
+
+    try:
+        return queue.run(work)
+    except HTTPException as err:
+        return err
+
+
+def test_a_stalled_body_is_answered_408_and_its_connection_closed(tiny_runs):
+    """A client that sends headers and part of its body, then nothing: after the body's time limit it
+    gets a 408 and the server closes the connection (it does not hold it for ever)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    app = make_app(load_inspector(tiny_runs["transformer"]), "tiny", body_seconds=0.5)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"POST /api/inspect HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"text\": ")
+            start = time.monotonic()
+            answer = b""
+            while chunk := conn.recv(4096):  # until the server closes the connection
+                answer += chunk
+            assert time.monotonic() - start < 4
+        assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 0.5 s" in answer
+    finally:
+        server.should_exit = True
+        thread.join(5)

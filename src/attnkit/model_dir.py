@@ -40,5 +40,5 @@ def load_best_weights(model: nn.Module, path: Path) -> dict:
     """Load the directory's best weights into ``model``; returns the checkpoint's document (step,
     validation scores)."""
     groups, doc = read_checkpoint(path / WEIGHTS)
-    load_weights(model, groups["model"], doc["aliases"], path / WEIGHTS)
+    load_weights(model, groups["model"], doc.get("aliases", {}), path / WEIGHTS)
     return doc

@@ -9,12 +9,20 @@
 
 Every answer to a bad request is a 4xx with a one-line ``{"error": ...}``: an empty or over-long
 input, wrong JSON types, an unknown field, a body that is not JSON or not UTF-8, a body over the
-size limit. The model runs one request at a time (a lock), in FastAPI's worker threads, and the
-server keeps serving after any bad request.
+size limit, a body that stalls (408, and the connection is closed). The model runs one request at a
+time (a lock), in FastAPI's worker threads, and the server keeps serving after any bad request.
+
+Limits for a public deployment (``GET /api/model`` lists them): the body's size, the input's length
+in characters and tokens, the beam and new tokens; a body must arrive within ``BODY_SECONDS``; at most
+``MAX_QUEUE`` requests wait for the model, and one that cannot start within ``WAIT_SECONDS`` is turned
+away (503 with ``Retry-After``), so a request's time is bounded by the wait plus the work the input
+limits allow. The host is 127.0.0.1 unless ``--host`` says otherwise; only the page's own assets are
+served as files.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -48,6 +56,9 @@ MAX_TOKENS = 120  # tokens of input, as the model reads them (a heatmap wider th
 MAX_BODY_BYTES = 16 * 1024
 MAX_IMAGE_BODY_BYTES = 4 * 1024 * 1024  # for a captioning model: a base64 image of up to 3 MiB
 MAX_BEAM, MAX_NEW_TOKENS = 16, 100
+BODY_SECONDS = 10.0  # a request body must have arrived whole by then (a stalled upload holds no connection)
+MAX_QUEUE = 32  # requests waiting for the model, beyond which the server answers 503 at once
+WAIT_SECONDS = 30.0  # the longest a request waits for the model before it is answered 503
 WEB = resources.files("attnkit") / "web"
 
 
@@ -112,6 +123,9 @@ class Limits(BaseModel):
     max_body_bytes: int
     max_beam: int
     max_new_tokens: int
+    body_seconds: float
+    max_queue: int
+    wait_seconds: float
 
 
 class ModelInfo(BaseModel):
@@ -129,18 +143,21 @@ class Error(BaseModel):
 
 
 ERRORS = {400: {"model": Error, "description": "not JSON, or not UTF-8"},
+          408: {"model": Error, "description": "the body did not arrive in time"},
           413: {"model": Error, "description": "the body is over the size limit"},
           422: {"model": Error, "description": "a field is missing, of the wrong type, out of range, or unknown; "
-                                               "or the input is empty or too long for the model"}}
+                                               "or the input is empty or too long for the model"},
+          503: {"model": Error, "description": "too many requests wait for the model: try again (Retry-After)"}}
 
 
 # -- limits on the raw body -----------------------------------------------------------------------
 class BodyLimits:
     """Reads a request's body before the app does: more than ``max_bytes`` -> 413; a JSON or text
-    body that is not UTF-8 -> 400. Either way, a one-line JSON error and the connection goes on."""
+    body that is not UTF-8 -> 400; a body not whole within ``seconds`` -> 408 (and the server closes
+    the connection, whose body it did not read to the end). Each a one-line JSON error."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, seconds: float = BODY_SECONDS):
+        self.app, self.max_bytes, self.seconds = app, max_bytes, seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -151,8 +168,14 @@ class BodyLimits:
         if declared.isdigit() and int(declared) > self.max_bytes:
             return await too_big(scope, receive, send)
         chunks, size = [], 0
+        deadline = time.monotonic() + self.seconds
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                stalled = JSONResponse({"error": f"the request body did not arrive within {self.seconds:g} s"}, 408,
+                                       headers={"Connection": "close"})
+                return await stalled(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return
             chunks.append(message.get("body", b""))
@@ -194,18 +217,47 @@ def one_line(err: RequestValidationError) -> str:
 
 
 # -- the app --------------------------------------------------------------------------------------
-def make_app(inspector: Inspector, name: str, max_body_bytes: int | None = None) -> FastAPI:
+class Queue:
+    """The model, one request at a time: at most ``size`` requests wait for it, none longer than
+    ``seconds``; beyond either, a 503 that says so."""
+
+    def __init__(self, size: int = MAX_QUEUE, seconds: float = WAIT_SECONDS):
+        self.size, self.seconds = size, seconds
+        self.lock, self.count, self.count_lock = threading.Lock(), 0, threading.Lock()
+
+    def run(self, work: Callable[[], Inspection]) -> Inspection:
+        with self.count_lock:
+            if self.count > self.size:  # the one running and ``size`` waiting
+                raise HTTPException(503, f"the server is busy ({self.size} requests are waiting); try again",
+                                    headers={"Retry-After": "1"})
+            self.count += 1
+        try:
+            if not self.lock.acquire(timeout=self.seconds):
+                raise HTTPException(503, f"the server is busy (waited {self.seconds:g} s for the model); try again",
+                                    headers={"Retry-After": "1"})
+            try:
+                return work()
+            finally:
+                self.lock.release()
+        finally:
+            with self.count_lock:
+                self.count -= 1
+
+
+def make_app(inspector: Inspector, name: str, max_body_bytes: int | None = None, queue: Queue | None = None,
+             body_seconds: float = BODY_SECONDS) -> FastAPI:
+    queue = queue or Queue()
     if max_body_bytes is None:
         max_body_bytes = MAX_IMAGE_BODY_BYTES if inspector.input == "image" else MAX_BODY_BYTES
     app = FastAPIOffline(title="attnkit", version=__version__, redoc_url=None,  # one docs page, fully offline
                          description=f"Look inside the {inspector.task} model `{name}`: its output for a text "
                                      "and every attention map it computed, with the tokens of both axes.")
-    lock = threading.Lock()
     info = ModelInfo(name=name, task=inspector.task, arch=inspector.arch, input=inspector.input,
                      options=sorted(inspector.options),
                      version=__version__,
                      limits=Limits(max_chars=MAX_CHARS, max_tokens=MAX_TOKENS, max_body_bytes=max_body_bytes,
-                                   max_beam=MAX_BEAM, max_new_tokens=MAX_NEW_TOKENS))
+                                   max_beam=MAX_BEAM, max_new_tokens=MAX_NEW_TOKENS, body_seconds=body_seconds,
+                                   max_queue=queue.size, wait_seconds=queue.seconds))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -231,8 +283,7 @@ def make_app(inspector: Inspector, name: str, max_body_bytes: int | None = None)
     def answer(run: Callable[[], Inspection]) -> InspectResponse:
         start = time.perf_counter()
         try:
-            with lock:
-                seen = run()
+            seen = queue.run(run)
         except UserError as err:
             raise HTTPException(422, str(err)) from None
         return InspectResponse(task=seen.task, tokens=seen.tokens, result=seen.result,
@@ -263,7 +314,7 @@ def make_app(inspector: Inspector, name: str, max_body_bytes: int | None = None)
         return answer(lambda: inspector.inspect_image(data, Options(beam=request.beam)))
 
     app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
-    app.add_middleware(BodyLimits, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimits, max_bytes=max_body_bytes, seconds=body_seconds)
     return app
 
 
@@ -291,4 +342,5 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, devi
     shown = f"[{host}]" if ":" in host else host
     log.info("serving the %s model %s on %s at http://%s:%d/ (API: /docs; Ctrl-C stops)", inspector.task,
              model_dir, where, shown, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # idle keep-alive connections close after 5 s; beyond 256 connections at once, 503
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5, limit_concurrency=256)

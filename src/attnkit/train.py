@@ -19,7 +19,7 @@ from attnkit.tasks import TASKS
 from attnkit.tasks.base import Fitted
 from attnkit.training.deadline import DeadlineReached, time_limit
 from attnkit.training.distributed import join, leave, restarted, wait_for_main
-from attnkit.training.trainer import BEST, LAST, Limits, Trainer, check_resumable
+from attnkit.training.trainer import BEST, LAST, STARTING, Limits, Trainer, check_resumable
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +34,43 @@ def own_job(out: Path) -> bool:
     return (out / JOB).is_file() and (out / JOB).read_text().strip() == os.environ.get("TORCHELASTIC_RUN_ID")
 
 
-def resumes(out: Path, resume: bool) -> bool:
-    """Whether a run continues from its ``last`` checkpoint: ``--resume``, or a worker that torchrun
-    restarted after a rank failed (``--max-restarts``) in the run directory its own job made, once
-    that has one. (A directory the job did not make is treated as the command says.)"""
-    return (out / LAST).is_file() if restarted() and own_job(out) else resume
+def resumes(out: Path, resume: bool, config: str | Path | None) -> tuple[bool, str | Path | None]:
+    """Whether a run continues from its ``last`` checkpoint, and the config it starts from otherwise.
+
+    It does with ``--resume``, unless the run stopped before its first checkpoint (a kill, a crash):
+    that one starts afresh, from the config given or the one it saved. A worker that torchrun restarted
+    after a rank failed (``--max-restarts``) resumes in the run directory its own job made once that has
+    a checkpoint. (A directory the job did not make is treated as the command says.)"""
+    if restarted() and own_job(out):
+        return (out / LAST).is_file(), config
+    if resume and starting(out):
+        log.warning("%s: the run stopped before its first checkpoint: starting it afresh", out)
+        if config is None and not (out / CONFIG).is_file():
+            raise UserError(f"{out}: nothing to resume (the run stopped before it saved {CONFIG}); start it "
+                            f"again with attnkit train CONFIG --out {out}")
+        return False, config if config is not None else out / CONFIG
+    return resume, config
+
+
+def starting(out: Path) -> bool:
+    """Whether ``out`` holds a run that stopped (a kill, a crash) before its first ``last``."""
+    return (out / STARTING).is_file() and not (out / LAST).is_file()
 
 
 def prepare_out_dir(out: Path, resume: bool) -> None:
-    if not resume and restarted() and own_job(out):  # the failed attempt wrote no ``last``: what it left goes
-        (out / BEST).unlink(missing_ok=True)
     if resume:
         check_resumable(out)
     elif (out / LAST).exists():
         raise UserError(f"{out}: already holds a run; use --resume to continue it or --out for a new one")
-    elif (out / BEST).exists():
-        raise UserError(f"{out}: holds a model ({BEST}) but no {LAST} to resume from (a run stopped before its "
-                        f"first checkpoint?); remove {out / BEST} to start again here, or use --out")
+    elif (out / BEST).exists() and not starting(out):
+        raise UserError(f"{out}: holds a model ({BEST}) but no {LAST} to resume from; remove {out / BEST} to "
+                        "train here, or use --out")
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp*"):  # the half-written file of a checkpoint write that was killed
         stale.unlink()
+    if not resume:  # what a run stopped before its first checkpoint left goes; the mark says one is starting
+        (out / BEST).unlink(missing_ok=True)
+        (out / STARTING).write_text("a fresh run that has not written its first checkpoint yet\n", encoding="utf-8")
     if "TORCHELASTIC_RUN_ID" in os.environ:  # this job now owns the directory (a restart of it resumes here)
         (out / JOB).write_text(os.environ["TORCHELASTIC_RUN_ID"] + "\n", encoding="utf-8")
 
@@ -90,6 +107,7 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     so). None: a resumed run keeps the limit it was started with, a fresh run has none."""
     start = time.monotonic()
     out = Path(out)
+    resume, config = resumes(out, resume, config)
     world = join()
     if restarted() and own_job(out):
         if world.main:

@@ -65,7 +65,9 @@ def run_training(config, out: Path, overrides, resume, max_steps, max_minutes, p
     from attnkit.training.distributed import join
     from attnkit.training.trainer import BEST, LAST
 
-    resume = resumes(out, resume)  # also a torchrun restart (--max-restarts) of a run with a checkpoint
+    # also a torchrun restart (--max-restarts) of a run with a checkpoint; a run stopped before its first
+    # checkpoint starts afresh
+    resume, config = resumes(out, resume, config)
     world = join()
     if not world.main:  # another rank of a torchrun job: rank 0 owns the run directory and its logs
         from attnkit.training.distributed import peer_lost

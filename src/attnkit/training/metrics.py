@@ -5,11 +5,15 @@ token, averaged since the previous record), ``lr`` and ``tokens_per_s``; validat
 ``step``, ``valid_<score>`` for each score, ``best`` and ``valid_seconds``. With
 ``training.tensorboard: true`` the same numbers also go to ``DIR/tensorboard/`` as scalars
 ``train/<name>`` and ``valid/<score>`` (``tensorboard --logdir DIR/tensorboard``).
+
+A resumed run logs each step once: the records a killed run wrote after its checkpoint are dropped
+from ``metrics.jsonl``, and its TensorBoard events are purged (TensorBoard's own ``purge_step``).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from attnkit.checkpoint import atomic_write_text
@@ -23,6 +27,7 @@ class MetricsLog:
         self.path, self.tensorboard_dir = Path(out) / METRICS, Path(out) / TENSORBOARD
         self.tensorboard = tensorboard
         self.writer = None  # made on the first record, so a run that logs nothing leaves no files
+        self.purge_step: int | None = None  # events from this step on, logged by a killed run, are discarded
 
     def write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
@@ -32,7 +37,12 @@ class MetricsLog:
 
     def truncate(self, step: int) -> int:
         """Drop the records logged after ``step``: a run killed between two checkpoints logged steps
-        that its resumed run takes again. Returns how many records were dropped."""
+        that its resumed run takes again (a fresh run, ``step`` 0, drops everything). Returns how many
+        records were dropped."""
+        if step == 0:
+            shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
+        else:
+            self.purge_step = step + 1
         if not self.path.is_file():
             return 0
         lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -52,7 +62,7 @@ class MetricsLog:
         if self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.tensorboard_dir))
+            self.writer = SummaryWriter(str(self.tensorboard_dir), purge_step=self.purge_step)
         step = record["step"]
         for key, value in record.items():
             if key in ("step", "best") or isinstance(value, bool) or not isinstance(value, int | float):

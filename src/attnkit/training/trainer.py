@@ -6,7 +6,10 @@ Checkpoints, in the run directory:
                         ``training.ema_decay``, the best of the weights' moving average
     last.safetensors    the latest weights + optimiser + RNG + loop position (+ the average):
                         ``--resume`` starts here
-Both are written atomically; Ctrl-C or SIGTERM stops after the current step and saves ``last``.
+    .starting           a fresh run's mark until its first ``last``: a run stopped before that
+                        (a kill, a crash) starts afresh, with ``train`` or ``--resume``
+Both are written atomically; Ctrl-C or SIGTERM stops after the current step and saves ``last``;
+a kill at any moment leaves a directory that ``--resume`` continues exactly.
 
 The model and its strategy run as one module (:class:`Objective`), which is what DDP wraps when
 torchrun starts several ranks (``training/distributed.py``).
@@ -52,6 +55,7 @@ from attnkit.training.strategies import Strategy
 log = logging.getLogger(__name__)
 
 BEST, LAST = "model.safetensors", "last.safetensors"
+STARTING = ".starting"  # a fresh run's mark until its first ``last``: stopped before it, it starts afresh
 STOPS = ("", "converged", "max_steps", "max_epochs", "time", "interrupted")  # why a run ended ("": it has not)
 
 
@@ -200,9 +204,24 @@ class Trainer:
             extra.update({f"average.{k}": v for k, v in tensors.items()})
             meta["average"] = {"updates": self.average.updates, "aliases": aliases}
         save_checkpoint(self.out / LAST, self.model, meta, self.optimizer, extra)
+        (self.out / STARTING).unlink(missing_ok=True)
 
     def resume(self) -> None:
         groups, doc = read_checkpoint(self.out / LAST)
+        try:
+            self.restore(groups, doc)
+        except (KeyError, TypeError, ValueError, IndexError) as err:  # a hand-edited document
+            raise UserError(f"{self.out / LAST}: damaged: its training state does not read back "
+                            f"({type(err).__name__}: {err})") from None
+        dropped = self.metrics.truncate(self.state.step)
+        if dropped:
+            log.info("dropped %d records of %s logged after the checkpoint (they are taken again)",
+                     dropped, METRICS)
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", self.out / LAST, self.state.step,
+                 self.state.epoch, self.state.batch_in_epoch)
+
+    def restore(self, groups: dict[str, dict[str, torch.Tensor]], doc: dict) -> None:
+        """The loop, model, optimiser, schedule, strategy, average and random state of a ``last`` file."""
         ranks = doc.get("ranks", 1)
         if ranks != self.world.size:
             how = ("in one process" if ranks == 1 else f"with torchrun --nproc_per_node {ranks} (or {ranks} "
@@ -233,12 +252,6 @@ class Trainer:
         if "grad_scaler" in doc and self.scaler.is_enabled():
             self.scaler.load_state_dict(doc["grad_scaler"])
         random.setstate(_py_rng(doc["python_rng"]))
-        dropped = self.metrics.truncate(self.state.step)
-        if dropped:
-            log.info("dropped %d records of %s logged after the checkpoint (they are taken again)",
-                     dropped, METRICS)
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", self.out / LAST, self.state.step,
-                 self.state.epoch, self.state.batch_in_epoch)
 
     def log_metrics(self, record: dict) -> None:
         if self.world.main:

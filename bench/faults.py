@@ -1,0 +1,263 @@
+"""Crash consistency, shown with fault injection (issue 26): a small seeded training run is killed with
+SIGKILL at random moments (seeded), some of them while a checkpoint is being written, and resumed,
+again and again, until it ends; then it is compared with the same run left alone: every step's loss,
+every validation, and the final weights, optimiser state, random state and best model, bit for bit.
+
+    python bench/faults.py [--kills 20] [--seed 0] [--ranks 1|2] [--json FILE]
+
+A kill comes either after a random time (uniform over the uninterrupted run's wall time, start-up
+included) or the moment a checkpoint's temporary file appears (the write is under way). After every
+kill the checkpoints on disk must read back (whole, checksums verified), and the run continues with
+``attnkit train CONFIG --out OUT --resume`` (or a fresh ``train`` when the kill came before the run
+directory was marked). ``--ranks 2`` runs every attempt under torchrun (two gloo ranks) and kills the
+whole job. The quick form runs in ``make test`` (tests/test_faults.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from attnkit.checkpoint import read_checkpoint
+from attnkit.errors import UserError
+from attnkit.training.metrics import read_metrics
+from attnkit.training.trainer import BEST, LAST, STARTING
+
+WRITES = (LAST, BEST)  # the checkpoints whose writes a kill can aim at
+
+
+@dataclass
+class Campaign:
+    """One run directory taken to its end through kills: what each kill hit, and the comparison."""
+
+    kills: list[str] = field(default_factory=list)  # "after 2.31s", "writing last.safetensors", ...
+    attempts: int = 0
+    same: dict = field(default_factory=dict)  # what matched the uninterrupted run
+
+
+def corpus(root: Path, pairs: int = 1500, seed: int = 0) -> Path:
+    """The first ``pairs`` sentence pairs of the embedded Multi30k (train), 100 of val, as plain files."""
+    import gzip
+
+    from attnkit.config import resolve_path
+
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", pairs), ("val", 100)):
+        for lang in ("en", "de"):
+            with gzip.open(resolve_path(f"attnkit:multi30k/{split}.{lang}.gz"), "rt", encoding="utf-8") as f:
+                lines = [next(f) for _ in range(n)]
+            (data / f"{split}.{lang}").write_text("".join(lines), encoding="utf-8")
+    return data
+
+
+def config(root: Path, data: Path, steps: int, arch: str = "transformer") -> Path:
+    """A small Transformer (or RNN) at word level: a checkpoint every 10 updates, every loss logged."""
+    model = ({"arch": "transformer", "d_model": 64, "num_heads": 4, "ff_dim": 128, "encoder_layers": 2,
+              "decoder_layers": 2, "dropout": 0.1, "attention_dropout": 0.1}
+             if arch == "transformer" else
+             {"arch": "rnn", "embed_dim": 64, "encoder_hidden": 64, "decoder_hidden": 128, "context": "additive",
+              "dropout": 0.1})
+    doc = {"data": {"train": {"src": str(data / "train.en"), "tgt": str(data / "train.de")},
+                    "valid": {"src": str(data / "val.en"), "tgt": str(data / "val.de")},
+                    "max_len": 40},
+           "vocab": {"level": "word", "min_freq": 2},
+           "model": model,
+           "training": {"batch_tokens": 1200, "lr": 0.002, "warmup_steps": 20, "max_steps": steps, "valid_every": 10,
+                        "log_every": 1, "patience": 0, "ema_decay": 0.99, "seed": 7},
+           "decoding": {"beam": 1}}
+    path = root / f"faults-{arch}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def command(cfg: Path, out: Path, ranks: int, resume: bool) -> list[str]:
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
+                 "-m", "attnkit.cli.main"] if ranks > 1 else [sys.executable, "-m", "attnkit"])
+    return [*launcher, "-q", "train", str(cfg), "--out", str(out), *(["--resume"] if resume else [])]
+
+
+def resumable(out: Path) -> bool:
+    """What a user does after a kill: ``--resume`` once the run directory is marked (a checkpoint or the
+    mark of a run starting), a fresh ``train`` before that."""
+    return (out / LAST).is_file() or (out / STARTING).is_file()
+
+
+def start(cfg: Path, out: Path, ranks: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1" if ranks > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
+    return subprocess.Popen(command(cfg, out, ranks, resumable(out)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+
+
+def finished(proc: subprocess.Popen) -> None:
+    """Wait for an attempt that was not killed; it must end well."""
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"an attempt failed (exit {proc.returncode}):\n{err.decode(errors='replace')[-2000:]}")
+
+
+def kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def kill_after(proc: subprocess.Popen, seconds: float) -> bool:
+    """SIGKILL the attempt (its whole process group) after ``seconds``; False if it ended first."""
+    try:
+        proc.wait(timeout=seconds)
+        return False
+    except subprocess.TimeoutExpired:
+        kill(proc)
+        return True
+
+
+def kill_while_writing(proc: subprocess.Popen, out: Path, name: str) -> bool:
+    """SIGKILL the attempt the moment a temporary file of checkpoint ``name`` appears (its write is under
+    way); False if the attempt ended first."""
+    prefix = f".{name}.tmp"
+    while proc.poll() is None:
+        try:
+            if any(entry.startswith(prefix) for entry in os.listdir(out)):
+                kill(proc)
+                return True
+        except FileNotFoundError:  # the run directory is not made yet
+            pass
+        time.sleep(0.0002)
+    return False
+
+
+def kill_at_step(proc: subprocess.Popen, out: Path, step: int) -> bool:
+    """SIGKILL the attempt once it has logged update ``step`` (between two checkpoints, when ``step`` is not
+    a multiple of ``valid_every``); False if it ended first."""
+    while proc.poll() is None:
+        try:
+            if any(r.get("step", 0) >= step and "loss" in r for r in read_metrics(out)):
+                kill(proc)
+                return True
+        except UserError:  # no run directory or no metrics yet
+            pass
+        time.sleep(0.005)
+    return False
+
+
+def checkpoints_read_back(out: Path) -> None:
+    """Whatever checkpoint a kill left must be whole: it reads and its checksum holds."""
+    for name in WRITES:
+        if (out / name).is_file():
+            read_checkpoint(out / name)
+
+
+def losses(out: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(step, training loss) of every step and (step, validation loss) of every validation, in log order."""
+    records = read_metrics(out)
+    return ([(r["step"], r["loss"]) for r in records if "loss" in r],
+            [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r])
+
+
+def compare(ref: Path, out: Path) -> dict:
+    """Each check against the uninterrupted run: True where it is the same, bit for bit."""
+    (ref_train, ref_valid), (got_train, got_valid) = losses(ref), losses(out)
+    same = {"step_losses": got_train == ref_train and [s for s, _ in ref_train] == list(range(1, len(ref_train) + 1)),
+            "validations": got_valid == ref_valid}
+    for name in WRITES:
+        a, _ = read_checkpoint(ref / name)
+        b, _ = read_checkpoint(out / name)
+        same[name] = all(a[g].keys() == b[g].keys() and all(torch.equal(a[g][k], b[g][k]) for k in a[g])
+                         for g in a)
+    summary_a, summary_b = (json.loads((d / "summary.json").read_text()) for d in (ref, out))
+    same["summary"] = all(summary_a.get(k) == summary_b.get(k) for k in ("steps", "best_step", "valid", "test"))
+    return same
+
+
+def plan(rng: random.Random, kills: int, span: float) -> list[tuple[str, float | str]]:
+    """``kills`` seeded kill moments: about a third aimed at a checkpoint write, the rest after a random
+    time within ``span`` seconds."""
+    return [("writing", rng.choice(WRITES)) if rng.random() < 0.3 else ("after", round(rng.uniform(0.0, span), 2))
+            for _ in range(kills)]
+
+
+def campaign(cfg: Path, ref: Path, out: Path, ranks: int, kills: list[tuple[str, float | str]]) -> Campaign:
+    """Take ``out`` to the end of its run through these kills: ("writing", checkpoint name), ("after",
+    seconds) or ("at step", update); those the run outlives are not made. Check after each kill
+    that the checkpoints on disk read back; then compare the run with ``ref``."""
+    record = Campaign()
+    for how, what in kills:
+        proc = start(cfg, out, ranks)
+        record.attempts += 1
+        hit = (kill_while_writing(proc, out, what) if how == "writing" else
+               kill_at_step(proc, out, what) if how == "at step" else kill_after(proc, what))
+        if not hit:  # the run ended first
+            if proc.returncode != 0:
+                raise SystemExit(f"an attempt failed (exit {proc.returncode})")
+            break
+        record.kills.append(f"{how} {what}" + ("s" if how == "after" else ""))
+        checkpoints_read_back(out)
+    else:
+        finished(start(cfg, out, ranks))
+        record.attempts += 1
+    record.same = compare(ref, out)
+    return record
+
+
+def reference(cfg: Path, root: Path, ranks: int) -> tuple[Path, float]:
+    """The uninterrupted run, and its wall time."""
+    ref = root / "reference"
+    t0 = time.monotonic()
+    finished(start(cfg, ref, ranks))
+    return ref, time.monotonic() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=20, help="kills in all (default 20)")
+    parser.add_argument("--per-run", type=int, default=5, help="kills per run directory (default 5)")
+    parser.add_argument("--steps", type=int, default=60, help="updates of the run (default 60)")
+    parser.add_argument("--ranks", type=int, default=1, choices=(1, 2))
+    parser.add_argument("--arch", default="transformer", choices=("transformer", "rnn"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="attnkit-faults-") as tmp:
+        root = Path(tmp)
+        cfg = config(root, corpus(root), args.steps, args.arch)
+        ref, span = reference(cfg, root, args.ranks)
+        print(f"uninterrupted run: {args.steps} updates in {span:.1f} s (start-up included)", flush=True)
+        campaigns: list[Campaign] = []
+        t0 = time.monotonic()
+        while sum(len(c.kills) for c in campaigns) < args.kills:
+            n = min(args.per_run, args.kills - sum(len(c.kills) for c in campaigns))
+            c = campaign(cfg, ref, root / f"run{len(campaigns)}", args.ranks, plan(rng, n, span))
+            campaigns.append(c)
+            print(f"run {len(campaigns)}: {len(c.kills)} kills ({', '.join(c.kills) or 'none'}), "
+                  f"{c.attempts} attempts; same as uninterrupted: "
+                  f"{', '.join(k for k, v in c.same.items() if v) or 'nothing'}"
+                  f"{'' if all(c.same.values()) else '; DIFFERENT: ' + ', '.join(k for k, v in c.same.items() if not v)}",
+                  flush=True)
+    kills = [k for c in campaigns for k in c.kills]
+    result = {"ranks": args.ranks, "arch": args.arch, "steps": args.steps, "seed": args.seed,
+              "kills": len(kills), "kills_in_writes": sum(k.startswith("writing") for k in kills),
+              "attempts": sum(c.attempts for c in campaigns),
+              "runs": len(campaigns), "all_same": all(all(c.same.values()) for c in campaigns),
+              "seconds": round(time.monotonic() - t0, 1), "campaigns": [asdict(c) for c in campaigns]}
+    print(json.dumps({k: v for k, v in result.items() if k != "campaigns"}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if not result["all_same"]:
+        raise SystemExit("a resumed run differs from the uninterrupted one")
+
+
+if __name__ == "__main__":
+    main()
