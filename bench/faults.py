@@ -241,11 +241,10 @@ def main() -> None:
             n = min(args.per_run, args.kills - sum(len(c.kills) for c in campaigns))
             c = campaign(cfg, ref, root / f"run{len(campaigns)}", args.ranks, plan(rng, n, span))
             campaigns.append(c)
+            differ = [k for k, v in c.same.items() if not v]
             print(f"run {len(campaigns)}: {len(c.kills)} kills ({', '.join(c.kills) or 'none'}), "
-                  f"{c.attempts} attempts; same as uninterrupted: "
-                  f"{', '.join(k for k, v in c.same.items() if v) or 'nothing'}"
-                  f"{'' if all(c.same.values()) else '; DIFFERENT: ' + ', '.join(k for k, v in c.same.items() if not v)}",
-                  flush=True)
+                  f"{c.attempts} attempts; " + (f"DIFFERENT: {', '.join(differ)}" if differ else
+                                                 f"the same as uninterrupted: {', '.join(c.same)}"), flush=True)
     kills = [k for c in campaigns for k in c.kills]
     result = {"ranks": args.ranks, "arch": args.arch, "steps": args.steps, "seed": args.seed,
               "kills": len(kills), "kills_in_writes": sum(k.startswith("writing") for k in kills),
