@@ -117,7 +117,8 @@ def test_interrupted_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
     original = ckpt.save_file
     ckpt.save_file = dying_save_file
     try:
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(UserError, match=r"model.safetensors: could not be written \(disk full\); the previous "
+                                            "one is kept"):
             save_checkpoint(path, tied_transformer(1), {"round": 2})
     finally:
         ckpt.save_file = original

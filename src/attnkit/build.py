@@ -1,9 +1,17 @@
 """Building a model from its config: the one place where a config's ``model`` section becomes a
 module (the models themselves know tensors and sizes, never configs). Each task calls its builder
-with the vocabulary sizes it learned from the data."""
+with the vocabulary sizes it learned from the data.
+
+Each builder first builds its model on PyTorch's meta device (shapes, no memory) and refuses one whose
+weights alone would not fit in the machine (a hand-edited ``d_model: 200000`` is a one-line error,
+not a 1.4-trillion-parameter allocation)."""
 
 from __future__ import annotations
 
+import functools
+import warnings
+
+import torch
 from torch import nn
 
 from attnkit.config import (
@@ -20,6 +28,7 @@ from attnkit.config import (
     TransformerLMConfig,
     TransformerTaggerConfig,
 )
+from attnkit.limits import require_memory
 from attnkit.models.base import Seq2Seq
 from attnkit.models.bilm import BidirectionalLM
 from attnkit.models.captioner import ConvGrid, ImageEncoder, TorchvisionGrid
@@ -28,6 +37,19 @@ from attnkit.models.lm import LSTMLanguageModel, TransformerLanguageModel
 from attnkit.models.rnn import RNNDecoder, RNNSourceEncoder
 from attnkit.models.tagger import RNNTagger, TransformerTagger
 from attnkit.models.transformer import Embeddings, TransformerDecoder, TransformerEncoder
+
+
+def within_memory(build):
+    """``build``, refusing a model whose float32 weights would not fit in the machine's memory."""
+    @functools.wraps(build)
+    def checked(*args, **kwargs):
+        with torch.device("meta"), warnings.catch_warnings():  # (a weights file loaded into it is a no-op)
+            warnings.simplefilter("ignore")
+            probe = build(*args, **kwargs)
+        params = sum(p.numel() for p in probe.parameters())
+        require_memory("model", 4 * params, f"{params:,} parameters of 4 bytes; lower the sizes in its config")
+        return build(*args, **kwargs)
+    return checked
 
 
 def build_rnn(cfg: RNNConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
@@ -54,12 +76,14 @@ def build_transformer(cfg: TransformerConfig, src_vocab: int, tgt_vocab: int) ->
 BUILDERS = {"rnn": build_rnn, "transformer": build_transformer}
 
 
+@within_memory
 def build_model(cfg: RNNConfig | TransformerConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     if getattr(cfg, "share_src_tgt_embeddings", False) and src_vocab != tgt_vocab:
         raise ValueError("share_src_tgt_embeddings needs a joint vocabulary")
     return BUILDERS[cfg.arch](cfg, src_vocab, tgt_vocab)
 
 
+@within_memory
 def build_tagger(cfg: RNNTaggerConfig | TransformerTaggerConfig, num_words: int, num_chars: int,
                  num_tags: int, extra_dim: int = 0) -> RNNTagger | TransformerTagger:
     inputs = (num_chars if cfg.char_dim else 0, cfg.char_dim, cfg.char_hidden, extra_dim)
@@ -71,6 +95,7 @@ def build_tagger(cfg: RNNTaggerConfig | TransformerTaggerConfig, num_words: int,
                              *inputs)
 
 
+@within_memory
 def build_classifier(cfg: BagOfEmbeddingsConfig | RNNClassifierConfig | TransformerClassifierConfig,
                      num_words: int, num_labels: int, extra_dim: int = 0) -> nn.Module:
     if cfg.arch == "bag_of_embeddings":
@@ -83,6 +108,7 @@ def build_classifier(cfg: BagOfEmbeddingsConfig | RNNClassifierConfig | Transfor
                                  cfg.pooling, cfg.attention_dim, extra_dim)
 
 
+@within_memory
 def build_language_model(cfg: LSTMLMConfig | TransformerLMConfig, vocab: int) -> nn.Module:
     if cfg.arch == "lstm_lm":
         return LSTMLanguageModel(vocab, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.dropout, cfg.tie_embeddings,
@@ -92,12 +118,14 @@ def build_language_model(cfg: LSTMLMConfig | TransformerLMConfig, vocab: int) ->
                                     cfg.tie_embeddings)
 
 
+@within_memory
 def build_bilm(cfg: BiLMConfig, num_chars: int, num_words: int) -> BidirectionalLM:
     """The bidirectional LM of ELMo over ``num_chars`` characters, predicting ``num_words`` words."""
     return BidirectionalLM(num_chars, num_words, cfg.char_dim, cfg.char_hidden, cfg.dim, cfg.num_layers, cfg.dropout,
                            cfg.adaptive_softmax or None)
 
 
+@within_memory
 def build_captioner(cfg: ShowAttendTellConfig | CaptionTransformerConfig, image_size: tuple[int, int, int],
                     vocab: int, pretrained: bool = True) -> Seq2Seq:
     """A CNN grid encoder for images of ``image_size`` (channels, height, width) and an attention decoder;

@@ -13,6 +13,7 @@ import torch
 from attnkit.checkpoint import atomic_write_text
 from attnkit.config import AnyConfig, dump_config, load_config, parse_config, resolve_path
 from attnkit.errors import UserError
+from attnkit.limits import require_memory
 from attnkit.model_dir import load_best_weights
 from attnkit.runtime import settle
 from attnkit.tasks import TASKS
@@ -138,6 +139,8 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     if isinstance(prepared, Fitted):  # counted, not trained: nothing to resume, no trainer
         return {**prepared.fit(), "wall_seconds": round(time.monotonic() - start, 1)}
 
+    if setup.device.type == "cpu":
+        require_training_memory(prepared.model, cfg.training.ema_decay > 0)
     model = prepared.model.to(setup.device)
     if world.rank:  # each rank its own dropout masks and samples (the weights are rank 0's, from DDP)
         torch.manual_seed(cfg.training.seed + world.rank)
@@ -186,6 +189,16 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     summary["wall_seconds"] = round(time.monotonic() - start, 1)
     leave(world)
     return summary
+
+
+def require_training_memory(model: torch.nn.Module, average: bool) -> None:
+    """Refuse to train a model whose training state would not fit: its weights, their gradients and the
+    optimiser's two moments (and the weights' average), float32."""
+    params = sum(p.numel() for p in model.parameters())
+    copies = 5 if average else 4
+    require_memory("training", 4 * copies * params,
+                   f"{params:,} parameters x 4 bytes x {copies}: weights, gradients, Adam's two moments"
+                   + (", the average" if average else ""))
 
 
 def log_kept_limits(limits: Limits, spent: float, max_steps: int | None, max_minutes: float | None) -> None:

@@ -19,6 +19,7 @@ from attnkit.data.batching import inference_batches, pad
 from attnkit.data.vocab import Tokenizer, load_tokenizer
 from attnkit.decoding.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths
 from attnkit.errors import UserError
+from attnkit.limits import require_search_memory
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq
 from attnkit.runtime import autocast, device_of, pick_device, to_device
@@ -70,6 +71,7 @@ class Translator:
             raise UserError(f"nbest {nbest} cannot exceed the beam size {beam}")
         encoded = [self.encode_source(line, i + 1) if line.strip() else None for i, line in enumerate(lines)]
         todo = [i for i, ids in enumerate(encoded) if ids is not None]
+        require_search_memory(min(batch_size, len(todo)), beam, len(self.tgt_tok))
         results: list[list[Translation]] = [[Translation("", 0.0, [])] * nbest for _ in lines]
         for batch in inference_batches([len(encoded[i]) for i in todo], batch_size):
             rows = [todo[j] for j in batch]

@@ -147,16 +147,22 @@ def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> d
     return raw
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size:,} bytes, not a config (at most {MAX_CONFIG_BYTES:,})")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{where} invalid YAML: {getattr(err, 'problem', err)}") from None
+        problem = str(getattr(err, "problem", None) or err).strip().splitlines()[0]
+        raise UserError(f"{path}:{where} invalid YAML: {problem}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not valid UTF-8") from None
     return raw if raw is not None else {}

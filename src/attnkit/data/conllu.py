@@ -62,8 +62,9 @@ def parse_conllu(lines: list[str], path: str) -> list[Sentence]:
         if int(token_id) != len(current.forms) + 1:
             raise UserError(f"{path}: line {no}: token id {token_id} out of order "
                             f"(expected {len(current.forms) + 1}; a blank line must end each sentence)")
-        if not cols[1]:
-            raise UserError(f"{path}: line {no}: empty word form")
+        empty = [COLUMNS[i] for i, col in enumerate(cols) if not col.strip()]
+        if empty:  # CoNLL-U writes "_" for a value it lacks; an empty field would become a word or a tag
+            raise UserError(f"{path}: line {no}: empty {empty[0]} field (CoNLL-U writes _ where a value is missing)")
         current.word_lines.append(len(current.lines))
         current.lines.append(line)
         current.forms.append(cols[1])

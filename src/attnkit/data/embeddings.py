@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import zlib
 from pathlib import Path
 
 import torch
@@ -15,6 +16,8 @@ import torch
 from attnkit.errors import UserError
 
 log = logging.getLogger(__name__)
+
+MAX_LINE = 1 << 20  # characters of one line
 
 
 def load_vectors(path: str | Path, words: list[str], dim: int, lowercase_fallback: bool = True) -> tuple[
@@ -26,11 +29,16 @@ def load_vectors(path: str | Path, words: list[str], dim: int, lowercase_fallbac
         raise UserError(f"{path}: embeddings file not found")
     needed = set(words) | ({w.lower() for w in words} if lowercase_fallback else set())
     vectors: dict[str, torch.Tensor] = {}
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
+    with open(path, "rb") as f:
+        opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
     no = 0
     with opener(path, "rt", encoding="utf-8", errors="strict") as f:
         try:
-            for no, line in enumerate(f, start=1):
+            while line := f.readline(MAX_LINE):  # read as it streams, a line at a time, never a whole file
+                no += 1
+                if len(line) == MAX_LINE and not line.endswith("\n"):
+                    raise UserError(f"{path}: line {no}: longer than {MAX_LINE:,} characters (a word and {dim} "
+                                    "numbers take far fewer)")
                 parts = line.rstrip().split(" ")
                 if no == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):  # word2vec header
                     if int(parts[1]) != dim:
@@ -40,11 +48,16 @@ def load_vectors(path: str | Path, words: list[str], dim: int, lowercase_fallbac
                     raise UserError(f"{path}: line {no}: expected a word and {dim} numbers, found {len(parts) - 1}")
                 if parts[0] in needed and parts[0] not in vectors:
                     try:
-                        vectors[parts[0]] = torch.tensor([float(x) for x in parts[1:]])
+                        vector = torch.tensor([float(x) for x in parts[1:]])
                     except ValueError:
                         raise UserError(f"{path}: line {no}: a value is not a number") from None
+                    if not torch.isfinite(vector).all():
+                        raise UserError(f"{path}: line {no}: a value is not finite (nan or inf)")
+                    vectors[parts[0]] = vector
         except UnicodeDecodeError:
             raise UserError(f"{path}: line {no + 1}: invalid UTF-8") from None
+        except (OSError, EOFError, zlib.error) as err:
+            raise UserError(f"{path}: broken gzip file ({err})") from None
     matrix = torch.zeros(len(words), dim)
     hits = 0
     for i, w in enumerate(words):

@@ -1,17 +1,21 @@
 """Reading text files: one sentence per line, plain or gzip, UTF-8.
 
 Every problem a user's file can have is a :class:`UserError` naming the file (and line):
-missing, empty, not UTF-8, or two sides of a parallel corpus with different line counts.
+missing, empty, not UTF-8, too large for the machine, or two sides of a parallel corpus with
+different line counts. A gzip file is decompressed in chunks and refused once it passes the bound
+(a gzip bomb stops there, it does not fill the memory first).
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from attnkit.errors import UserError
+from attnkit.limits import gib, machine_memory
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +30,7 @@ def read_lines(path: str | Path, allow_empty_file: bool = False, strip: bool = T
         raise UserError(f"{path}: file not found")
     if not path.is_file():
         raise UserError(f"{path}: not a regular file")
-    data = path.read_bytes()
-    if data[:2] == GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
-            raise UserError(f"{path}: broken gzip file ({err})") from None
+    data = file_bytes(path)
     if not data.strip() and not allow_empty_file:
         raise UserError(f"{path}: file is empty")
     try:
@@ -43,6 +42,44 @@ def read_lines(path: str | Path, allow_empty_file: bool = False, strip: bool = T
     if lines and lines[-1] == "":
         lines.pop()
     return [line.strip() for line in lines] if strip else lines
+
+
+def read_utf8(path: Path) -> str:
+    """The text of a small file a model directory holds (a vocabulary, labels, tags)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: invalid UTF-8 at byte {err.start}") from None
+
+
+def readable_bytes() -> int:
+    """The most bytes of text read whole: an eighth of the machine's memory (the lines, as Python
+    strings, take a few times their bytes)."""
+    return machine_memory() // 8
+
+
+def file_bytes(path: Path) -> bytes:
+    """The bytes of a file, decompressed if it is gzip (by its magic bytes), up to ``readable_bytes()``."""
+    bound = readable_bytes()
+    too_big = (f"over {gib(bound)}, an eighth of this machine's memory, which a text file read whole may take; "
+               "split it, or binarize a translation corpus with attnkit prepare")
+    if path.stat().st_size > bound:
+        raise UserError(f"{path}: {too_big}")
+    with open(path, "rb") as f:
+        if f.read(2) != GZIP_MAGIC:
+            f.seek(0)
+            return f.read()
+    chunks, size = [], 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                size += len(chunk)
+                if size > bound:
+                    raise UserError(f"{path}: decompresses to {too_big}")
+                chunks.append(chunk)
+    except (OSError, EOFError, zlib.error) as err:
+        raise UserError(f"{path}: broken gzip file ({err})") from None
+    return b"".join(chunks)
 
 
 @dataclass

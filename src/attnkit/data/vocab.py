@@ -14,6 +14,7 @@ from typing import Protocol
 
 import sentencepiece as spm
 
+from attnkit.data.text import read_utf8
 from attnkit.errors import UserError
 from attnkit.specials import BOS, EOS, PAD, SPECIALS, UNK
 
@@ -69,10 +70,17 @@ class SubwordTokenizer:
 
     @classmethod
     def load(cls, path: Path) -> SubwordTokenizer:
+        data = path.read_bytes()
+        if not data:  # SentencePiece takes an empty model without a word, and fails at the first use
+            raise UserError(f"{path}: not a SentencePiece model (the file is empty)")
         try:
-            return cls(path.read_bytes())
+            tok = cls(data)
         except (RuntimeError, OSError) as err:
             raise UserError(f"{path}: not a SentencePiece model ({err})") from None
+        if len(tok) < len(SPECIALS) or tok.pieces(range(len(SPECIALS))) != SPECIALS:
+            raise UserError(f"{path}: not an attnkit SentencePiece model (its first pieces must be "
+                            f"{' '.join(SPECIALS)})")
+        return tok
 
 
 class ListTokenizer:
@@ -120,7 +128,7 @@ class ListTokenizer:
 
     @classmethod
     def load(cls, path: Path, kind: str) -> ListTokenizer:
-        tokens = path.read_text(encoding="utf-8").split("\n")[:-1]
+        tokens = read_utf8(path).split("\n")[:-1]
         if tokens[: len(SPECIALS)] != SPECIALS:
             raise UserError(f"{path}: not an attnkit vocabulary (must start with {' '.join(SPECIALS)})")
         return cls(tokens, kind)

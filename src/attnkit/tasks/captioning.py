@@ -34,6 +34,7 @@ from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_
 from attnkit.decoding.search import beam_search, greedy
 from attnkit.errors import UserError
 from attnkit.inspection import AttentionMap, CaptionResult, Inspection, Inspector, Options, first_row, read_image
+from attnkit.limits import require_search_memory
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq
 from attnkit.runtime import autocast, device_of, pick_device, to_device
@@ -122,6 +123,7 @@ class Captioner:
         beam = beam or d.beam
         limit = d.max_len if self.model.max_positions is None else min(d.max_len, self.model.max_positions - 1)
         out, device = [], device_of(self.model)
+        require_search_memory(min(d.batch_size, len(images)), beam, len(self.tok))
         for start in range(0, len(images), d.batch_size):
             src = to_tensor([images[i] for i in range(start, min(start + d.batch_size, len(images)))])
             src = to_device(src, device)  # (B, C, H, W)

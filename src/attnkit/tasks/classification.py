@@ -15,7 +15,7 @@ from torch import Tensor
 from attnkit.build import build_classifier
 from attnkit.config import ClassificationConfig, resolve_path
 from attnkit.data.batching import pad, token_batches
-from attnkit.data.text import read_lines
+from attnkit.data.text import read_lines, read_utf8
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.errors import UserError
 from attnkit.inspection import (
@@ -70,8 +70,11 @@ def read_tsv(path: str | Path, text_column: int, label_column: int | None, heade
         need = max(text_column, label_column if label_column is not None else 0) + 1
         if len(cols) < need:
             raise UserError(f"{path}: line {no}: expected at least {need} tab-separated columns, found {len(cols)}")
+        label = cols[label_column].strip() if label_column is not None else ""
+        if label_column is not None and not label:
+            raise UserError(f"{path}: line {no}: empty label (column {label_column + 1})")
         texts.append(cols[text_column].strip())
-        labels.append(cols[label_column].strip() if label_column is not None else "")
+        labels.append(label)
     if not texts:
         raise UserError(f"{path}: no examples found")
     return Examples(texts, labels)
@@ -170,7 +173,7 @@ def prepare(cfg: ClassificationConfig, out: Path, resume: bool) -> Prepared:
     test = read(d.test) if d.test else None
     if resume:
         tok = load_tokenizer(out, "words", v.level)
-        labels = (out / "labels.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        labels = read_utf8(out / "labels.txt").split("\n")[:-1]
     else:
         texts = [x.lower() for x in train.texts] if v.lowercase else train.texts
         tok = train_tokenizer(texts, v.level, v.size, v.subword_model, v.min_freq, v.character_coverage, t.seed)
@@ -226,7 +229,7 @@ class Classifier:
         where = pick_device(device)
         path, cfg = open_model_dir(path, "classification", "a classifier", files=(WEIGHTS, "labels.txt"))
         tok = load_tokenizer(path, "words", cfg.vocab.level)
-        labels = (path / "labels.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        labels = read_utf8(path / "labels.txt").split("\n")[:-1]
         model, enc = build(cfg, tok, labels, path, fresh=False)
         load_best_weights(model, path)
         return cls(model.to(where), enc, cfg)

@@ -28,6 +28,7 @@ from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_
 from attnkit.decoding.search import beam_decode, greedy_decode, sample_decode
 from attnkit.errors import UserError
 from attnkit.inspection import AttentionMap, ContinuationResult, Inspection, Inspector, Options, first_row
+from attnkit.limits import require_batch_memory, require_search_memory
 from attnkit.model_dir import WEIGHTS, load_best_weights, open_model_dir, require_files
 from attnkit.models.base import EncoderOutput
 from attnkit.models.ngram import EOS_WORD, UNK_WORD, KneserNeyLM
@@ -133,6 +134,7 @@ def prepare(cfg: LanguageModelConfig, out: Path, resume: bool) -> Prepared | Fit
         tok = train_tokenizer(train, v.level, v.size, v.subword_model, v.min_freq, v.character_coverage, t.seed)
         save_tokenizer(tok, out, "words")
     check_cutoffs(getattr(cfg.model, "adaptive_softmax", []), len(tok))
+    require_batch_memory(t.batch_tokens, len(tok))
     torch.manual_seed(t.seed)
     model = build_language_model(cfg.model, len(tok))
     if init:
@@ -281,6 +283,7 @@ class LanguageModel:
             if method == "greedy":
                 hyp = greedy_decode(decoder, state, start, max_len, min_tokens)[0][0]
             elif method == "beam":
+                require_search_memory(1, beam, len(self.ngram.vocab) if self.ngram is not None else len(self.tok))
                 hyp = beam_decode(decoder, state, start, beam, max_len, min_len=min_tokens)[0][0]
             else:
                 gen = torch.Generator(device).manual_seed(seed) if seed is not None else None

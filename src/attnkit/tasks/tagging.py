@@ -17,6 +17,7 @@ from attnkit.build import build_tagger
 from attnkit.config import TaggingConfig, resolve_path
 from attnkit.data.batching import pad, token_batches
 from attnkit.data.conllu import Sentence, read_conllu
+from attnkit.data.text import read_utf8
 from attnkit.data.vocab import ListTokenizer
 from attnkit.errors import UserError
 from attnkit.inspection import TITLES, AttentionMap, Inspection, Inspector, Options, TaggingResult, encoder_attention
@@ -88,7 +89,7 @@ class Vocabularies:
         for name in ("words.vocab.txt", "chars.vocab.txt", "tags.txt"):
             if not (out / name).is_file():
                 raise UserError(f"{out}: model directory is incomplete, {name} is missing")
-        tags = (out / "tags.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        tags = read_utf8(out / "tags.txt").split("\n")[:-1]
         return cls(ListTokenizer.load(out / "words.vocab.txt", "word"),
                    ListTokenizer.load(out / "chars.vocab.txt", "char"), tags, lowercase)
 

@@ -30,6 +30,7 @@ from attnkit.inspection import (
     TranslationResult,
     first_row,
 )
+from attnkit.limits import require_batch_memory
 from attnkit.runtime import autocast, device_of, to_device
 from attnkit.specials import BOS, EOS
 from attnkit.tasks.base import (
@@ -186,6 +187,7 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
         raise UserError(f"{cfg.data.train.src}: no training pair is shorter than {max_len} tokens (data.max_len)")
     valid_ids = encode(valid_data, src_tok, tgt_tok, max_len, what="validation (loss only)")
 
+    require_batch_memory(cfg.training.batch_tokens, len(tgt_tok))
     torch.manual_seed(cfg.training.seed)
     model = build_model(cfg.model, len(src_tok), len(tgt_tok))
     if init:

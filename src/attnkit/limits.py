@@ -1,0 +1,55 @@
+"""What the machine can hold: a model, a beam or a file that would need more memory than there is is
+refused before the allocation, with the arithmetic, instead of swapping for minutes or being killed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from attnkit.errors import UserError
+
+GiB = 1024**3
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its control group's limit if lower."""
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
+
+
+def gib(n: float) -> str:
+    """A size in GiB (MiB below one GiB)."""
+    return f"{n / GiB:,.1f} GiB" if n >= GiB else f"{n / 2**20:,.1f} MiB"
+
+
+def require_memory(what: str, need: int, arithmetic: str, fraction: float = 1.0) -> None:
+    """Refuse ``what`` if it needs more than ``fraction`` of the machine's memory; ``arithmetic`` says
+    how ``need`` was counted."""
+    have = machine_memory()
+    if need > have * fraction:
+        share = "" if fraction == 1.0 else f" ({fraction:.0%} of it may go to this)"
+        raise UserError(f"{what}: needs {gib(need)} ({arithmetic}); this machine has {gib(have)}{share}")
+
+
+def require_search_memory(sentences: int, beam: int, vocab: int) -> None:
+    """Refuse a beam search whose scores over the vocabulary would take more than half the machine:
+    each step holds about four (sentences x beam, vocab) float32 tables (the log-probabilities, the
+    candidates' scores, their top-k, a copy)."""
+    if beam > 1:
+        require_memory(f"beam {beam}", 16 * sentences * beam * vocab,
+                       f"{sentences} sentence(s) x beam {beam} x {vocab:,} words x 4 float32 tables a step; lower "
+                       "the beam or the batch size", fraction=0.5)
+
+
+def require_batch_memory(batch_tokens: int, vocab: int) -> None:
+    """Refuse a training batch whose output scores alone would take more than half the machine: the
+    (tokens, vocab) logits, their gradient and the softmax, float32."""
+    require_memory(f"training.batch_tokens {batch_tokens:,}", 12 * batch_tokens * vocab,
+                   f"{batch_tokens:,} tokens x {vocab:,} words x 4 bytes x 3: the logits, their gradient, the "
+                   "softmax; lower it", fraction=0.5)
