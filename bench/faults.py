@@ -5,12 +5,13 @@ every validation, and the final weights, optimiser state, random state and best 
 
     python bench/faults.py [--kills 20] [--seed 0] [--ranks 1|2] [--json FILE]
 
-A kill comes either after a random time (uniform over the uninterrupted run's wall time, start-up
-included) or the moment a checkpoint's temporary file appears (the write is under way). After every
-kill the checkpoints on disk must read back (whole, checksums verified), and the run continues with
-``attnkit train CONFIG --out OUT --resume`` (or a fresh ``train`` when the kill came before the run
-directory was marked). ``--ranks 2`` runs every attempt under torchrun (two gloo ranks) and kills the
-whole job. The quick form runs in ``make test`` (tests/test_faults.py).
+A kill comes the moment a checkpoint's temporary file appears (the write is under way), once the
+attempt has logged a random number of updates, or after a random time (uniform over the uninterrupted
+run's wall time, start-up and the closing scores included). After every kill the checkpoints on disk
+must read back (whole, checksums verified), and the run continues with ``attnkit train CONFIG --out
+OUT --resume`` (or a fresh ``train`` when the kill came before the run directory was marked).
+``--ranks 2`` runs every attempt under torchrun (two gloo ranks) and kills the whole job. The quick
+form runs in ``make test`` (tests/test_faults.py).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ WRITES = (LAST, BEST)  # the checkpoints whose writes a kill can aim at
 class Campaign:
     """One run directory taken to its end through kills: what each kill hit, and the comparison."""
 
-    kills: list[str] = field(default_factory=list)  # "after 2.31s", "writing last.safetensors", ...
+    kills: list[str] = field(default_factory=list)  # "after 2.31s (update 14)", "writing last.safetensors (update 20)"
     attempts: int = 0
     same: dict = field(default_factory=dict)  # what matched the uninterrupted run
 
@@ -108,8 +109,30 @@ def finished(proc: subprocess.Popen) -> None:
         raise SystemExit(f"an attempt failed (exit {proc.returncode}):\n{err.decode(errors='replace')[-2000:]}")
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (torchrun starts its ranks in sessions of their own, out of its group)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def kill(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
+    """SIGKILL the attempt and every process under it, at once: a power cut, not a shutdown."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.communicate()
 
 
@@ -138,18 +161,31 @@ def kill_while_writing(proc: subprocess.Popen, out: Path, name: str) -> bool:
     return False
 
 
-def kill_at_step(proc: subprocess.Popen, out: Path, step: int) -> bool:
-    """SIGKILL the attempt once it has logged update ``step`` (between two checkpoints, when ``step`` is not
-    a multiple of ``valid_every``); False if it ended first."""
-    while proc.poll() is None:
+def kill_after_updates(proc: subprocess.Popen, out: Path, updates: int) -> bool:
+    """SIGKILL the attempt once it has logged ``updates`` updates of its own (records of earlier attempts
+    do not count, nor do they look the same: each carries its own tokens/s); False if it ended first."""
+    def losses() -> list[str]:
         try:
-            if any(r.get("step", 0) >= step and "loss" in r for r in read_metrics(out)):
-                kill(proc)
-                return True
+            return [json.dumps(r, sort_keys=True) for r in read_metrics(out) if "loss" in r]
         except UserError:  # no run directory or no metrics yet
-            pass
+            return []
+
+    before = set(losses())
+    while proc.poll() is None:
+        if sum(r not in before for r in losses()) >= updates:
+            kill(proc)
+            return True
         time.sleep(0.005)
     return False
+
+
+def last_step(out: Path) -> int:
+    """The last update an attempt logged before it was killed (0: none; the updates of earlier attempts
+    count, the run goes on from its checkpoint)."""
+    try:
+        return max((r["step"] for r in read_metrics(out) if "loss" in r), default=0)
+    except UserError:
+        return 0
 
 
 def checkpoints_read_back(out: Path) -> None:
@@ -182,27 +218,36 @@ def compare(ref: Path, out: Path) -> dict:
 
 
 def plan(rng: random.Random, kills: int, span: float) -> list[tuple[str, float | str]]:
-    """``kills`` seeded kill moments: about a third aimed at a checkpoint write, the rest after a random
-    time within ``span`` seconds."""
-    return [("writing", rng.choice(WRITES)) if rng.random() < 0.3 else ("after", round(rng.uniform(0.0, span), 2))
-            for _ in range(kills)]
+    """``kills`` seeded kill moments: about a third aimed at a checkpoint write, a third once an attempt
+    has logged 1 to 25 updates (checkpoints come every 10), a third after a random time within ``span``
+    seconds (start-up and the closing scores too)."""
+    def one() -> tuple[str, float | str]:
+        r = rng.random()
+        if r < 1 / 3:
+            return "writing", rng.choice(WRITES)
+        if r < 2 / 3:
+            return "updates", rng.randint(1, 25)
+        return "after", round(rng.uniform(0.0, span), 2)
+
+    return [one() for _ in range(kills)]
 
 
 def campaign(cfg: Path, ref: Path, out: Path, ranks: int, kills: list[tuple[str, float | str]]) -> Campaign:
-    """Take ``out`` to the end of its run through these kills: ("writing", checkpoint name), ("after",
-    seconds) or ("at step", update); those the run outlives are not made. Check after each kill
+    """Take ``out`` to the end of its run through these kills: ("writing", checkpoint name), ("updates",
+    n: once the attempt logged n updates) or ("after", seconds); those the run outlives are not made.
+    Check after each kill
     that the checkpoints on disk read back; then compare the run with ``ref``."""
     record = Campaign()
     for how, what in kills:
         proc = start(cfg, out, ranks)
         record.attempts += 1
         hit = (kill_while_writing(proc, out, what) if how == "writing" else
-               kill_at_step(proc, out, what) if how == "at step" else kill_after(proc, what))
+               kill_after_updates(proc, out, what) if how == "updates" else kill_after(proc, what))
         if not hit:  # the run ended first
             if proc.returncode != 0:
                 raise SystemExit(f"an attempt failed (exit {proc.returncode})")
             break
-        record.kills.append(f"{how} {what}" + ("s" if how == "after" else ""))
+        record.kills.append(f"{how} {what}" + ("s" if how == "after" else "") + f" (update {last_step(out)})")
         checkpoints_read_back(out)
     else:
         finished(start(cfg, out, ranks))
@@ -223,7 +268,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="kills in all (default 20)")
     parser.add_argument("--per-run", type=int, default=5, help="kills per run directory (default 5)")
-    parser.add_argument("--steps", type=int, default=60, help="updates of the run (default 60)")
+    parser.add_argument("--steps", type=int, default=200, help="updates of the run (default 200)")
     parser.add_argument("--ranks", type=int, default=1, choices=(1, 2))
     parser.add_argument("--arch", default="transformer", choices=("transformer", "rnn"))
     parser.add_argument("--seed", type=int, default=0)

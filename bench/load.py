@@ -3,7 +3,8 @@ seconds mixing good requests (Multi30k validation sentences, beam 1 to 5) with b
 unknown fields, over-long text, a beam of 0, nbest above the beam, bytes that are not UTF-8, a body over
 the limit, unknown paths and methods), and uploads that stall halfway. It stops by itself and reports
 requests/s, the latency of the good requests (p50, p99), the answers by status, what became of the
-stalled uploads, and the server's resident memory after warm-up and at the end.
+stalled uploads, and the server's resident memory after a warm-up (150 requests one at a time, beams
+1 to 5, on sentences the load does not send), every 5 seconds, and at the end.
 
     python bench/load.py MODEL_DIR [--clients 16] [--seconds 60] [--stalled 8] [--json FILE]
 
@@ -32,6 +33,7 @@ from attnkit.config import resolve_path
 from attnkit.server import BODY_SECONDS, MAX_BODY_BYTES, MAX_CHARS
 
 JSON = {"Content-Type": "application/json"}
+WARM_UP = 150  # requests, one at a time, before the memory at start is read
 
 
 def bad_requests() -> list[tuple[str, str, bytes, dict]]:
@@ -146,12 +148,13 @@ def main() -> None:
     args = parser.parse_args()
     with gzip.open(resolve_path("attnkit:multi30k/val.en.gz"), "rt", encoding="utf-8") as f:
         sentences = [line.strip() for line in f if line.strip()]
+    sentences, warm_up = sentences[:-WARM_UP], sentences[-WARM_UP:]
     port = free_port()
     server = start_server(args.model, port)
     try:
-        for text in sentences[:20]:  # warm-up: the first requests of every beam
+        for i, text in enumerate(warm_up):  # warm-up: the kernels and memory of every beam
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("POST", "/api/inspect", json.dumps({"text": text, "beam": 5}).encode(), JSON)
+            conn.request("POST", "/api/inspect", json.dumps({"text": text, "beam": 1 + i % 5}).encode(), JSON)
             conn.getresponse().read()
         rss_start = rss_mib(server.pid)
         stop = threading.Event()
@@ -161,7 +164,10 @@ def main() -> None:
         t0 = time.monotonic()
         for t in clients + stallers:
             t.start()
-        time.sleep(args.seconds)
+        samples = []  # the server's resident memory every 5 s: a plateau or a climb
+        while time.monotonic() - t0 < args.seconds:
+            time.sleep(min(5.0, args.seconds - (time.monotonic() - t0)))
+            samples.append(round(rss_mib(server.pid)))
         stop.set()
         for t in clients:
             t.join(180)
@@ -190,7 +196,7 @@ def main() -> None:
         "5xx": sum(r[1] >= 500 for r in records),
         "stalled": args.stalled, "stalled_closed_within_s": round(max(held), 1) if held else None,
         "rss_start_mib": round(rss_start, 1), "rss_end_mib": round(rss_end, 1),
-        "rss_growth": round(rss_end / rss_start - 1, 3) if rss_start else None,
+        "rss_growth": round(rss_end / rss_start - 1, 3) if rss_start else None, "rss_every_5s_mib": samples,
     }
     print(json.dumps(result, indent=1))
     if args.json:

@@ -37,13 +37,16 @@ def fault_run(tmp_path_factory):
 
 
 def test_killed_runs_resume_to_the_uninterrupted_run_bit_for_bit(fault_run):
-    """Four SIGKILLs: while the first last.safetensors is written, while a model.safetensors is written,
-    between two checkpoints (at update 14 of 20, checkpoints every 10) and while the final last.safetensors
-    is written. Every resume continues from what the kill left, and the end is the same run."""
+    """Four SIGKILLs: while the first last.safetensors is written, while a model.safetensors is written (both
+    before the first checkpoint: the run starts afresh), between two checkpoints (after update 14 of 20,
+    checkpoints every 10), and after the last update (resumed from update 10, killed after 10 more, in
+    the closing validation and scores). Every resume continues from what the kill left, and the end is
+    the same run."""
     root, cfg, ref, _ = fault_run
-    kills = [("writing", LAST), ("writing", BEST), ("at step", 14), ("at step", 20)]
+    kills = [("writing", LAST), ("writing", BEST), ("updates", 14), ("updates", 10)]
     record = faults.campaign(cfg, ref, root / "killed", 1, kills)
-    assert record.kills == [f"writing {LAST}", f"writing {BEST}", "at step 14", "at step 20"]
+    assert record.kills == [f"writing {LAST} (update 10)", f"writing {BEST} (update 10)", "updates 14 (update 14)",
+                            "updates 10 (update 20)"]
     assert record.same == {"step_losses": True, "validations": True, LAST: True, BEST: True, "summary": True}
     assert not list((root / "killed").glob(".*.tmp*"))  # the killed writes' temporary files are gone
 

@@ -30,6 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -218,12 +219,17 @@ def one_line(err: RequestValidationError) -> str:
 
 # -- the app --------------------------------------------------------------------------------------
 class Queue:
-    """The model, one request at a time: at most ``size`` requests wait for it, none longer than
-    ``seconds``; beyond either, a 503 that says so."""
+    """The model, one request at a time, on a thread of its own: at most ``size`` requests wait for it,
+    none longer than ``seconds`` before it starts; beyond either, a 503 that says so.
+
+    One thread runs every request: PyTorch's CPU kernels keep per-thread pools and scratch memory, so
+    a model run from each of the web server's worker threads in turn made the server's memory grow
+    fivefold under 16 clients (docs/RELIABILITY.md)."""
 
     def __init__(self, size: int = MAX_QUEUE, seconds: float = WAIT_SECONDS):
         self.size, self.seconds = size, seconds
-        self.lock, self.count, self.count_lock = threading.Lock(), 0, threading.Lock()
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnkit-model")
+        self.count, self.count_lock = 0, threading.Lock()
 
     def run(self, work: Callable[[], Inspection]) -> Inspection:
         with self.count_lock:
@@ -232,13 +238,17 @@ class Queue:
                                     headers={"Retry-After": "1"})
             self.count += 1
         try:
-            if not self.lock.acquire(timeout=self.seconds):
+            started = threading.Event()
+
+            def job() -> Inspection:
+                started.set()
+                return work()
+
+            future = self.worker.submit(job)
+            if not started.wait(self.seconds) and future.cancel():
                 raise HTTPException(503, f"the server is busy (waited {self.seconds:g} s for the model); try again",
                                     headers={"Retry-After": "1"})
-            try:
-                return work()
-            finally:
-                self.lock.release()
+            return future.result()
         finally:
             with self.count_lock:
                 self.count -= 1
