@@ -10,7 +10,7 @@
 Every answer to a bad request is a 4xx with a one-line ``{"error": ...}``: an empty or over-long
 input, wrong JSON types, an unknown field, a body that is not JSON or not UTF-8, a body over the
 size limit, a body that stalls (408, and the connection is closed). The model runs one request at a
-time (a lock), in FastAPI's worker threads, and the server keeps serving after any bad request.
+time, on one thread of its own (:class:`Queue`), and the server keeps serving after any bad request.
 
 Limits for a public deployment (``GET /api/model`` lists them): the body's size, the input's length
 in characters and tokens, the beam and new tokens; a body must arrive within ``BODY_SECONDS``; at most
