@@ -84,9 +84,35 @@ def config(root: Path, data: Path, steps: int, arch: str = "transformer") -> Pat
     return path
 
 
-def command(cfg: Path, out: Path, ranks: int, resume: bool) -> list[str]:
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
-                 "-m", "attnkit.cli.main"] if ranks > 1 else [sys.executable, "-m", "attnkit"])
+# attnkit's CLI in one process that SIGKILLs itself in the middle of writing checkpoint NAME the N-th
+# time (argv: NAME N, then the CLI's arguments): half the file is on disk, then the power goes. A kill
+# that is sure to land inside the write, where watching for the temporary file can miss a fast one.
+DIE_IN_WRITE = """
+import os, signal, sys
+import attnkit.checkpoint as checkpoint
+name, nth, writes, save_file = sys.argv[1], int(sys.argv[2]), [0], checkpoint.save_file
+def dying(tensors, filename, metadata=None):
+    if os.path.basename(filename).startswith("." + name + ".tmp"):
+        writes[0] += 1
+        if writes[0] == nth:
+            save_file(tensors, filename, metadata=metadata)
+            os.truncate(filename, os.path.getsize(filename) // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return save_file(tensors, filename, metadata=metadata)
+checkpoint.save_file = dying
+from attnkit.cli.main import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def command(cfg: Path, out: Path, ranks: int, resume: bool, die_in_write: tuple[str, int] | None = None) -> list[str]:
+    if die_in_write is not None:
+        launcher = [sys.executable, "-c", DIE_IN_WRITE, die_in_write[0], str(die_in_write[1])]
+    elif ranks > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
+                    "-m", "attnkit.cli.main"]
+    else:
+        launcher = [sys.executable, "-m", "attnkit"]
     return [*launcher, "-q", "train", str(cfg), "--out", str(out), *(["--resume"] if resume else [])]
 
 
@@ -96,9 +122,9 @@ def resumable(out: Path) -> bool:
     return (out / LAST).is_file() or (out / STARTING).is_file()
 
 
-def start(cfg: Path, out: Path, ranks: int) -> subprocess.Popen:
+def start(cfg: Path, out: Path, ranks: int, die_in_write: tuple[str, int] | None = None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1" if ranks > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
-    return subprocess.Popen(command(cfg, out, ranks, resumable(out)), stdout=subprocess.DEVNULL,
+    return subprocess.Popen(command(cfg, out, ranks, resumable(out), die_in_write), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env, start_new_session=True)
 
 
@@ -233,16 +259,20 @@ def plan(rng: random.Random, kills: int, span: float) -> list[tuple[str, float |
 
 
 def campaign(cfg: Path, ref: Path, out: Path, ranks: int, kills: list[tuple[str, float | str]]) -> Campaign:
-    """Take ``out`` to the end of its run through these kills: ("writing", checkpoint name), ("updates",
-    n: once the attempt logged n updates) or ("after", seconds); those the run outlives are not made.
-    Check after each kill
-    that the checkpoints on disk read back; then compare the run with ``ref``."""
+    """Take ``out`` to the end of its run through these kills: ("writing", checkpoint name), ("dying in
+    write", (checkpoint name, n): in the attempt's n-th write of it, one process only), ("updates", n:
+    once the attempt logged n updates) or ("after", seconds); those the run outlives are not made. Check
+    after each kill that the checkpoints on disk read back; then compare the run with ``ref``."""
     record = Campaign()
     for how, what in kills:
-        proc = start(cfg, out, ranks)
+        proc = start(cfg, out, ranks, die_in_write=what if how == "dying in write" else None)
         record.attempts += 1
-        hit = (kill_while_writing(proc, out, what) if how == "writing" else
-               kill_after_updates(proc, out, what) if how == "updates" else kill_after(proc, what))
+        if how == "dying in write":
+            proc.communicate()
+            hit, what = proc.returncode == -signal.SIGKILL, f"{what[1]} of {what[0]}"
+        else:
+            hit = (kill_while_writing(proc, out, what) if how == "writing" else
+                   kill_after_updates(proc, out, what) if how == "updates" else kill_after(proc, what))
         if not hit:  # the run ended first
             if proc.returncode != 0:
                 raise SystemExit(f"an attempt failed (exit {proc.returncode})")
