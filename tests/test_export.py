@@ -103,3 +103,28 @@ def test_what_cannot_be_exported_is_one_line(trained, tiny_runs, tmp_path, capsy
     assert "not a translation model" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     assert [p.name for p in exported.parent.iterdir() if p.name.startswith(".")] == []  # no scratch left
+
+
+def test_evaluate_scores_an_export_with_the_ctranslate2_engine(trained, capsys):
+    """``attnkit evaluate OUT --engine ctranslate2``: the same greedy translations, so the same BLEU, as the
+    PyTorch model's; the engine is recorded; what only PyTorch can do is one line."""
+    import json
+
+    run, ct2, _ = trained
+    data = run.parent / "data"
+    scored = {}
+    for engine, where in (("torch", run), ("ctranslate2", ct2)):
+        assert main(["-q", "evaluate", str(where), "--src", str(data / "test.src"), "--ref", str(data / "test.tgt"),
+                     "--beam", "1", "--json", "--engine", engine]) == 0
+        scored[engine] = json.loads(capsys.readouterr().out)
+    assert scored["ctranslate2"]["engine"] == "ctranslate2" and scored["torch"]["engine"] == "torch"
+    assert scored["ctranslate2"]["bleu"] == scored["torch"]["bleu"] and scored["torch"]["sentences"] == 30
+    assert main(["-q", "evaluate", str(ct2), "--src", str(data / "test.src"), "--ref", str(data / "test.tgt"),
+                 "--engine", "ctranslate2", "--exposure"]) == 2
+    assert "needs --engine torch" in capsys.readouterr().err
+
+
+def test_only_a_translation_model_is_evaluated_by_ctranslate2(tiny_runs, capsys):
+    tagger = tiny_runs["tagger"]
+    assert main(["-q", "evaluate", str(tagger), "--src", str(tagger / "config.yaml"), "--engine", "ctranslate2"]) == 2
+    assert "only translation models are exported" in capsys.readouterr().err

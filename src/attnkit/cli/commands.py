@@ -263,8 +263,11 @@ def cmd_evaluate(args) -> int:
     from attnkit.tasks.base import EvaluateRequest
 
     path, cfg = open_model_dir(args.model_dir, files=())
+    if args.engine != "torch" and cfg.task != "translation":
+        raise UserError(f"--engine {args.engine}: only translation models are exported; {path} holds a {cfg.task} "
+                        "model")
     request = EvaluateRequest(args.src, args.ref, args.beam, args.batch_size, args.exposure, _progress(args),
-                              args.device)
+                              args.device, args.engine)
     done = TASKS[cfg.task].evaluate(path, request)
     if args.output and done.outputs is not None:
         write_output(args.output, done.outputs)

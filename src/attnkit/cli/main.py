@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         NonNegative,
         NonNegativeMinutes,
         add_device,
+        add_engine,
         checked,
         count,
         input_file,
@@ -104,9 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=batch_size, default=None, metavar="N", help="sentences per batch")
     tr.add_argument("--input", type=input_file, metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
     tr.add_argument("--output", type=output_file, metavar="FILE", help="write to FILE instead of stdout")
-    tr.add_argument("--engine", choices=("torch", "ctranslate2"), default="torch",
-                    help="torch: attnkit's own search (default); ctranslate2: CTranslate2 on a directory that "
-                         "'attnkit export --to ctranslate2' wrote")
+    add_engine(tr)
     add_device(tr)
     tr.set_defaults(func=c.cmd_translate)
 
@@ -145,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="translation: also measure exposure bias, the reference tokens' loss and accuracy by output "
                         "position when the model reads the reference prefix (teacher forced) and when it reads its "
                         "own greedy output (self fed)")
+    add_engine(e)
     add_device(e)
     e.set_defaults(func=c.cmd_evaluate)
 
@@ -256,8 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--src", type=input_file, required=True, metavar="FILE", help="real sentences to translate")
     bd.add_argument("--beam", type=beam, default=1, metavar="N")
     bd.add_argument("--batch-size", type=batch_size, default=None, metavar="N")
-    bd.add_argument("--engine", choices=("torch", "ctranslate2"), default="torch",
-                    help="as for translate")
+    add_engine(bd)
     bd.add_argument("--limit", type=checked(NonNegative, "count"), default=0, metavar="N",
                     help="only the first N sentences (0: all)")
     add_device(bd)

@@ -58,6 +58,13 @@ def add_device(parser: argparse.ArgumentParser, trains: bool = False) -> None:
                         metavar="DEVICE", help=f"{where}; auto (the GPU when there is one), cpu, cuda or cuda:N")
 
 
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    """``--engine``: attnkit's own search, or CTranslate2 on a directory ``attnkit export`` wrote."""
+    parser.add_argument("--engine", choices=("torch", "ctranslate2"), default="torch",
+                        help="torch: attnkit's own search (default); ctranslate2: CTranslate2 on a directory that "
+                             "'attnkit export --to ctranslate2' wrote")
+
+
 def input_file(text: str) -> str:
     """An existing file: a path, or ``attnkit:NAME`` for a file shipped in the package."""
     path = resolve_path(text)

@@ -49,6 +49,7 @@ class EvaluateRequest:
     exposure: bool = False  # translation: also the exposure-bias diagnostic
     progress: bool = False  # a progress bar on the terminal
     device: str = "auto"  # where the model runs: auto (the GPU when there is one), cpu, cuda or cuda:N
+    engine: str = "torch"  # translation: torch, or ctranslate2 for a directory attnkit export wrote
 
 
 @dataclass

@@ -282,7 +282,9 @@ class TranslationTask(Task):
         src = src_file(request)
         if not request.ref:
             raise UserError("evaluate: a translation model needs --ref (the reference translations)")
-        translator = load_model_dir(path, request.device)
+        if request.exposure and request.engine != "torch":
+            raise UserError("evaluate --exposure reads the model's own probabilities: it needs --engine torch")
+        translator = load_model_dir(path, request.device, request.engine)
         data = read_parallel(src, request.ref, skip_empty=False)
         bar = tqdm(total=len(data), disable=not request.progress, unit="sent", desc="translate")
         start = time.monotonic()
@@ -291,7 +293,7 @@ class TranslationTask(Task):
         seconds = time.monotonic() - start
         bar.close()
         scores = score_corpus(hyps, data.tgt)
-        scores.update(beam=request.beam or translator.cfg.decoding.beam, sentences=len(hyps),
+        scores.update(engine=request.engine, beam=request.beam or translator.cfg.decoding.beam, sentences=len(hyps),
                       seconds=round(seconds, 2), sentences_per_s=round(len(hyps) / seconds, 2))
         lines = [f"BLEU {scores['bleu']}  [{scores['bleu_signature']}]",
                  f"chrF {scores['chrf']}  [{scores['chrf_signature']}]",
