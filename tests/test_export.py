@@ -128,3 +128,13 @@ def test_only_a_translation_model_is_evaluated_by_ctranslate2(tiny_runs, capsys)
     tagger = tiny_runs["tagger"]
     assert main(["-q", "evaluate", str(tagger), "--src", str(tagger / "config.yaml"), "--engine", "ctranslate2"]) == 2
     assert "only translation models are exported" in capsys.readouterr().err
+
+
+def test_bench_translate_names_the_device_ctranslate2_runs_on(trained, capsys):
+    import json
+
+    _, ct2, _ = trained
+    data = ct2.parent / "data"
+    assert main(["-q", "bench", "translate", str(ct2), "--src", str(data / "test.src"), "--engine", "ctranslate2"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["engine"], row["device"], row["sentences"]) == ("ctranslate2", "cpu", 30)
