@@ -399,8 +399,8 @@ def cmd_bench_translate(args) -> int:
     start = time.perf_counter()
     translator.translate(lines, beam=args.beam, batch_size=args.batch_size)
     seconds = time.perf_counter() - start
-    print(json.dumps({"model_dir": str(args.model_dir), "engine": args.engine,
-                      "device": str(device_of(translator.model)) if args.engine == "torch" else translator.model.device,
+    device = str(device_of(translator.model)) if args.engine == "torch" else translator.engine.device
+    print(json.dumps({"model_dir": str(args.model_dir), "engine": args.engine, "device": device,
                       "beam": args.beam, "sentences": len(lines),
                       "seconds": round(seconds, 2), "sentences_per_s": round(len(lines) / seconds, 2),
                       "threads": torch.get_num_threads()}))
