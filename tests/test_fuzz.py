@@ -4,7 +4,7 @@ may raise anything else, hang or allocate without bound. Inputs are built from t
 (mutated, truncated, corrupted) as well as from nothing.
 
 The examples are derandomized (the same in every CI run) and their number is fixed per test: EXAMPLES
-below. Each class of input that once crashed is a regular test in test_faults.py or here.
+below. Each class of input that once crashed is a regular test (test_limits.py, test_faults.py).
 """
 
 from __future__ import annotations
