@@ -129,3 +129,19 @@ def test_a_training_batch_too_large_for_the_machine_is_refused_with_the_arithmet
                                         r"\(1,000,000,000,000 tokens x \d+ words x 4 bytes x 3"):
         train(toy_config("transformer", training={"batch_tokens": 10**12}), tmp_path / "run", max_steps=1,
               progress=False)
+
+
+def test_a_yaml_error_is_one_line(tmp_path):
+    path = tmp_path / "nul.yaml"
+    path.write_bytes(b"\x00")
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: invalid YAML: unacceptable character") and "\n" not in str(err.value)
+
+
+def test_a_vocabulary_that_is_not_utf8_is_one_line(tmp_path):
+    from attnkit.data.vocab import load_tokenizer
+
+    (tmp_path / "src.vocab.txt").write_bytes(b"<pad>\n<unk>\n<s>\n</s>\n\xff\n")
+    with pytest.raises(UserError, match=r"src.vocab.txt: invalid UTF-8 at byte 20$"):
+        load_tokenizer(tmp_path, "src", "word")
