@@ -143,5 +143,5 @@ def test_a_vocabulary_that_is_not_utf8_is_one_line(tmp_path):
     from attnkit.data.vocab import load_tokenizer
 
     (tmp_path / "src.vocab.txt").write_bytes(b"<pad>\n<unk>\n<s>\n</s>\n\xff\n")
-    with pytest.raises(UserError, match=r"src.vocab.txt: invalid UTF-8 at byte 20$"):
+    with pytest.raises(UserError, match=r"src.vocab.txt: invalid UTF-8 at byte 21$"):
         load_tokenizer(tmp_path, "src", "word")
