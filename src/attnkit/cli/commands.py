@@ -263,9 +263,9 @@ def cmd_evaluate(args) -> int:
     from attnkit.tasks.base import EvaluateRequest
 
     path, cfg = open_model_dir(args.model_dir, files=())
-    if args.engine != "torch" and cfg.task != "translation":
-        raise UserError(f"--engine {args.engine}: only translation models are exported; {path} holds a {cfg.task} "
-                        "model")
+    if args.engine not in TASKS[cfg.task].engines:
+        raise UserError(f"--engine {args.engine}: only translation models are exported; {path} holds "
+                        f"{TASKS[cfg.task].what}")
     request = EvaluateRequest(args.src, args.ref, args.beam, args.batch_size, args.exposure, _progress(args),
                               args.device, args.engine)
     done = TASKS[cfg.task].evaluate(path, request)

@@ -66,6 +66,7 @@ class Task:
     config: ClassVar[type]  # its config class (attnkit/config/tasks.py)
     what: ClassVar[str]  # how errors name its models: "a translation model"
     verbs: ClassVar[tuple[str, ...]] = ()  # the attnkit commands that use its models, besides evaluate
+    engines: ClassVar[tuple[str, ...]] = ("torch",)  # what runs its models (--engine): ctranslate2 for an export
 
     def prepare(self, cfg, out: Path, resume: bool) -> Prepared | Fitted:
         """Read the data, build (or reload) the vocabularies and the model, for ``attnkit.train``."""

@@ -272,6 +272,7 @@ class TranslationInspector(Inspector):
 class TranslationTask(Task):
     name, config, what = "translation", TranslationConfig, "a translation model"
     verbs = ("translate", "bench translate")
+    engines = ("torch", "ctranslate2")  # an export (attnkit export --to ctranslate2) runs in CTranslate2
 
     prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
     binarize = staticmethod(binarize)  # attnkit prepare
