@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from attnkit.data.text import is_gzip
 from attnkit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,7 @@ def load_vectors(path: str | Path, words: list[str], dim: int, lowercase_fallbac
         raise UserError(f"{path}: embeddings file not found")
     needed = set(words) | ({w.lower() for w in words} if lowercase_fallback else set())
     vectors: dict[str, torch.Tensor] = {}
-    with open(path, "rb") as f:
-        opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
+    opener = gzip.open if is_gzip(path) else open
     no = 0
     with opener(path, "rt", encoding="utf-8", errors="strict") as f:
         try:

@@ -52,6 +52,12 @@ def read_utf8(path: Path) -> str:
         raise UserError(f"{path}: invalid UTF-8 at byte {err.start}") from None
 
 
+def is_gzip(path: Path) -> bool:
+    """Whether the file starts with gzip's magic bytes (read without reading the rest)."""
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
 def readable_bytes() -> int:
     """The most bytes of text read whole: an eighth of the machine's memory (the lines, as Python
     strings, take a few times their bytes)."""
@@ -65,10 +71,8 @@ def file_bytes(path: Path) -> bytes:
                "split it, or binarize a translation corpus with attnkit prepare")
     if path.stat().st_size > bound:
         raise UserError(f"{path}: {too_big}")
-    with open(path, "rb") as f:
-        if f.read(2) != GZIP_MAGIC:
-            f.seek(0)
-            return f.read()
+    if not is_gzip(path):
+        return path.read_bytes()
     chunks, size = [], 0
     try:
         with gzip.open(path, "rb") as f:
