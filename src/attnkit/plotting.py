@@ -1,4 +1,4 @@
-"""Pictures: attention heatmaps, the positional-encoding matrix, training curves.
+"""Pictures: attention heatmaps, the positional-encoding matrix, training curves, BLEU by length.
 
 The only module of attnkit that imports matplotlib (a test checks it). It draws what it is given
 and computes nothing about models: attention comes from :mod:`attnkit.inspection`, positional
@@ -165,6 +165,33 @@ def curves_figure(records: list[dict], title: str | None = None) -> Figure:
             ax.set_ylabel(SCORE_NAMES.get(panel, panel))
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("step")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def by_length_figure(curves: dict[int, dict[str, list[dict]]], min_inputs: int, title: str | None = None) -> Figure:
+    """BLEU by source length (Bahdanau et al. 2015, figure 2): a panel per join level (1: the test
+    sentences themselves; k: k of them joined into one input), a line per model. curves[k][model]
+    are ``evaluation.score_by_length`` rows; buckets of fewer than ``min_inputs`` inputs are left out
+    (their BLEU is noise)."""
+    fig = Figure(figsize=(4.6 * len(curves) + 0.6, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(curves), sharey=True, squeeze=False)[0]
+    for ax, (join, models) in zip(axes, curves.items()):
+        labels = sorted({(r["low"], r["words"]) for rows in models.values() for r in rows
+                         if r["sentences"] >= min_inputs})
+        where = {words: i for i, (_, words) in enumerate(labels)}
+        for model, rows in models.items():
+            points = [(where[r["words"]], r["bleu"]) for r in rows if r["words"] in where]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=4, label=model)
+        counts = {r["words"]: r["sentences"] for rows in models.values() for r in rows}
+        ax.set_xticks(range(len(labels)), [f"{w}\n({counts[w]})" for _, w in labels], fontsize=8)
+        ax.set_xlabel("source length in words (inputs)")
+        ax.set_title("test sentences" if join == 1 else f"{join} test sentences joined", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("BLEU")
+    axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

@@ -257,18 +257,29 @@ def cmd_export(args) -> int:
     return 0
 
 
+def by_length(args) -> tuple[int, ...] | None:
+    """The bucket edges ``--by-length`` asks for (the default ones unless ``--length-edges``), or None."""
+    from attnkit.evaluation import LENGTH_EDGES
+
+    return (args.length_edges or LENGTH_EDGES) if getattr(args, "by_length", True) else None
+
+
 def cmd_evaluate(args) -> int:
     from attnkit.model_dir import open_model_dir
     from attnkit.tasks import TASKS
     from attnkit.tasks.base import EvaluateRequest
 
     path, cfg = open_model_dir(args.model_dir, files=())
-    if args.engine not in TASKS[cfg.task].engines:
-        raise UserError(f"--engine {args.engine}: only translation models are exported; {path} holds "
-                        f"{TASKS[cfg.task].what}")
+    task = TASKS[cfg.task]
+    if args.engine not in task.engines:
+        raise UserError(f"--engine {args.engine}: only translation models are exported; {path} holds {task.what}")
+    if (args.by_length or args.join > 1) and not task.lengths:
+        raise UserError(f"--by-length and --join score translations by source length; {path} holds {task.what}")
+    if args.length_edges and not args.by_length:
+        raise UserError("--length-edges: give --by-length too")
     request = EvaluateRequest(args.src, args.ref, args.beam, args.batch_size, args.exposure, _progress(args),
-                              args.device, args.engine)
-    done = TASKS[cfg.task].evaluate(path, request)
+                              args.device, args.engine, by_length=by_length(args), join=args.join)
+    done = task.evaluate(path, request)
     if args.output and done.outputs is not None:
         write_output(args.output, done.outputs)
     print(json.dumps(done.scores) if args.json else "\n".join(done.lines))

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         NonNegativeMinutes,
         add_device,
         add_engine,
+        add_lengths,
         checked,
         count,
         input_file,
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="translation: also measure exposure bias, the reference tokens' loss and accuracy by output "
                         "position when the model reads the reference prefix (teacher forced) and when it reads its "
                         "own greedy output (self fed)")
+    add_lengths(e)
     add_engine(e)
     add_device(e)
     e.set_defaults(func=c.cmd_evaluate)

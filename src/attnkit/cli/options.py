@@ -65,6 +65,34 @@ def add_engine(parser: argparse.ArgumentParser) -> None:
                              "'attnkit export --to ctranslate2' wrote")
 
 
+def edges(text: str) -> tuple[int, ...]:
+    """'10,20,30' -> (10, 20, 30): the source lengths in words where the buckets of --by-length start."""
+    try:
+        bounds = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        bounds = ()
+    if not bounds or bounds[0] < 1 or any(b <= a for a, b in zip(bounds, bounds[1:])):
+        raise argparse.ArgumentTypeError(f"{text!r}: give increasing whole numbers of words separated by commas, "
+                                         "e.g. 10,20,30")
+    return bounds
+
+
+def add_lengths(parser: argparse.ArgumentParser, plot: bool = False) -> None:
+    """Scoring by source length: ``--by-length`` (which ``plot by-length`` always does), ``--length-edges``
+    and ``--join`` (several join levels for a plot, a panel each)."""
+    if not plot:
+        parser.add_argument("--by-length", action="store_true",
+                            help="translation: also BLEU and chrF per source-length bucket (in words; --json has "
+                                 "them under by_length)")
+    parser.add_argument("--length-edges", type=edges, default=None, metavar="N,N,...",
+                        help="where the length buckets start (default: 10,15,20,25,30,40,50,60: 1-9 words, "
+                             "10-14, ..., 60 or more)")
+    parser.add_argument("--join", type=count(), default=[1] if plot else 1, nargs="+" if plot else None,
+                        metavar="K", help="translation: join every K consecutive test sentences into one input, and "
+                                          "their references into one reference, for long inputs made of real ones "
+                                          f"(default: 1){'; several K: a panel each' if plot else ''}")
+
+
 def input_file(text: str) -> str:
     """An existing file: a path, or ``attnkit:NAME`` for a file shipped in the package."""
     path = resolve_path(text)

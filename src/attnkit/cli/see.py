@@ -19,7 +19,17 @@ ATTENTION_KINDS = ("encoder", "self", "cross", "pooling")
 
 
 def add_parsers(sub) -> None:
-    from attnkit.cli.options import Count, Dimension, Port, add_device, checked, input_file, like
+    from attnkit.cli.options import (
+        Count,
+        Dimension,
+        Port,
+        add_device,
+        add_lengths,
+        checked,
+        input_file,
+        like,
+        output_file,
+    )
     from attnkit.config import DecodingConfig
 
     count = checked(Count, "count")
@@ -63,6 +73,25 @@ def add_parsers(sub) -> None:
     c.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (the --out of train)")
     c.add_argument("--out", metavar="FILE", help="image file (default: RUN_DIR/curves.png)")
     c.set_defaults(func=cmd_plot_curves)
+
+    b = psub.add_parser("by-length", help="BLEU by source length, a line per translation model",
+                        description="Translate --src with each model and draw corpus BLEU per source-length bucket "
+                                    "(Bahdanau et al. 2015, figure 2: without attention, quality falls on long "
+                                    "sentences). With --join 1 2 3, also inputs made of 2 and 3 consecutive test "
+                                    "sentences (references joined alike), a panel each. Prints the numbers as "
+                                    "Markdown tables.")
+    b.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="trained translation model directories")
+    b.add_argument("--src", type=input_file, required=True, metavar="FILE", help="source sentences (plain or .gz)")
+    b.add_argument("--ref", type=input_file, required=True, metavar="FILE", help="their reference translations")
+    add_lengths(b, plot=True)
+    b.add_argument("--beam", type=like(DecodingConfig, "beam"), metavar="N",
+                   help="beam size (default: each model's config)")
+    b.add_argument("--min-inputs", type=count, default=20, metavar="N",
+                   help="draw only buckets of at least N inputs (default: 20; the tables have them all)")
+    b.add_argument("--out", default="by-length.png", metavar="FILE", help="image file (default: by-length.png)")
+    b.add_argument("--json", type=output_file, metavar="FILE", help="also write every number to FILE as JSON")
+    add_device(b)
+    b.set_defaults(func=cmd_plot_by_length)
 
     s = sub.add_parser("serve", help="a web page to type text and click through a model's attention",
                        description="Start a web server with a page where you type a sentence, see the model's "
@@ -148,6 +177,55 @@ def cmd_plot_curves(args: argparse.Namespace) -> int:
     records = read_metrics(args.run_dir)
     out = check_path(args.out or Path(args.run_dir) / "curves.png")
     return _written(save(curves_figure(records, Path(args.run_dir).resolve().name), out))
+
+
+def by_length_tables(curves: dict[int, dict[str, list[dict]]]) -> str:
+    """Markdown: per join level, a row per model and a column per length bucket (BLEU, then chrF)."""
+    out = []
+    for join, models in curves.items():
+        buckets = {r["words"]: (r["low"], r["sentences"]) for rows in models.values() for r in rows}
+        order = sorted(buckets, key=lambda w: buckets[w][0])
+        out.append("test sentences" if join == 1 else f"{join} test sentences joined into one input")
+        out.append("")
+        out.append("| model | " + " | ".join(f"{w} words ({buckets[w][1]})" for w in order) + " |")
+        out.append("|---|" + "---:|" * len(order))
+        for model, rows in models.items():
+            cell = {r["words"]: f"{r['bleu']:.2f} / {r['chrf']:.1f}" for r in rows}
+            out.append(f"| {model} | " + " | ".join(cell.get(w, "") for w in order) + " |")
+        out.append("")
+    return "\n".join(out) + "BLEU / chrF per bucket of source length; in brackets, the inputs in each bucket."
+
+
+def cmd_plot_by_length(args: argparse.Namespace) -> int:
+    import json
+
+    from attnkit.cli.commands import by_length
+    from attnkit.model_dir import open_model_dir
+    from attnkit.plotting import by_length_figure, check_path, save
+    from attnkit.tasks import TASKS
+    from attnkit.tasks.base import EvaluateRequest
+
+    check_path(args.out)
+    tasks = {}
+    for run in args.run_dirs:
+        path, cfg = open_model_dir(run, files=())
+        if not TASKS[cfg.task].lengths:
+            raise UserError(f"{run}: holds {TASKS[cfg.task].what}; plot by-length draws translation models")
+        tasks[run] = (path, TASKS[cfg.task])
+    names = [run.rstrip("/") for run in args.run_dirs]
+    curves: dict[int, dict[str, list[dict]]] = {}
+    for join in args.join:
+        curves[join] = {}
+        for name, (path, task) in zip(names, tasks.values()):
+            log.info("%s: translating %s%s", name, args.src, f", {join} sentences an input" if join > 1 else "")
+            request = EvaluateRequest(args.src, args.ref, args.beam, device=args.device,
+                                      by_length=by_length(args), join=join)
+            curves[join][name] = task.evaluate(path, request).scores["by_length"]
+    print(by_length_tables(curves))
+    if args.json:
+        Path(args.json).write_text(json.dumps({str(k): v for k, v in curves.items()}, indent=1) + "\n",
+                                   encoding="utf-8")
+    return _written(save(by_length_figure(curves, args.min_inputs, "BLEU by source length"), args.out))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -50,6 +50,8 @@ class EvaluateRequest:
     progress: bool = False  # a progress bar on the terminal
     device: str = "auto"  # where the model runs: auto (the GPU when there is one), cpu, cuda or cuda:N
     engine: str = "torch"  # translation: torch, or ctranslate2 for a directory attnkit export wrote
+    by_length: tuple[int, ...] | None = None  # translation: also score each source-length bucket (these edges)
+    join: int = 1  # translation: score inputs made of this many consecutive test sentences (and references)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Task:
     what: ClassVar[str]  # how errors name its models: "a translation model"
     verbs: ClassVar[tuple[str, ...]] = ()  # the attnkit commands that use its models, besides evaluate
     engines: ClassVar[tuple[str, ...]] = ("torch",)  # what runs its models (--engine): ctranslate2 for an export
+    lengths: ClassVar[bool] = False  # whether evaluate scores by source length (--by-length, --join)
 
     def prepare(self, cfg, out: Path, resume: bool) -> Prepared | Fitted:
         """Read the data, build (or reload) the vocabularies and the model, for ``attnkit.train``."""

@@ -19,7 +19,7 @@ from attnkit.data.text import Parallel, read_parallel
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.diagnostics import exposure_bias
 from attnkit.errors import UserError
-from attnkit.evaluation import score_corpus
+from attnkit.evaluation import join_lines, score_by_length, score_corpus
 from attnkit.inspection import (
     TITLES,
     AttentionMap,
@@ -273,13 +273,16 @@ class TranslationTask(Task):
     name, config, what = "translation", TranslationConfig, "a translation model"
     verbs = ("translate", "bench translate")
     engines = ("torch", "ctranslate2")  # an export (attnkit export --to ctranslate2) runs in CTranslate2
+    lengths = True
 
     prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
     binarize = staticmethod(binarize)  # attnkit prepare
 
     def evaluate(self, path: Path, request: EvaluateRequest) -> Evaluation:
-        """sacreBLEU (cased) and chrF of the detokenized translations of ``src`` against ``ref``, and
-        with ``exposure`` the exposure-bias diagnostic."""
+        """sacreBLEU (cased) and chrF of the detokenized translations of ``src`` against ``ref``; with
+        ``join`` k, of every k consecutive sentences joined into one input (and their references into
+        one reference); with ``by_length``, the same per source-length bucket; with ``exposure``, the
+        exposure-bias diagnostic."""
         src = src_file(request)
         if not request.ref:
             raise UserError("evaluate: a translation model needs --ref (the reference translations)")
@@ -287,6 +290,8 @@ class TranslationTask(Task):
             raise UserError("evaluate --exposure reads the model's own probabilities: it needs --engine torch")
         translator = load_model_dir(path, request.device, request.engine)
         data = read_parallel(src, request.ref, skip_empty=False)
+        if request.join > 1:
+            data = Parallel(join_lines(data.src, request.join), join_lines(data.tgt, request.join))
         bar = tqdm(total=len(data), disable=not request.progress, unit="sent", desc="translate")
         start = time.monotonic()
         hyps = [r[0].text for r in translator.translate(data.src, beam=request.beam, batch_size=request.batch_size,
@@ -295,10 +300,15 @@ class TranslationTask(Task):
         bar.close()
         scores = score_corpus(hyps, data.tgt)
         scores.update(engine=request.engine, beam=request.beam or translator.cfg.decoding.beam, sentences=len(hyps),
-                      seconds=round(seconds, 2), sentences_per_s=round(len(hyps) / seconds, 2))
+                      seconds=round(seconds, 2), sentences_per_s=round(len(hyps) / seconds, 2), joined=request.join)
+        joined = f" (each {request.join} test sentences joined)" if request.join > 1 else ""
         lines = [f"BLEU {scores['bleu']}  [{scores['bleu_signature']}]",
                  f"chrF {scores['chrf']}  [{scores['chrf_signature']}]",
-                 f"{scores['sentences']} sentences, beam {scores['beam']}, {scores['sentences_per_s']} sentences/s"]
+                 f"{scores['sentences']} inputs{joined}, beam {scores['beam']}, {scores['sentences_per_s']} inputs/s"]
+        if request.by_length:
+            rows = scores["by_length"] = score_by_length(hyps, data.tgt, data.src, request.by_length)
+            lines.append("source words  inputs   BLEU   chrF")
+            lines += [f"{r['words']:>12}  {r['sentences']:6d}  {r['bleu']:5.2f}  {r['chrf']:5.2f}" for r in rows]
         if request.exposure:
             x = scores["exposure"] = exposure(translator, data)
             tf, sf = x["teacher_forced"], x["self_fed"]
