@@ -1,4 +1,5 @@
-"""Pictures: attention heatmaps, the positional-encoding matrix, training curves, BLEU by length.
+"""Pictures: attention heatmaps, the positional-encoding matrix, training curves, BLEU by length,
+static against contextual word vectors.
 
 The only module of attnkit that imports matplotlib (a test checks it). It draws what it is given
 and computes nothing about models: attention comes from :mod:`attnkit.inspection`, positional
@@ -194,4 +195,26 @@ def by_length_figure(curves: dict[int, dict[str, list[dict]]], min_inputs: int, 
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def contexts_figure(snippets: list[str], static: Tensor, contextual: Tensor, word: str) -> Figure:
+    """Two (n, n) cosine-similarity matrices between the occurrences of one word: of its static vectors
+    (one per word, so every cell is 1) and of its contextual vectors (one per occurrence)."""
+    n = len(snippets)
+    fig = Figure(figsize=(6.0 + 0.5 * n, 1.8 + 0.3 * n), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    titles = ("static (word2vec / fastText): one vector per word", "contextual (biLM): one vector per occurrence")
+    for ax, sims, name in zip(axes, (static, contextual), titles):
+        image = ax.imshow(sims.numpy(), cmap="viridis", vmin=-0.2, vmax=1.0, interpolation="nearest")
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{float(sims[i, j]):.2f}", ha="center", va="center", fontsize=6,
+                        color="black" if sims[i, j] > 0.6 else "white")
+        ax.set_xticks(range(n), [str(i + 1) for i in range(n)], fontsize=LABEL_SIZE)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("occurrence")
+    axes[0].set_yticks(range(n), [f"{s}  {i + 1}" for i, s in enumerate(snippets)], fontsize=LABEL_SIZE)
+    fig.colorbar(image, ax=axes, label="cosine similarity", shrink=0.8)
+    fig.suptitle(f'"{word}" in {n} sentences: cosine similarity between its occurrences', fontsize=10)
     return fig

@@ -125,6 +125,8 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     else:
         cfg = load_config(config, overrides)
     cfg = absolute_data_paths(cfg)
+    if world.size > 1 and not hasattr(cfg.training, "strategy"):
+        raise UserError(f"task {cfg.task}: a library fits it in one process; run it without torchrun")
     if world.size > 1 and cfg.training.strategy.name == "professor_forcing":
         raise UserError("training.strategy: professor forcing's discriminator trains in one process for now")
     setup = settle(cfg.training.device, cfg.training.precision)  # before the data: a missing GPU fails at once
@@ -136,8 +138,10 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         prepared = TASKS[cfg.task].prepare(cfg, out, True)
     if not resume and world.main:
         atomic_write_text(out / CONFIG, dump_config(cfg))
-    if isinstance(prepared, Fitted):  # counted, not trained: nothing to resume, no trainer
-        return {**prepared.fit(), "wall_seconds": round(time.monotonic() - start, 1)}
+    if isinstance(prepared, Fitted):  # counted or fitted, not trained: nothing to resume, no trainer
+        summary = {**prepared.fit(), "wall_seconds": round(time.monotonic() - start, 1)}
+        (out / STARTING).unlink(missing_ok=True)  # its model is written: a finished run, not a fresh one
+        return summary
 
     if setup.device.type == "cpu":
         require_training_memory(prepared.model, cfg.training.ema_decay > 0)

@@ -93,6 +93,26 @@ def add_parsers(sub) -> None:
     add_device(b)
     b.set_defaults(func=cmd_plot_by_length)
 
+    x = psub.add_parser("contexts", help="one word in many sentences: its static vectors against its contextual ones",
+                        description="Find --word in the sentences of --input (whitespace-tokenized; plain, .gz or "
+                                    ".conllu) and draw the cosine similarities between its occurrences: of the "
+                                    "static vectors of a static_vectors run (one per word, all 1) and of the "
+                                    "contextual vectors of a bilm run (one per occurrence). Prints, for each "
+                                    "occurrence, the most similar other one, and the nearest words of the static "
+                                    "vector (the same in every sentence).")
+    x.add_argument("--static", required=True, metavar="DIR", help="a static_vectors run directory (or its vectors.txt)")
+    x.add_argument("--contextual", required=True, metavar="DIR", help="a bilm run directory")
+    x.add_argument("--word", required=True, help="the word, as written (a static vector belongs to a form)")
+    x.add_argument("--input", type=input_file, default="attnkit:contexts/senses.en.txt", metavar="FILE",
+                   help="sentences to find it in (default: attnkit:contexts/senses.en.txt, a few sentences for "
+                        "bank, play and saw in their senses)")
+    x.add_argument("--layer", default="average", metavar="WHICH",
+                   help="the biLM's vectors: average (default), top, or N (0: the character-based word vector, "
+                        "which sees no context)")
+    x.add_argument("--limit", type=count, default=12, metavar="N", help="at most N occurrences (default: 12)")
+    x.add_argument("--out", default="contexts.png", metavar="FILE", help="image file (default: contexts.png)")
+    x.set_defaults(func=cmd_plot_contexts)
+
     s = sub.add_parser("serve", help="a web page to type text and click through a model's attention",
                        description="Start a web server with a page where you type a sentence, see the model's "
                                    "output (translation n-best with scores, tags, class probabilities, an LM "
@@ -226,6 +246,28 @@ def cmd_plot_by_length(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({str(k): v for k, v in curves.items()}, indent=1) + "\n",
                                    encoding="utf-8")
     return _written(save(by_length_figure(curves, args.min_inputs, "BLEU by source length"), args.out))
+
+
+def cmd_plot_contexts(args: argparse.Namespace) -> int:
+    from attnkit.contexts import cosines, occurrences
+    from attnkit.plotting import check_path, contexts_figure, save
+    from attnkit.tasks.bilm import read_unlabelled
+    from attnkit.tasks.static_vectors import nearest_words, read_vectors
+
+    check_path(args.out)
+    occ = occurrences(args.word, read_unlabelled(args.input), args.static, args.contextual, args.layer, args.limit)
+    static, contextual = cosines(occ.static), cosines(occ.contextual)
+    snippets = [occ.snippet(i) for i in range(len(occ.positions))]
+    print(f"{args.word!r}: {len(snippets)} occurrences; the most similar other occurrence (contextual cosine):")
+    for i, text in enumerate(snippets):
+        others = contextual[i].clone()
+        others[i] = float("-inf")
+        j = int(others.argmax()) if len(snippets) > 1 else i
+        print(f"  {i + 1:2d}. {text}\n      -> {j + 1}. {snippets[j]}  ({float(contextual[i, j]):.2f})")
+    near = nearest_words(*read_vectors(args.static), args.word)
+    print(f"static vector of {args.word!r}, the same in every sentence; nearest words: "
+          + ", ".join(f"{w} ({s:.2f})" for w, s in near))
+    return _written(save(contexts_figure(snippets, static, contextual, args.word), args.out))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -60,6 +60,7 @@ from attnkit.config.tasks import (
     ClassificationConfig,
     EmbeddingsConfig,
     LanguageModelConfig,
+    StaticVectorsConfig,
     TaggingConfig,
     TranslationConfig,
 )
@@ -70,8 +71,8 @@ __all__ = [
     "CaptioningConfig", "ClassificationConfig", "Config",
     "DecodingConfig", "EmbeddingsConfig", "GenerationConfig", "KneserNeyConfig", "LSTMLMConfig",
     "LabelledData", "LanguageModelConfig", "ParallelData", "RNNClassifierConfig", "RNNConfig",
-    "RNNTaggerConfig", "ShowAttendTellConfig", "TaggedData", "TaggingConfig", "TextData", "TrainingConfig",
-    "TransformerClassifierConfig",
+    "RNNTaggerConfig", "ShowAttendTellConfig", "StaticVectorsConfig", "TaggedData", "TaggingConfig", "TextData",
+    "TrainingConfig", "TransformerClassifierConfig",
     "TransformerConfig", "TransformerLMConfig", "TransformerTaggerConfig", "TranslationConfig", "VocabConfig",
     "apply_overrides", "dump_config", "key_type", "load_config", "parse_config", "read_yaml", "resolve_path",
 ]

@@ -122,6 +122,36 @@ class KneserNeyConfig(Section):
     order: int = Field(5, ge=1, le=10)
 
 
+# -- static word vectors ------------------------------------------------------------------------------
+class Word2VecConfig(Section):
+    """word2vec (Mikolov et al. 2013), trained by gensim: one vector per word type, predicted from its
+    window (CBOW) or predicting it (skip-gram), with negative sampling."""
+
+    arch: Literal["word2vec"] = "word2vec"
+    algorithm: Literal["skipgram", "cbow"] = "skipgram"
+    dim: int = Field(100, ge=2)
+    window: int = Field(5, ge=1, description="words on each side that count as context")
+    min_count: int = Field(5, ge=1, description="rarer words get no vector")
+    negative: int = Field(5, ge=1, description="negative samples per positive pair")
+    epochs: int = Field(5, ge=1)
+    workers: int = Field(1, ge=1, description="gensim's threads; 1 gives the same vectors on every run")
+
+
+class FastTextConfig(Word2VecConfig):
+    """fastText (Bojanowski et al. 2017): word2vec whose word vector is the sum of its character
+    n-grams' (min_n to max_n characters), so words share what their spelling shares."""
+
+    arch: Literal["fasttext"] = "fasttext"
+    min_n: int = Field(3, ge=1)
+    max_n: int = Field(6, ge=1)
+
+    @model_validator(mode="after")
+    def _ngram_range(self) -> FastTextConfig:
+        if self.max_n < self.min_n:
+            raise ValueError(f"max_n ({self.max_n}) is smaller than min_n ({self.min_n})")
+        return self
+
+
 class AdaptiveSoftmaxOption(Section):
     adaptive_softmax: list[int] = Field(
         [], description="cutoffs of an adaptive softmax (Grave et al. 2017) over the words it predicts, most "

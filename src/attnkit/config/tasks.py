@@ -17,6 +17,7 @@ from attnkit.config.models import (
     BagOfEmbeddingsConfig,
     BiLMConfig,
     CaptionTransformerConfig,
+    FastTextConfig,
     KneserNeyConfig,
     LSTMLMConfig,
     RNNClassifierConfig,
@@ -27,6 +28,7 @@ from attnkit.config.models import (
     TransformerConfig,
     TransformerLMConfig,
     TransformerTaggerConfig,
+    Word2VecConfig,
 )
 from attnkit.config.sections import (
     DecodingConfig,
@@ -44,7 +46,8 @@ from attnkit.config.sections import (
 class EmbeddingsConfig(Section):
     """Extra input for taggers and classifiers: static vectors and/or ELMo-style contextual vectors."""
 
-    pretrained: str | None = Field(None, description="word2vec or GloVe text file loaded into the word embeddings")
+    pretrained: str | None = Field(None, description="word2vec or GloVe text file loaded into the word embeddings, "
+                                                     "or a static_vectors run directory")
     freeze_pretrained: bool = False
     contextual: str | None = Field(None, description="a trained bilm run directory whose mixed layers are added")
     freeze_contextual: bool = True
@@ -148,6 +151,27 @@ class BiLMTaskConfig(Section):
     _supervised = field_validator("training")(only_teacher_forcing)
 
 
+class FittingConfig(Section):
+    """A model a library fits in one call (gensim's word vectors): no optimiser of ours, so only a seed."""
+
+    seed: int = 1
+    device: Literal["cpu"] = "cpu"
+    precision: Literal["fp32"] = "fp32"
+
+
+class StaticVectorsConfig(Section):
+    task: Literal["static_vectors"]
+    data: TextData
+    model: Annotated[Word2VecConfig | FastTextConfig, Field(discriminator="arch")] = Field(
+        default_factory=Word2VecConfig)
+    training: FittingConfig = FittingConfig()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _word2vec_by_default(cls, model):
+        return {"arch": "word2vec", **model} if isinstance(model, dict) and "arch" not in model else model
+
+
 class CaptioningConfig(Section):
     task: Literal["captioning"]
     data: Annotated[DigitScenesData | CaptionFilesData, Field(discriminator="source")] = Field(
@@ -168,7 +192,7 @@ class CaptioningConfig(Section):
 # every task's config, once: the config union below and TASK_CONFIGS come from here, and the task
 # registry (attnkit.tasks.TASKS) is checked against it (tests/test_tasks.py)
 CONFIG_CLASSES = (TranslationConfig, TaggingConfig, ClassificationConfig, LanguageModelConfig, BiLMTaskConfig,
-                  CaptioningConfig)
+                  StaticVectorsConfig, CaptioningConfig)
 TASK_CONFIGS = {get_args(cls.model_fields["task"].annotation)[0]: cls for cls in CONFIG_CLASSES}
 AnyConfig = Annotated[Union[CONFIG_CLASSES], Field(discriminator="task")]  # noqa: UP007  (a union of a tuple)
 

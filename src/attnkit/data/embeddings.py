@@ -19,6 +19,7 @@ from attnkit.errors import UserError
 log = logging.getLogger(__name__)
 
 MAX_LINE = 1 << 20  # characters of one line
+VECTORS_FILE = "vectors.txt"  # what a static_vectors run directory holds (tasks/static_vectors.py)
 
 
 def load_vectors(path: str | Path, words: list[str], dim: int, lowercase_fallback: bool = True) -> tuple[

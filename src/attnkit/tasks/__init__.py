@@ -8,7 +8,7 @@ from pathlib import Path
 
 from attnkit.inspection import Inspector
 from attnkit.model_dir import open_model_dir
-from attnkit.tasks import bilm, captioning, classification, language_model, tagging, translation
+from attnkit.tasks import bilm, captioning, classification, language_model, static_vectors, tagging, translation
 from attnkit.tasks.base import Task
 
 TASKS: dict[str, Task] = {task.name: task for task in (
@@ -17,6 +17,7 @@ TASKS: dict[str, Task] = {task.name: task for task in (
     classification.TASK,
     language_model.TASK,
     bilm.TASK,
+    static_vectors.TASK,
     captioning.TASK,
 )}
 

@@ -169,15 +169,17 @@ def word_embedding(model: nn.Module) -> nn.Embedding:
 
 
 def apply_pretrained(table: nn.Embedding, words: list[str], path: str | None, freeze: bool, resume: bool) -> None:
-    """Load static vectors (word2vec / GloVe text) into a word-embedding table, logging how many of
-    the vocabulary's words the file has; ``freeze`` keeps them fixed during training."""
+    """Load static vectors (word2vec / GloVe text, or a static_vectors run directory) into a
+    word-embedding table, logging how many of the vocabulary's words the file has; ``freeze`` keeps
+    them fixed during training."""
     if path is None:
         return
     from attnkit.config import resolve_path
-    from attnkit.data.embeddings import load_vectors
+    from attnkit.data.embeddings import VECTORS_FILE, load_vectors
 
     if not resume:  # a resumed run gets its (possibly fine-tuned) vectors from the checkpoint
-        matrix, _ = load_vectors(resolve_path(path), words, table.embedding_dim)
+        file = resolve_path(path)
+        matrix, _ = load_vectors(file / VECTORS_FILE if file.is_dir() else file, words, table.embedding_dim)
         found = matrix.abs().sum(1) > 0
         with torch.no_grad():
             table.weight[found] = matrix[found].to(table.weight.dtype)

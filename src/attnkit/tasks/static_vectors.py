@@ -1,0 +1,117 @@
+"""Static word vectors: word2vec (skip-gram or CBOW) and fastText, trained by gensim on unlabelled
+text (the same files the biLM reads). One vector per word type, the same in every sentence: the
+lecture's reason why word2vec, fastText and GloVe are not contextual, and the baseline the biLM's
+contextual vectors are compared with (``attnkit plot contexts``, ``bench/elmo_probe.py --static``).
+
+The run directory holds ``vectors.txt`` in word2vec's text format (``COUNT DIM`` header, then a word
+and its numbers per line, most frequent word first), which ``embeddings.pretrained`` reads (give it
+the file or the run directory). gensim's own pickled model is not kept: a fastText model's
+character n-grams are used in training and not saved, so words the text lacks have no vector.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from attnkit.checkpoint import atomic_write
+from attnkit.config import StaticVectorsConfig
+from attnkit.data.embeddings import VECTORS_FILE, load_vectors
+from attnkit.errors import UserError
+from attnkit.tasks.base import Fitted, Task
+from attnkit.tasks.bilm import read_unlabelled
+
+log = logging.getLogger(__name__)
+
+
+def gensim_model(cfg: StaticVectorsConfig, sentences: list[list[str]]):
+    """The trained gensim Word2Vec or FastText model of ``cfg.model`` on ``sentences``."""
+    try:
+        from gensim.models import FastText, Word2Vec
+    except ImportError:
+        raise UserError("task static_vectors trains with gensim: pip install 'attnkit[vectors]' (or gensim)") from None
+    m = cfg.model
+    settings = {"vector_size": m.dim, "window": m.window, "min_count": m.min_count, "negative": m.negative,
+                "epochs": m.epochs, "workers": m.workers, "sg": int(m.algorithm == "skipgram"),
+                "seed": cfg.training.seed}
+    if m.arch == "fasttext":
+        return FastText(sentences, min_n=m.min_n, max_n=m.max_n, **settings)
+    return Word2Vec(sentences, **settings)
+
+
+def write_vectors(path: Path, words: list[str], vectors) -> None:
+    """word2vec text format, atomically: ``COUNT DIM``, then ``WORD x1 x2 ...`` per line."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(f"{len(words)} {vectors.shape[1]}\n")
+            for word, row in zip(words, vectors):
+                f.write(word + " " + " ".join(f"{x:.6g}" for x in row.tolist()) + "\n")
+
+    atomic_write(path, write)
+
+
+def coverage(words: set[str], sentences: list[list[str]]) -> float:
+    """Percentage of the running words of ``sentences`` that have a vector."""
+    tokens = [w for s in sentences for w in s]
+    return round(100.0 * sum(w in words for w in tokens) / max(len(tokens), 1), 2)
+
+
+def fit(cfg: StaticVectorsConfig, out: Path) -> dict:
+    start = time.monotonic()
+    train = read_unlabelled(cfg.data.train)
+    if not train:
+        raise UserError(f"{cfg.data.train}: no sentences to train word vectors on")
+    log.info("training %s (%s, %d dimensions) on %d sentences, %d words", cfg.model.arch, cfg.model.algorithm,
+             cfg.model.dim, len(train), sum(map(len, train)))
+    logging.getLogger("gensim").setLevel(logging.WARNING)  # its per-epoch INFO lines would drown ours
+    model = gensim_model(cfg, train)
+    words = list(model.wv.index_to_key)  # most frequent first
+    if not words:
+        raise UserError(f"{cfg.data.train}: no word occurs model.min_count ({cfg.model.min_count}) times")
+    write_vectors(out / VECTORS_FILE, words, model.wv.vectors)
+    known = set(words)
+    summary = {"task": cfg.task, "stopped": "fitted", "params": len(words) * cfg.model.dim, "words": len(words),
+               "seconds": round(time.monotonic() - start, 1),
+               "valid": {"coverage": coverage(known, read_unlabelled(cfg.data.valid))}}
+    if cfg.data.test:
+        summary["test"] = {"coverage": coverage(known, read_unlabelled(cfg.data.test))}
+    return summary
+
+
+def read_vectors(path: str | Path) -> tuple[list[str], torch.Tensor]:
+    """Every word of a static_vectors run directory or vectors file, and its (words, dim) matrix."""
+    path = Path(path)
+    file = path / VECTORS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise UserError(f"{path}: no {VECTORS_FILE} (train one with task: static_vectors)")
+    with open(file, encoding="utf-8") as f:
+        header = f.readline().split()
+        if len(header) != 2 or not all(p.isdigit() for p in header):
+            raise UserError(f"{file}: line 1: no 'COUNT DIM' header (word2vec text format)")
+        words = [line.split(" ", 1)[0] for line in f]
+    matrix, _ = load_vectors(file, words, int(header[1]), lowercase_fallback=False)
+    return words, matrix
+
+
+def nearest_words(words: list[str], matrix: torch.Tensor, word: str, k: int = 8) -> list[tuple[str, float]]:
+    """The ``k`` words whose static vectors are closest (cosine) to ``word``'s: the same list whatever
+    sentence the word is in."""
+    if word not in words:
+        return []
+    unit = torch.nn.functional.normalize(matrix, dim=-1)
+    sims = unit @ unit[words.index(word)]
+    best = sims.topk(min(k + 1, len(words))).indices.tolist()
+    return [(words[i], round(float(sims[i]), 3)) for i in best if words[i] != word][:k]
+
+
+class StaticVectorsTask(Task):
+    name, config, what = "static_vectors", StaticVectorsConfig, "static word vectors"
+
+    def prepare(self, cfg: StaticVectorsConfig, out: Path, resume: bool) -> Fitted:
+        return Fitted(lambda: fit(cfg, out))
+
+
+TASK = StaticVectorsTask()
