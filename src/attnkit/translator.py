@@ -18,6 +18,7 @@ from attnkit.config import TranslationConfig
 from attnkit.data.batching import inference_batches, pad
 from attnkit.data.vocab import Tokenizer, load_tokenizer
 from attnkit.decoding.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths
+from attnkit.decoding.trace import SearchTrace, readable
 from attnkit.errors import UserError
 from attnkit.limits import require_search_memory
 from attnkit.model_dir import load_best_weights, open_model_dir
@@ -52,15 +53,28 @@ class Translator:
         return ids
 
     @torch.no_grad()
-    def search(self, sources: list[list[int]], beam: int, nbest: int) -> list[list[Hypothesis]]:
-        """The ``nbest`` best hypotheses of each EOS-terminated source, by greedy (beam 1) or beam search."""
+    def search(self, sources: list[list[int]], beam: int, nbest: int,
+               trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
+        """The ``nbest`` best hypotheses of each EOS-terminated source, by greedy (beam 1) or beam search;
+        ``trace`` records each step (``decoding/trace.py``)."""
         d, device = self.cfg.decoding, device_of(self.model)
         src = to_device(pad(sources), device)
         limit = max_lengths(src, d.max_len_a, d.max_len_b, self.max_positions)
         with autocast(self.cfg.training.precision, device):
             if beam == 1:
-                return greedy(self.model, src, limit, d.min_len)
-            return beam_search(self.model, src, beam, limit, d.length_penalty, nbest, d.min_len)
+                return greedy(self.model, src, limit, d.min_len, trace)
+            return beam_search(self.model, src, beam, limit, d.length_penalty, nbest, d.min_len, trace)
+
+    def trace(self, line: str, beam: int | None = None) -> tuple[list[Translation], list[list[dict]]]:
+        """One line's search step by step: its translations (as many as the beam) and, per step, every
+        candidate the search looked at, with its fate and text (``decoding.trace.readable``)."""
+        beam = beam or self.cfg.decoding.beam
+        if not line.strip():
+            return [Translation("", 0.0, [])], []
+        trace = SearchTrace()
+        hyps = self.search([self.encode_source(line)], beam, beam, trace)[0]
+        return ([Translation(self.tgt_tok.decode(h.tokens), h.score, h.tokens) for h in hyps],
+                readable(trace, 0, self.tgt_tok.decode, lambda token: self.tgt_tok.pieces([token])[0]))
 
     def translate(self, lines: list[str], beam: int | None = None, nbest: int = 1, batch_size: int | None = None,
                   progress: Iterable | None = None) -> list[list[Translation]]:
@@ -97,7 +111,10 @@ class CTranslate2Translator(Translator):
         self.max_positions = cfg.model.max_positions
         self.tgt_ids = {piece: i for i, piece in enumerate(tgt_tok.pieces(range(len(tgt_tok))))}
 
-    def search(self, sources: list[list[int]], beam: int, nbest: int) -> list[list[Hypothesis]]:
+    def search(self, sources: list[list[int]], beam: int, nbest: int,
+               trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
+        if trace is not None:
+            raise UserError("a search trace follows attnkit's own search: use --engine torch")
         d = self.cfg.decoding
         pieces = [self.src_tok.pieces(ids[:-1]) for ids in sources]  # CTranslate2 appends </s> itself
         limits = max_lengths(pad(sources), d.max_len_a, d.max_len_b, self.max_positions).tolist()

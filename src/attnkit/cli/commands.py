@@ -236,6 +236,8 @@ def cmd_translate(args) -> int:
 
     translator = load_model_dir(args.model_dir, args.device, args.engine)
     lines = read_input(args.input)
+    if args.trace:
+        return translate_traced(translator, lines, args)
     bar = tqdm(total=len(lines), disable=not (_progress(args) and args.output), unit="sent", desc="translate")
     results = translator.translate(lines, beam=args.beam, nbest=args.nbest, batch_size=args.batch_size,
                                    progress=bar)
@@ -244,6 +246,23 @@ def cmd_translate(args) -> int:
         out = [r[0].text for r in results]
     else:
         out = [f"{i} ||| {t.text} ||| {t.score:.4f}" for i, r in enumerate(results) for t in r]
+    write_output(args.output, out)
+    return 0
+
+
+def translate_traced(translator, lines: list[str], args) -> int:
+    """``translate --trace``: each line alone, its search step by step on stderr (what each step kept,
+    finished and pruned), the translations on stdout as without it."""
+    from attnkit.decoding.trace import describe
+
+    out = []
+    for i, line in enumerate(lines, start=1):
+        translations, steps = translator.trace(line, args.beam)
+        beam = args.beam or translator.cfg.decoding.beam
+        print(f"line {i} ({'greedy' if beam == 1 else f'beam {beam}'}): {line}", file=sys.stderr)
+        print("\n".join(describe(steps)), file=sys.stderr)
+        out += [translations[0].text] if args.nbest == 1 else [
+            f"{i - 1} ||| {t.text} ||| {t.score:.4f}" for t in translations[: args.nbest]]
     write_output(args.output, out)
     return 0
 

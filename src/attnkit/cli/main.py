@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=batch_size, default=None, metavar="N", help="sentences per batch")
     tr.add_argument("--input", type=input_file, metavar="FILE", help="read from FILE (plain or .gz) instead of stdin")
     tr.add_argument("--output", type=output_file, metavar="FILE", help="write to FILE instead of stdout")
+    tr.add_argument("--trace", action="store_true",
+                    help="show each step of the search on stderr: the hypotheses kept (beam search: the k live "
+                         "ones; greedy: the token chosen), their log-probabilities, the ones pruned, and where EOS "
+                         "finished one (with its length-normalised score); lines are translated one at a time")
     add_engine(tr)
     add_device(tr)
     tr.set_defaults(func=c.cmd_translate)

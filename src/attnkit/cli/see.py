@@ -93,6 +93,19 @@ def add_parsers(sub) -> None:
     add_device(b)
     b.set_defaults(func=cmd_plot_by_length)
 
+    bm = psub.add_parser("beam", help="the search tree of one sentence: what beam search kept, finished and pruned",
+                         description="Translate --text with beam search (or greedy, --beam 1) and draw every step: "
+                                     "the candidates the search looked at (beam k: the best 2k extensions of its k "
+                                     "hypotheses), each with its token and log-probability; kept, finished by EOS "
+                                     "(with its length-normalised score) or pruned; the best hypothesis's path in "
+                                     "red. 'attnkit translate --trace' prints the same steps.")
+    bm.add_argument("model_dir", metavar="DIR", help="a trained translation model directory")
+    bm.add_argument("--text", required=True, help="the sentence to translate")
+    bm.add_argument("--beam", type=like(DecodingConfig, "beam"), metavar="N", help="beam size (default: config)")
+    bm.add_argument("--out", default="beam.png", metavar="FILE", help="image file (default: beam.png)")
+    add_device(bm)
+    bm.set_defaults(func=cmd_plot_beam)
+
     x = psub.add_parser("contexts", help="one word in many sentences: its static vectors against its contextual ones",
                         description="Find --word in the sentences of --input (whitespace-tokenized; plain, .gz or "
                                     ".conllu) and draw the cosine similarities between its occurrences: of the "
@@ -246,6 +259,18 @@ def cmd_plot_by_length(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({str(k): v for k, v in curves.items()}, indent=1) + "\n",
                                    encoding="utf-8")
     return _written(save(by_length_figure(curves, args.min_inputs, "BLEU by source length"), args.out))
+
+
+def cmd_plot_beam(args: argparse.Namespace) -> int:
+    from attnkit.plotting import beam_figure, check_path, save
+    from attnkit.translator import load_model_dir
+
+    check_path(args.out)
+    translator = load_model_dir(args.model_dir, args.device)
+    beam = args.beam or translator.cfg.decoding.beam
+    translations, steps = translator.trace(args.text, beam)
+    title = f"{'greedy' if beam == 1 else f'beam {beam}'}: {args.text}  ->  {translations[0].text}"
+    return _written(save(beam_figure(steps, title), args.out))
 
 
 def cmd_plot_contexts(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from attnkit.decoding.trace import FINISHED, KEPT, PRUNED, Candidate, SearchTrace
 from attnkit.models.base import Decoder, Seq2Seq
 from attnkit.specials import BOS, EOS, PAD
 
@@ -67,25 +68,28 @@ def start_tokens(src: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def greedy(model: Seq2Seq, src: Tensor, max_len: Tensor, min_len: int = 0) -> list[list[Hypothesis]]:
+def greedy(model: Seq2Seq, src: Tensor, max_len: Tensor, min_len: int = 0,
+           trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
     """Greedy translation of src (B, S); max_len (B,)."""
     state = model.decoder.init_state(model.encode(src))
-    return greedy_decode(model.decoder, state, start_tokens(src), max_len, min_len)
+    return greedy_decode(model.decoder, state, start_tokens(src), max_len, min_len, trace)
 
 
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: Tensor, beam: int, max_len: Tensor, alpha: float = 1.0,
-                nbest: int = 1, min_len: int = 0) -> list[list[Hypothesis]]:
+                nbest: int = 1, min_len: int = 0, trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
     """Beam-search translation of src (B, S); see :func:`beam_decode`."""
     state = model.decoder.init_state(model.encode(src))
-    return beam_decode(model.decoder, state, start_tokens(src), beam, max_len, alpha, nbest, min_len)
+    return beam_decode(model.decoder, state, start_tokens(src), beam, max_len, alpha, nbest, min_len, trace)
 
 
 def _decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, min_len: int,
-            log_probs: Callable[[Tensor], Tensor], choose: Callable[[Tensor], Tensor]) -> list[list[Hypothesis]]:
+            log_probs: Callable[[Tensor], Tensor], choose: Callable[[Tensor], Tensor],
+            trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
     """Feed ``start`` (B,), then each chosen token, until every row has produced EOS; a row that has
     leaves the batch (through ``reorder``), so the steps after compute only the rows still going.
-    ``log_probs`` turns logits into the distribution to choose from (before the constraints)."""
+    ``log_probs`` turns logits into the distribution to choose from (before the constraints);
+    ``trace`` records each step's ``trace.width`` most probable tokens and the one chosen."""
     B, device = start.size(0), start.device
     limits = max_len.to(device)
     out = torch.full((B, int(limits.max()) + 1), PAD, dtype=torch.long, device=device)  # (B, steps)
@@ -95,6 +99,8 @@ def _decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, min_le
         logits, state = decoder.step(tokens, state)
         lp = constrain(log_probs(logits.float()), step, min_len, limits[live])
         tokens = choose(lp)
+        if trace is not None:
+            _record_choice(trace, live, log_prob[live], lp, tokens)
         log_prob[live] += lp.gather(1, tokens.unsqueeze(1)).squeeze(1)
         out[live, step] = tokens
         going = tokens != EOS
@@ -110,12 +116,34 @@ def _decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, min_le
     return hyps
 
 
+def _record_choice(trace: SearchTrace, live: Tensor, before: Tensor, lp: Tensor, chosen: Tensor) -> None:
+    """One step of a one-hypothesis search: the chosen token (kept, or finished by EOS) among the
+    ``trace.width`` most probable ones."""
+    top = lp.topk(min(trace.width, lp.size(-1)), dim=-1)
+    for r, sentence in enumerate(live.tolist()):
+        pick, base = int(chosen[r]), float(before[r])
+        options = dict(zip(top.indices[r].tolist(), top.values[r].tolist()))
+        options.setdefault(pick, float(lp[r, pick]))  # sampling may choose outside the top
+        steps = []
+        for token, value in options.items():
+            if value == NEG_INF:
+                continue
+            total = base + value
+            if token != pick:
+                steps.append(Candidate(0, token, total, PRUNED))
+            elif token == EOS:
+                steps.append(Candidate(0, token, total, FINISHED, score=total))
+            else:
+                steps.append(Candidate(0, token, total, KEPT, slot=0))
+        trace.record(sentence, steps)
+
+
 @torch.no_grad()
 def greedy_decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor,
-                  min_len: int = 0) -> list[list[Hypothesis]]:
+                  min_len: int = 0, trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
     """Pick the most probable token at every step. start (B,) first inputs; max_len (B,)."""
     return _decode(decoder, state, start, max_len, min_len, lambda x: torch.log_softmax(x, dim=-1),
-                   lambda lp: lp.argmax(dim=-1))
+                   lambda lp: lp.argmax(dim=-1), trace)
 
 
 def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -163,13 +191,14 @@ def sample_decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, 
 
 @torch.no_grad()
 def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len: Tensor, alpha: float = 1.0,
-                nbest: int = 1, min_len: int = 0) -> list[list[Hypothesis]]:
+                nbest: int = 1, min_len: int = 0, trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
     """Batched beam search with length normalisation; start (B,) first inputs, max_len (B,).
 
     Each sentence keeps ``beam`` live hypotheses; a hypothesis that ends in EOS within the top
     ``beam`` candidates is finished, scored log P / lp(|Y|). A sentence is done once it has ``beam``
     finished hypotheses (or reached its max length); finished sentences leave the batch (through
-    ``reorder``). Returns the ``nbest`` best finished hypotheses per sentence.
+    ``reorder``). Returns the ``nbest`` best finished hypotheses per sentence; ``trace`` records
+    every step's 2k candidates and what became of each.
     """
     if nbest > beam:
         raise ValueError(f"nbest ({nbest}) cannot exceed the beam size ({beam})")
@@ -195,6 +224,7 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
         # candidates ending in EOS within the top k finish; the rest compete for the k live slots
         is_eos = (top_tok == EOS) & (top_scores > NEG_INF)
         rank = torch.arange(2 * k, device=device).expand(n, -1)
+        ended = {}  # (r, c) -> score of the candidates that finished at this step
         for r, c in (is_eos & (rank < k)).nonzero().tolist():
             b = int(active[r])
             if len(finished[b]) < k:
@@ -202,8 +232,11 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
                 lp_total = float(top_scores[r, c])
                 toks = prefixes[src_row].tolist()
                 finished[b].append(Hypothesis(toks, lp_total / length_penalty(len(toks) + 1, alpha), lp_total))
+                ended[r, c] = finished[b][-1].score
         live_scores = top_scores.masked_fill(is_eos, NEG_INF)
         live_scores, order = live_scores.topk(k, dim=1)  # (n, k)
+        if trace is not None:
+            _record_beam(trace, active, top_scores, top_beam, top_tok, ended, order, live_scores)
         beam_src = top_beam.gather(1, order) + torch.arange(n, device=device).unsqueeze(1) * k  # (n, k)
         live_tok = top_tok.gather(1, order)
 
@@ -224,3 +257,23 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
         hyps = sorted(finished[b], key=lambda h: -h.score)
         results.append(hyps[:nbest])
     return results
+
+
+def _record_beam(trace: SearchTrace, active: Tensor, top_scores: Tensor, top_beam: Tensor, top_tok: Tensor,
+                 ended: dict[tuple[int, int], float], order: Tensor, live_scores: Tensor) -> None:
+    """One beam step of every active sentence: its 2k best candidates (n, 2k), which finished
+    (``ended``), which ``order`` kept (the live slots, where their score is finite), the rest pruned."""
+    for r, sentence in enumerate(active.tolist()):
+        slots = {c: slot for slot, c in enumerate(order[r].tolist()) if live_scores[r, slot] > NEG_INF}
+        step = []
+        for c in range(top_scores.size(1)):
+            total = float(top_scores[r, c])
+            if total == NEG_INF:
+                continue
+            candidate = Candidate(int(top_beam[r, c]), int(top_tok[r, c]), total, PRUNED)
+            if (r, c) in ended:
+                candidate.fate, candidate.score = FINISHED, ended[r, c]
+            elif c in slots:
+                candidate.fate, candidate.slot = KEPT, slots[c]
+            step.append(candidate)
+        trace.record(sentence, step)

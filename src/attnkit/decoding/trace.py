@@ -1,0 +1,88 @@
+"""What a search did, step by step: the record behind ``attnkit translate --trace``, ``attnkit plot
+beam`` and the web page's search view.
+
+At every step the search extends each live hypothesis of a sentence by one token. A trace keeps, per
+sentence and step, the candidates the search looked at (beam search: the best ``2k`` extensions of
+its ``k`` hypotheses; greedy: the ``width`` most probable next tokens) and what became of each:
+
+- ``kept``: one of the hypotheses the next step extends (``slot`` is its place among them);
+- ``finished``: it ended with EOS within the beam, scored log P / lp(|Y|) (``score``);
+- ``pruned``: dropped, outranked by the kept and finished ones.
+
+``parent`` is the slot of the hypothesis a candidate extends, among the previous step's kept ones,
+so the whole search tree can be rebuilt (:meth:`SearchTrace.tokens`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from attnkit.specials import EOS
+
+KEPT, FINISHED, PRUNED = "kept", "finished", "pruned"
+
+
+@dataclass
+class Candidate:
+    parent: int  # slot of the hypothesis it extends among the previous step's kept ones (0 at step 0)
+    token: int
+    log_prob: float  # cumulative log-probability of the hypothesis it makes
+    fate: str  # kept, finished or pruned
+    slot: int | None = None  # kept: its place among the step's kept hypotheses
+    score: float | None = None  # finished: the length-normalised score the search ranks by
+
+
+@dataclass
+class SearchTrace:
+    width: int = 5  # greedy: how many of the most probable next tokens each step records
+    steps: dict[int, list[list[Candidate]]] = field(default_factory=dict)  # sentence -> steps -> candidates
+
+    def record(self, sentence: int, candidates: list[Candidate]) -> None:
+        self.steps.setdefault(sentence, []).append(candidates)
+
+    def tokens(self, sentence: int, step: int, candidate: Candidate) -> list[int]:
+        """The tokens of the hypothesis ``candidate`` makes at ``step`` (EOS included if it has it)."""
+        out = [candidate.token]
+        parent = candidate.parent
+        for earlier in reversed(self.steps[sentence][:step]):
+            kept = next(c for c in earlier if c.fate == KEPT and c.slot == parent)
+            out.append(kept.token)
+            parent = kept.parent
+        return out[::-1]
+
+    def finished(self, sentence: int) -> list[tuple[list[int], Candidate]]:
+        """Every hypothesis that finished, best first by its score (ties: in the order they finished),
+        with its tokens (EOS excluded)."""
+        done = [(self.tokens(sentence, t, c)[:-1], c) for t, step in enumerate(self.steps.get(sentence, []))
+                for c in step if c.fate == FINISHED]
+        return sorted(done, key=lambda pair: -pair[1].score)
+
+    def as_dict(self, sentence: int) -> list[list[dict]]:
+        return [[asdict(c) for c in step] for step in self.steps.get(sentence, [])]
+
+
+def readable(trace: SearchTrace, sentence: int, decode, piece) -> list[list[dict]]:
+    """The steps of one sentence as plain dicts, each candidate with the ``text`` of the hypothesis it
+    makes (``decode``: token ids -> text; a finished one ends in ``</s>``) and the ``piece`` it adds
+    (``piece``: token id -> its vocabulary entry)."""
+    steps = []
+    for t, step in enumerate(trace.steps.get(sentence, [])):
+        rows = []
+        for c in step:
+            tokens = trace.tokens(sentence, t, c)
+            text = decode([x for x in tokens if x != EOS]) + (" </s>" if c.fate == FINISHED else "")
+            rows.append({**asdict(c), "text": text.strip(), "piece": piece(c.token)})
+        steps.append(rows)
+    return steps
+
+
+def describe(steps: list[list[dict]]) -> list[str]:
+    """Lines a person reads: per step, each candidate's fate, cumulative log-probability and text."""
+    lines = []
+    for t, step in enumerate(steps, start=1):
+        lines.append(f"step {t}:")
+        for c in sorted(step, key=lambda c: (c["fate"] == PRUNED, -c["log_prob"])):
+            fate = f"kept[{c['slot']}]" if c["fate"] == KEPT else c["fate"]
+            score = f"  (score {c['score']:.3f})" if c["fate"] == FINISHED else ""
+            lines.append(f"  {fate:9s} {c['log_prob']:8.3f}  {c['text']}{score}")
+    return lines

@@ -1,0 +1,88 @@
+"""Search traces (issue 27): what each step kept, finished and pruned, rebuilt into the hypotheses the
+search returned."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import random_model, random_src, tiny_rnn, tiny_transformer
+
+from attnkit.decoding.search import beam_search, greedy
+from attnkit.decoding.trace import FINISHED, KEPT, PRUNED, SearchTrace
+from attnkit.specials import EOS
+
+CONFIGS = [tiny_transformer(), tiny_rnn()]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["transformer", "rnn"])
+@pytest.mark.parametrize("beam,alpha", [(2, 1.0), (4, 0.6), (5, 0.0)])
+def test_traced_beam_finishes_with_what_beam_search_returns(cfg, beam, alpha):
+    model, src = random_model(cfg), random_src()
+    limit = torch.full((src.size(0),), 7)
+    plain = beam_search(model, src, beam, limit, alpha, nbest=beam)
+    trace = SearchTrace()
+    traced = beam_search(model, src, beam, limit, alpha, nbest=beam, trace=trace)
+    assert [[h.tokens for h in row] for row in traced] == [[h.tokens for h in row] for row in plain]
+    for b, row in enumerate(plain):
+        rebuilt = trace.finished(b)
+        assert [tokens for tokens, _ in rebuilt] == [h.tokens for h in row]
+        assert [c.score for _, c in rebuilt] == pytest.approx([h.score for h in row], abs=1e-6)
+        assert [c.log_prob for _, c in rebuilt] == pytest.approx([h.log_prob for h in row], abs=1e-5)
+        for t, step in enumerate(trace.steps[b]):
+            kept = sorted(c.slot for c in step if c.fate == KEPT)
+            assert kept == list(range(len(kept))) and len(kept) <= beam  # the live slots, each once
+            assert all(c.token == EOS for c in step if c.fate == FINISHED)
+            assert len(step) <= 2 * beam and {c.fate for c in step} <= {KEPT, FINISHED, PRUNED}
+            if t == 0:
+                assert {c.parent for c in step} == {0}  # the first step extends the start alone
+            # the kept and finished candidates outrank every pruned one that is not an EOS past the beam
+            best_pruned = max((c.log_prob for c in step if c.fate == PRUNED and c.token != EOS), default=None)
+            if best_pruned is not None and kept and len(kept) == beam:
+                assert min(c.log_prob for c in step if c.fate == KEPT) >= best_pruned
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["transformer", "rnn"])
+def test_traced_greedy_keeps_the_argmax_and_rebuilds_the_output(cfg):
+    model, src = random_model(cfg), random_src()
+    limit = torch.full((src.size(0),), 6)
+    trace = SearchTrace(width=3)
+    out = greedy(model, src, limit, trace=trace)
+    assert [row[0].tokens for row in out] == [row[0].tokens for row in greedy(model, src, limit)]
+    for b, row in enumerate(out):
+        steps = trace.steps[b]
+        chosen = [c for step in steps for c in step if c.fate != PRUNED]
+        assert len(chosen) == len(steps)  # one hypothesis: one choice per step
+        assert all(len(step) <= 3 for step in steps)
+        assert all(c.log_prob == max(x.log_prob for x in step) for c, step in zip(chosen, steps))
+        tokens = [c.token for c in chosen]
+        assert tokens[:-1] == row[0].tokens and (tokens[-1] == EOS) == (chosen[-1].fate == FINISHED)
+        assert chosen[-1].log_prob == pytest.approx(row[0].log_prob, abs=1e-5)
+
+
+def test_translate_trace_prints_the_steps_and_the_same_translations(model_dir, tmp_path, capsys):
+    from attnkit.cli.main import main
+
+    text = tmp_path / "in.txt"
+    text.write_text("ab cd ef\n\ngh ij\n", encoding="utf-8")
+    assert main(["-q", "translate", str(model_dir), "--input", str(text), "--beam", "3"]) == 0
+    plain = capsys.readouterr().out
+    assert main(["-q", "translate", str(model_dir), "--input", str(text), "--beam", "3", "--trace"]) == 0
+    traced = capsys.readouterr()
+    assert traced.out == plain  # the trace goes to stderr; stdout is what translate always writes
+    err = traced.err
+    assert err.count("line ") == 3 and "(beam 3): ab cd ef" in err and "step 1:" in err
+    assert "kept[0]" in err and "finished" in err and "</s>" in err
+
+
+def test_plot_beam_draws_the_tree(model_dir, tmp_path):
+    from attnkit.cli.main import main
+    from attnkit.translator import load_model_dir
+
+    out = tmp_path / "beam.svg"
+    assert main(["-q", "plot", "beam", str(model_dir), "--text", "ab cd ef", "--beam", "2", "--out", str(out)]) == 0
+    translations, steps = load_model_dir(model_dir).trace("ab cd ef", 2)
+    svg = out.read_text()
+    assert "beam 2: ab cd ef" in svg and "best finished hypothesis" in svg
+    first = max(steps[0], key=lambda c: c["log_prob"])
+    assert f"{first['log_prob']:.2f}" in svg
+    assert len(translations) == 2 and translations[0].score >= translations[1].score
