@@ -7,7 +7,12 @@ training set and scored on its dev set. Beside them, the probe-free reference: e
 frequent training tag (the commonest tag overall for unseen words). Peters et al. (2018, section 5.3)
 ran the same kind of probe and found parts of speech best in the first LSTM layer.
 
+With ``--static DIR`` (a ``task: static_vectors`` run, or any word2vec-format file) the same probe reads
+static vectors too: one per word form, the same in every sentence (a word without one reads zeros).
+
     python bench/elmo_probe.py runs/bilm-elmo
+    python bench/elmo_probe.py runs/bilm-elmo --static runs/static-word2vec
+    python bench/elmo_probe.py --static runs/static-word2vec      # the static rows alone
 """
 
 from __future__ import annotations
@@ -42,6 +47,20 @@ def vectors(contextual: Contextual, sentences) -> torch.Tensor:
     return torch.cat(layers, dim=1)
 
 
+def static_features(path: str, sentences) -> tuple[torch.Tensor, float]:
+    """Every word's static vector (N, d): its own form's, else its lowercase form's, else zeros; and
+    the share of words that had one (%)."""
+    from attnkit.tasks.static_vectors import read_vectors
+
+    words, matrix = read_vectors(path)
+    index = {w: i for i, w in enumerate(words)}
+    zero = torch.zeros(matrix.size(1))
+    rows = [matrix[index[w]] if w in index else matrix[index[w.lower()]] if w.lower() in index else zero
+            for s in sentences for w in s.forms]
+    x = torch.stack(rows)
+    return x, 100.0 * float((x.abs().sum(1) > 0).float().mean())
+
+
 def probe(x: torch.Tensor, y: torch.Tensor, x_dev: torch.Tensor, y_dev: torch.Tensor, classes: int,
           epochs: int = 8, batch: int = 1024, seed: int = 0) -> float:
     """Dev accuracy (%) of a softmax regression trained on (x (N, F), y (N,)) with Adam."""
@@ -61,25 +80,34 @@ def probe(x: torch.Tensor, y: torch.Tensor, x_dev: torch.Tensor, y_dev: torch.Te
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("bilm", help="a trained bilm run directory, e.g. runs/bilm-elmo")
+    ap.add_argument("bilm", nargs="?", help="a trained bilm run directory, e.g. runs/bilm-elmo")
+    ap.add_argument("--static", metavar="DIR", help="also static word vectors: a static_vectors run (or vectors file)")
     ap.add_argument("--epochs", type=int, default=8)
     args = ap.parse_args()
+    if not args.bilm and not args.static:
+        ap.error("give a bilm run directory, --static DIR, or both")
     train, dev = read_conllu(DATA.format("train")), read_conllu(DATA.format("dev"))
     tags = sorted({t for s in train for t in s.tags["upos"]})
     index = {t: i for i, t in enumerate(tags)}
     y = torch.tensor([index[t] for s in train for t in s.tags["upos"]])
     y_dev = torch.tensor([index.get(t, -1) for s in dev for t in s.tags["upos"]])  # -1: never right
-    contextual = Contextual.load(args.bilm, freeze=True)
-    with torch.no_grad():
-        x, x_dev = vectors(contextual, train), vectors(contextual, dev)  # (L+1, N, 2D)
     rows = {"most frequent tag of the word": most_frequent_tag(train, dev)}
-    for layer in range(x.size(0)):
-        name = "layer 0 (characters, no context)" if layer == 0 else f"layer {layer} (LSTM)"
-        rows[name] = probe(x[layer], y, x_dev[layer], y_dev, len(tags), args.epochs)
-    rows["average of the layers"] = probe(x.mean(0), y, x_dev.mean(0), y_dev, len(tags), args.epochs)
-    print(f"EWT dev UPOS accuracy of a linear probe on {args.bilm} ({y.numel():,} training words):")
+    if args.static:
+        (x, covered), (x_dev, covered_dev) = static_features(args.static, train), static_features(args.static, dev)
+        name = f"static vectors ({covered:.0f}% / {covered_dev:.0f}% of words)"
+        rows[name] = probe(x, y, x_dev, y_dev, len(tags), args.epochs)
+    if args.bilm:
+        contextual = Contextual.load(args.bilm, freeze=True)
+        with torch.no_grad():
+            x, x_dev = vectors(contextual, train), vectors(contextual, dev)  # (L+1, N, 2D)
+        for layer in range(x.size(0)):
+            name = "layer 0 (characters, no context)" if layer == 0 else f"layer {layer} (LSTM)"
+            rows[name] = probe(x[layer], y, x_dev[layer], y_dev, len(tags), args.epochs)
+        rows["average of the layers"] = probe(x.mean(0), y, x_dev.mean(0), y_dev, len(tags), args.epochs)
+    what = " and ".join(filter(None, [args.static, args.bilm]))
+    print(f"EWT dev UPOS accuracy of a linear probe on {what} ({y.numel():,} training words):")
     for name, acc in rows.items():
-        print(f"  {name:36s} {acc:6.2f}")
+        print(f"  {name:44s} {acc:6.2f}")
     print(json.dumps({k: round(v, 2) for k, v in rows.items()}))
 
 

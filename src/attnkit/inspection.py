@@ -38,9 +38,24 @@ class ScoredTranslation(BaseModel):
     score: float = Field(description="what the search ranks by: log-probability, length-normalised by beam search")
 
 
+class SearchCandidate(BaseModel):
+    """One candidate a search step looked at (``attnkit/decoding/trace.py``)."""
+
+    text: str = Field(description="the hypothesis it makes, detokenized (a finished one ends in </s>)")
+    piece: str = Field(description="the token it adds")
+    log_prob: float = Field(description="the hypothesis's cumulative log-probability")
+    fate: Literal["kept", "finished", "pruned"]
+    parent: int = Field(description="slot of the hypothesis it extends among the previous step's kept ones")
+    slot: int | None = Field(None, description="kept: its place among this step's kept hypotheses")
+    score: float | None = Field(None, description="finished: the length-normalised score the search ranks by")
+
+
 class TranslationResult(BaseModel):
     kind: Literal["translation"] = "translation"
     nbest: list[ScoredTranslation] = Field(description="best first; the attention shown is the first's")
+    search: list[list[SearchCandidate]] = Field(
+        [], description="the search step by step: each step's candidates (beam k: the best 2k extensions of its "
+                        "k hypotheses; greedy: the 5 most probable tokens) and what became of each")
 
 
 class TaggingResult(BaseModel):

@@ -37,7 +37,7 @@ from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +61,7 @@ BODY_SECONDS = 10.0  # a request body must have arrived whole by then (a stalled
 MAX_QUEUE = 32  # requests waiting for the model, beyond which the server answers 503 at once
 WAIT_SECONDS = 30.0  # the longest a request waits for the model before it is answered 503
 WEB = resources.files("attnkit") / "web"
+COURSE = Path(__file__).resolve().parents[2] / "docs" / "course"  # a source checkout's course pages
 
 
 # -- the API's documents --------------------------------------------------------------------------
@@ -137,6 +138,7 @@ class ModelInfo(BaseModel):
     options: list[str] = Field(description="the InspectRequest fields this model takes, besides text")
     limits: Limits
     version: str
+    course: bool = Field(False, description="whether /course/ serves the course pages (docs/course of a checkout)")
 
 
 class Error(BaseModel):
@@ -267,7 +269,8 @@ def make_app(inspector: Inspector, name: str, max_body_bytes: int | None = None,
                      version=__version__,
                      limits=Limits(max_chars=MAX_CHARS, max_tokens=MAX_TOKENS, max_body_bytes=max_body_bytes,
                                    max_beam=MAX_BEAM, max_new_tokens=MAX_NEW_TOKENS, body_seconds=body_seconds,
-                                   max_queue=queue.size, wait_seconds=queue.seconds))
+                                   max_queue=queue.size, wait_seconds=queue.seconds),
+                     course=COURSE.is_dir())
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -323,9 +326,42 @@ def make_app(inspector: Inspector, name: str, max_body_bytes: int | None = None,
             raise HTTPException(422, "image: not base64") from None
         return answer(lambda: inspector.inspect_image(data, Options(beam=request.beam)))
 
+    @app.get("/course/{page:path}", include_in_schema=False)
+    def course(page: str):
+        """A course page (docs/course, Markdown rendered to HTML) or one of its pictures."""
+        return course_file(page)
+
     app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
     app.add_middleware(BodyLimits, max_bytes=max_body_bytes, seconds=body_seconds)
     return app
+
+
+COURSE_PAGE = """<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>attnkit course: {title}</title><link rel="stylesheet" href="/static/style.css"></head>
+<body class="course"><p class="muted"><a href="/">&larr; the model</a></p>{body}</body></html>
+"""
+
+
+def course_file(page: str):
+    """``docs/course/PAGE``: a .md page as HTML, a picture as itself; anything else, or outside the
+    course folder, is a 404."""
+    import markdown
+
+    path = (COURSE / page).resolve()
+    if path.is_dir():
+        path = path / "README.md"
+    if not COURSE.is_dir() or COURSE.resolve() not in path.parents or not path.is_file():
+        raise HTTPException(404, f"/course/{page}: no such course page")
+    if path.suffix == ".md":
+        text = path.read_text(encoding="utf-8")
+        title = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("# ")), page)
+        body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+        lang = "ru" if path.parent.name == "ru" else "en"
+        return HTMLResponse(COURSE_PAGE.format(lang=lang, title=title, body=body))
+    if path.suffix in (".png", ".svg"):
+        return FileResponse(str(path))
+    raise HTTPException(404, f"/course/{page}: no such course page")
 
 
 def check_port(host: str, port: int) -> None:

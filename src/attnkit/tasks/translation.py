@@ -27,6 +27,7 @@ from attnkit.inspection import (
     Inspector,
     Options,
     ScoredTranslation,
+    SearchCandidate,
     TranslationResult,
     first_row,
 )
@@ -243,8 +244,11 @@ class TranslationInspector(Inspector):
     def run(self, text: str, options: Options) -> Inspection:
         t = self.translator
         beam = options.beam or self.cfg.decoding.beam
-        nbest = options.nbest or 1  # more than the beam: the translator's one-line error, as on the CLI
-        hyps = t.translate([text], beam=beam, nbest=nbest)[0]
+        nbest = options.nbest or 1
+        if nbest > beam:  # the translator's one-line error, as on the CLI
+            raise UserError(f"nbest {nbest} cannot exceed the beam size {beam}")
+        hyps, steps = t.trace(text, beam)
+        hyps = hyps[:nbest]
         src_ids = t.encode_source(text)
         best = hyps[0].tokens
         device = device_of(t.model)
@@ -263,7 +267,8 @@ class TranslationInspector(Inspector):
                 rows, cols, row_axis, col_axis = axes[name]
                 maps.append(AttentionMap(name, TITLES[name], rows, cols, first_row(out.attention[name]),
                                          row_axis, col_axis))
-        result = TranslationResult(nbest=[ScoredTranslation(text=h.text, score=round(h.score, 4)) for h in hyps])
+        result = TranslationResult(nbest=[ScoredTranslation(text=h.text, score=round(h.score, 4)) for h in hyps],
+                                   search=[[SearchCandidate(**c) for c in step] for step in steps])
         return Inspection(self.task, source, result, maps)
 
 

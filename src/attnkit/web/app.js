@@ -24,6 +24,14 @@ const OPTIONS = {  // the InspectRequest fields a task may take, as form control
   seed: { label: "seed", type: "number", min: 0 },
 };
 
+const COURSE = {  // each view's page in docs/course (served at /course/ from a checkout)
+  translation: ["10-training-decoding.md", "training and decoding: greedy and beam search"],
+  tagging: ["01-rnn-tasks.md", "RNN task types"], classification: ["01-rnn-tasks.md", "RNN task types"],
+  language_model: ["04-language-models.md", "language models"], captioning: ["03-attention.md", "attention"],
+  encoder: ["06-self-attention.md", "self-attention"], self: ["09-transformer.md", "the decoder and its mask"],
+  cross: ["03-attention.md", "attention and its scores"], pooling: ["03-attention.md", "attention"],
+};
+
 let info = null;  // /api/model
 let picture = null;  // captioning: the uploaded image, drawn under the attention
 const view = { maps: [], map: 0, layer: 0, head: 0 };  // head === -1: the mean of the heads
@@ -116,6 +124,7 @@ async function submit(event) {
     }
     showStatus(`done in ${answer.seconds.toFixed(2)} s`);
     showResult(answer.result);
+    showSearch(answer.result.search || []);
     showAttention(answer.attention);
   } catch (err) {
     showStatus(`request failed: ${err}`, true);
@@ -148,7 +157,27 @@ function showResult(result) {
                   el("span", { className: "score", textContent: result.score.toFixed(3) })));
     if (result.note) box.append(el("p", { className: "muted", textContent: `image ${result.note}` }));
   }
+  $("output-link").replaceChildren(courseLink(info.task));
   $("output").hidden = false;
+}
+
+function courseLink(key) {  // "the course: ..." for a view, when the server has the course pages
+  if (!info.course || !COURSE[key]) return "";
+  const [page, title] = COURSE[key];
+  return el("a", { className: "course-link", href: `/course/${page}`, target: "_blank", textContent: `course: ${title}` });
+}
+
+// -- translation: the search, step by step ------------------------------------------------------------
+function showSearch(steps) {
+  $("search").hidden = steps.length === 0;
+  $("search-link").replaceChildren(courseLink("translation"));
+  const order = { kept: 0, finished: 1, pruned: 2 };
+  $("steps").replaceChildren(...steps.map((step, t) => el("li", {},
+    ...step.slice().sort((a, b) => order[a.fate] - order[b.fate] || b.log_prob - a.log_prob).map((c) => {
+      const score = c.fate === "finished" ? `, score ${c.score.toFixed(3)}` : "";
+      return el("span", { className: `cand ${c.fate}`, title: `${c.text}  (${c.fate}, log P ${c.log_prob.toFixed(3)}${score})` },
+                c.piece.replace(/\u2581/g, "") || c.piece, el("small", { textContent: ` ${c.log_prob.toFixed(2)}` }));
+    }))));
 }
 
 // -- attention: pick a map, a layer and a head, see a heatmap -----------------------------------------
@@ -195,7 +224,8 @@ function render() {
   buttons($("heads"), map.heads > 1 ? [...heads, ["mean", -1]] : heads, view.head, (v) => { view.head = v; });
   const which = map.layers * map.heads > 1
     ? `, layer ${view.layer + 1}, ${view.head < 0 ? "mean of the heads" : `head ${view.head + 1}`}` : "";
-  $("view-title").textContent = `${map.title}${which}: rows ${map.row_axis}, columns ${map.col_axis}`;
+  $("view-title").replaceChildren(`${map.title}${which}: rows ${map.row_axis}, columns ${map.col_axis} `,
+                                  courseLink(map.name));
   const weights = weightsOf(map);
   $("heatmap").replaceChildren(map.grid && picture ? imageViews(map, weights) : heatmap(map, weights));
 }
