@@ -59,9 +59,8 @@ def coverage(words: set[str], sentences: list[list[str]]) -> float:
     return round(100.0 * sum(w in words for w in tokens) / max(len(tokens), 1), 2)
 
 
-def fit(cfg: StaticVectorsConfig, out: Path) -> dict:
+def fit(cfg: StaticVectorsConfig, out: Path, train: list[list[str]]) -> dict:
     start = time.monotonic()
-    train = read_unlabelled(cfg.data.train)
     if not train:
         raise UserError(f"{cfg.data.train}: no sentences to train word vectors on")
     log.info("training %s (%s, %d dimensions) on %d sentences, %d words", cfg.model.arch, cfg.model.algorithm,
@@ -111,7 +110,8 @@ class StaticVectorsTask(Task):
     name, config, what = "static_vectors", StaticVectorsConfig, "static word vectors"
 
     def prepare(self, cfg: StaticVectorsConfig, out: Path, resume: bool) -> Fitted:
-        return Fitted(lambda: fit(cfg, out))
+        train = read_unlabelled(cfg.data.train)  # read now: a file's error comes before any work
+        return Fitted(lambda: fit(cfg, out, train))
 
 
 TASK = StaticVectorsTask()
