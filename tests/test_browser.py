@@ -101,6 +101,21 @@ def test_type_a_sentence_and_click_through_the_attention(browser, server):
         "cells => cells.map(c => c.dataset.weight)")]
     assert sum(weights) == pytest.approx(1.0, abs=1e-3)
 
+    # the search, step by step: each step's candidates, the two hypotheses that finished among them
+    assert page.locator("#steps li").count() >= 2
+    assert page.locator("#steps .cand.finished").count() >= 2 and page.locator("#steps .cand.kept").count() >= 2
+    assert "log P" in page.locator("#steps .cand.finished").first.get_attribute("title")
+    # and the course page of each view, served from docs/course
+    link = page.locator("#search-link a")
+    assert link.get_attribute("href") == "/course/10-training-decoding.md"
+    assert page.locator("#view-title a").get_attribute("href") == "/course/03-attention.md"
+    course = browser.new_page()
+    course.goto(server + link.get_attribute("href"))
+    assert "decoding" in course.inner_text("h1").lower() and course.locator("img").count() >= 3
+    for img in course.locator("img").all():  # every picture of the page is served
+        assert course.evaluate("(img) => img.complete && img.naturalWidth > 0", img.element_handle())
+    course.close()
+
     # the encoder's self-attention, layer 2, head 2: source x source
     page.get_by_role("button", name="encoder self-attention").click()
     page.locator("#layers button", has_text="2").click()

@@ -156,10 +156,31 @@ def test_nbest_above_the_beam_is_refused_as_on_the_command_line(client):
 
 
 def test_files_outside_the_web_assets_are_not_served(client):
-    for path in ("/static/../server.py", "/static/..%2fserver.py", "/static/%2e%2e/%2e%2e/pyproject.toml"):
+    for path in ("/static/../server.py", "/static/..%2fserver.py", "/static/%2e%2e/%2e%2e/pyproject.toml",
+                 "/course/../../pyproject.toml", "/course/..%2f..%2fpyproject.toml", "/course/%2e%2e/BENCHMARKS.md",
+                 "/course/../../src/attnkit/server.py", "/course/no-such-page.md"):
         response = client.get(path)
         assert response.status_code == 404, (path, response.status_code)
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_the_course_pages_are_served_as_html(client):
+    assert client.get("/api/model").json()["course"] is True  # a source checkout has docs/course
+    page = client.get("/course/03-attention.md")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<h1>" in page.text and "<table>" in page.text and '<html lang="en">' in page.text
+    assert '<html lang="ru">' in client.get("/course/ru/03-attention.md").text
+    assert client.get("/course/").status_code == client.get("/course/ru/").status_code == 200
+
+
+def test_the_search_steps_come_with_the_translation(client):
+    answer = client.post("/api/inspect", json={"text": "ab cd ef", "beam": 2, "nbest": 2}).json()
+    steps = answer["result"]["search"]
+    finished = sorted((c for step in steps for c in step if c["fate"] == "finished"), key=lambda c: -c["score"])
+    assert [c["text"] for c in finished][:2] == [h["text"] + " </s>" if h["text"] else "</s>"
+                                                 for h in answer["result"]["nbest"]]
+    assert [round(c["score"], 4) for c in finished][:2] == [h["score"] for h in answer["result"]["nbest"]]
+    assert all(c["slot"] in (0, 1) for step in steps for c in step if c["fate"] == "kept")
 
 
 def test_the_queue_turns_requests_away_when_full_or_after_waiting():
