@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attnkit.decoding.trace import FINISHED, KEPT, PRUNED, Candidate, SearchTrace
+from attnkit.decoding.trace import SearchTrace
 from attnkit.models.base import Decoder, Seq2Seq
 from attnkit.specials import BOS, EOS, PAD
 
@@ -100,7 +100,7 @@ def _decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, min_le
         lp = constrain(log_probs(logits.float()), step, min_len, limits[live])
         tokens = choose(lp)
         if trace is not None:
-            _record_choice(trace, live, log_prob[live], lp, tokens)
+            trace.choice_step(live, log_prob[live], lp, tokens)
         log_prob[live] += lp.gather(1, tokens.unsqueeze(1)).squeeze(1)
         out[live, step] = tokens
         going = tokens != EOS
@@ -114,28 +114,6 @@ def _decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, min_le
         toks = row[: row.index(EOS)] if EOS in row else row
         hyps.append([Hypothesis(toks, lp_row, lp_row)])
     return hyps
-
-
-def _record_choice(trace: SearchTrace, live: Tensor, before: Tensor, lp: Tensor, chosen: Tensor) -> None:
-    """One step of a one-hypothesis search: the chosen token (kept, or finished by EOS) among the
-    ``trace.width`` most probable ones."""
-    top = lp.topk(min(trace.width, lp.size(-1)), dim=-1)
-    for r, sentence in enumerate(live.tolist()):
-        pick, base = int(chosen[r]), float(before[r])
-        options = dict(zip(top.indices[r].tolist(), top.values[r].tolist()))
-        options.setdefault(pick, float(lp[r, pick]))  # sampling may choose outside the top
-        steps = []
-        for token, value in options.items():
-            if value == NEG_INF:
-                continue
-            total = base + value
-            if token != pick:
-                steps.append(Candidate(0, token, total, PRUNED))
-            elif token == EOS:
-                steps.append(Candidate(0, token, total, FINISHED, score=total))
-            else:
-                steps.append(Candidate(0, token, total, KEPT, slot=0))
-        trace.record(sentence, steps)
 
 
 @torch.no_grad()
@@ -236,7 +214,7 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
         live_scores = top_scores.masked_fill(is_eos, NEG_INF)
         live_scores, order = live_scores.topk(k, dim=1)  # (n, k)
         if trace is not None:
-            _record_beam(trace, active, top_scores, top_beam, top_tok, ended, order, live_scores)
+            trace.beam_step(active, top_scores, top_beam, top_tok, ended, order, live_scores)
         beam_src = top_beam.gather(1, order) + torch.arange(n, device=device).unsqueeze(1) * k  # (n, k)
         live_tok = top_tok.gather(1, order)
 
@@ -258,22 +236,3 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
         results.append(hyps[:nbest])
     return results
 
-
-def _record_beam(trace: SearchTrace, active: Tensor, top_scores: Tensor, top_beam: Tensor, top_tok: Tensor,
-                 ended: dict[tuple[int, int], float], order: Tensor, live_scores: Tensor) -> None:
-    """One beam step of every active sentence: its 2k best candidates (n, 2k), which finished
-    (``ended``), which ``order`` kept (the live slots, where their score is finite), the rest pruned."""
-    for r, sentence in enumerate(active.tolist()):
-        slots = {c: slot for slot, c in enumerate(order[r].tolist()) if live_scores[r, slot] > NEG_INF}
-        step = []
-        for c in range(top_scores.size(1)):
-            total = float(top_scores[r, c])
-            if total == NEG_INF:
-                continue
-            candidate = Candidate(int(top_beam[r, c]), int(top_tok[r, c]), total, PRUNED)
-            if (r, c) in ended:
-                candidate.fate, candidate.score = FINISHED, ended[r, c]
-            elif c in slots:
-                candidate.fate, candidate.slot = KEPT, slots[c]
-            step.append(candidate)
-        trace.record(sentence, step)

@@ -17,7 +17,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from torch import Tensor
+
 from attnkit.specials import EOS
+
+NEG_INF = float("-inf")
 
 KEPT, FINISHED, PRUNED = "kept", "finished", "pruned"
 
@@ -40,6 +44,46 @@ class SearchTrace:
     def record(self, sentence: int, candidates: list[Candidate]) -> None:
         self.steps.setdefault(sentence, []).append(candidates)
 
+    def choice_step(self, live: Tensor, before: Tensor, lp: Tensor, chosen: Tensor) -> None:
+        """One step of a one-hypothesis search: the chosen token (kept, or finished by EOS) among the
+        ``self.width`` most probable ones."""
+        top = lp.topk(min(self.width, lp.size(-1)), dim=-1)
+        for r, sentence in enumerate(live.tolist()):
+            pick, base = int(chosen[r]), float(before[r])
+            options = dict(zip(top.indices[r].tolist(), top.values[r].tolist()))
+            options.setdefault(pick, float(lp[r, pick]))  # sampling may choose outside the top
+            step = []
+            for token, value in options.items():
+                if value == NEG_INF:
+                    continue
+                total = base + value
+                if token != pick:
+                    step.append(Candidate(0, token, total, PRUNED))
+                elif token == EOS:
+                    step.append(Candidate(0, token, total, FINISHED, score=total))
+                else:
+                    step.append(Candidate(0, token, total, KEPT, slot=0))
+            self.record(sentence, step)
+
+    def beam_step(self, active: Tensor, top_scores: Tensor, top_beam: Tensor, top_tok: Tensor,
+                  ended: dict[tuple[int, int], float], order: Tensor, live_scores: Tensor) -> None:
+        """One beam step of every active sentence: its 2k best candidates (n, 2k), which finished
+        (``ended``), which ``order`` kept (the live slots, where their score is finite), the rest pruned."""
+        for r, sentence in enumerate(active.tolist()):
+            slots = {c: slot for slot, c in enumerate(order[r].tolist()) if live_scores[r, slot] > NEG_INF}
+            step = []
+            for c in range(top_scores.size(1)):
+                total = float(top_scores[r, c])
+                if total == NEG_INF:
+                    continue
+                candidate = Candidate(int(top_beam[r, c]), int(top_tok[r, c]), total, PRUNED)
+                if (r, c) in ended:
+                    candidate.fate, candidate.score = FINISHED, ended[r, c]
+                elif c in slots:
+                    candidate.fate, candidate.slot = KEPT, slots[c]
+                step.append(candidate)
+            self.record(sentence, step)
+
     def tokens(self, sentence: int, step: int, candidate: Candidate) -> list[int]:
         """The tokens of the hypothesis ``candidate`` makes at ``step`` (EOS included if it has it)."""
         out = [candidate.token]
@@ -56,9 +100,6 @@ class SearchTrace:
         done = [(self.tokens(sentence, t, c)[:-1], c) for t, step in enumerate(self.steps.get(sentence, []))
                 for c in step if c.fate == FINISHED]
         return sorted(done, key=lambda pair: -pair[1].score)
-
-    def as_dict(self, sentence: int) -> list[list[dict]]:
-        return [[asdict(c) for c in step] for step in self.steps.get(sentence, [])]
 
 
 def readable(trace: SearchTrace, sentence: int, decode, piece) -> list[list[dict]]:
