@@ -100,3 +100,11 @@ def test_fasttext_ngram_range_is_checked(tmp_path):
     raw = {"task": "static_vectors", "data": {"train": "x", "valid": "x"},
            "model": {"arch": "fasttext", "min_n": 4, "max_n": 2}}
     assert main(["-q", "train", str(write_yaml(tmp_path / "bad.yaml", raw)), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_a_layer_that_is_not_one_is_a_one_line_error(tiny_runs, capsys):
+    for argv in (["embed", str(tiny_runs["bilm"]), "--layer", "middle"],
+                 ["plot", "contexts", "--static", "x", "--contextual", "y", "--word", "ab", "--layer", "2nd"]):
+        with pytest.raises(SystemExit) as exit:
+            main(argv)
+        assert exit.value.code == 2 and "give average, top, all or a layer number" in capsys.readouterr().err

@@ -198,10 +198,6 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def parse_layer(value: str) -> str | int:
-    return int(value) if value.isdigit() else value
-
-
 def cmd_embed(args) -> int:
     from attnkit.checkpoint import atomic_write
     from attnkit.data.conllu import read_conllu
@@ -212,7 +208,7 @@ def cmd_embed(args) -> int:
         sentences = [s.forms for s in read_conllu(args.input)]
     else:
         sentences = [line.split() for line in read_input(args.input)]
-    layer = parse_layer(args.layer)
+    layer = args.layer
     to_file = args.output is not None and args.output.endswith(".safetensors")
     if layer == "all" and not to_file:
         raise UserError("--layer all writes every layer of every word: give --output FILE.safetensors")

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         checked,
         count,
         input_file,
+        layer,
         like,
         output_file,
     )
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read from FILE (plain, .gz or .conllu) instead of stdin")
     m.add_argument("--output", type=output_file, metavar="FILE",
                    help="write to FILE (text, or .safetensors) instead of stdout")
-    m.add_argument("--layer", default="average", metavar="WHICH",
+    m.add_argument("--layer", type=layer, default="average", metavar="WHICH",
                    help="average (the mean of all layers, default), top (the last LSTM layer), N (layer N; 0 is "
                         "the character-based word vector), or all (every layer, (L+1, T, D) per sentence: "
                         ".safetensors output only)")

@@ -65,6 +65,15 @@ def add_engine(parser: argparse.ArgumentParser) -> None:
                              "'attnkit export --to ctranslate2' wrote")
 
 
+def layer(text: str) -> str | int:
+    """A biLM layer as ``attnkit embed --layer`` takes it: average, top, all, or a layer number."""
+    if text.isdigit():
+        return int(text)
+    if text not in ("average", "top", "all"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give average, top, all or a layer number (0: the characters)")
+    return text
+
+
 def edges(text: str) -> tuple[int, ...]:
     """'10,20,30' -> (10, 20, 30): the source lengths in words where the buckets of --by-length start."""
     try:

@@ -27,13 +27,15 @@ def add_parsers(sub) -> None:
         add_lengths,
         checked,
         input_file,
+        layer,
         like,
         output_file,
     )
     from attnkit.config import DecodingConfig
 
     count = checked(Count, "count")
-    p = sub.add_parser("plot", help="draw attention, positional encodings or training curves (PNG or SVG)",
+    p = sub.add_parser("plot", help="draw attention, positional encodings, training curves, BLEU by length, a beam "
+                                    "search or a word's vectors in context (PNG or SVG)",
                        description="Draw a picture into --out: PNG or SVG, by its extension.")
     psub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
@@ -119,7 +121,7 @@ def add_parsers(sub) -> None:
     x.add_argument("--input", type=input_file, default="attnkit:contexts/senses.en.txt", metavar="FILE",
                    help="sentences to find it in (default: attnkit:contexts/senses.en.txt, a few sentences for "
                         "bank, play and saw in their senses)")
-    x.add_argument("--layer", default="average", metavar="WHICH",
+    x.add_argument("--layer", type=layer, default="average", metavar="WHICH",
                    help="the biLM's vectors: average (default), top, or N (0: the character-based word vector, "
                         "which sees no context)")
     x.add_argument("--limit", type=count, default=12, metavar="N", help="at most N occurrences (default: 12)")
@@ -280,6 +282,8 @@ def cmd_plot_contexts(args: argparse.Namespace) -> int:
     from attnkit.tasks.static_vectors import nearest_words, read_vectors
 
     check_path(args.out)
+    if args.layer == "all":
+        raise UserError("--layer all: plot contexts compares one vector per occurrence; give average, top or N")
     occ = occurrences(args.word, read_unlabelled(args.input), args.static, args.contextual, args.layer, args.limit)
     static, contextual = cosines(occ.static), cosines(occ.contextual)
     snippets = [occ.snippet(i) for i in range(len(occ.positions))]
