@@ -96,6 +96,17 @@ def test_plot_contexts(tmp_path, tiny_runs, capsys):
     assert "kl kl [ab]" in svg and "1.00" in svg
 
 
+def test_too_rare_words_and_spaces_in_words(tmp_path, capsys, caplog):
+    from attnkit.tasks.static_vectors import write_vectors
+
+    with pytest.raises(AssertionError):
+        fit(tmp_path, "rare", min_count=10_000)
+    assert "no word occurs model.min_count (10000) times" in capsys.readouterr().err
+    assert write_vectors(tmp_path / "v.txt", ["ab", "a b", "cd"], torch.eye(3)) == 2
+    assert (tmp_path / "v.txt").read_text().splitlines() == ["2 3", "ab 1 0 0", "cd 0 0 1"]
+    assert "left out 1 word(s) with a space" in caplog.text
+
+
 def test_fasttext_ngram_range_is_checked(tmp_path):
     raw = {"task": "static_vectors", "data": {"train": "x", "valid": "x"},
            "model": {"arch": "fasttext", "min_n": 4, "max_n": 2}}

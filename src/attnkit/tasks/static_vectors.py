@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -42,15 +43,23 @@ def gensim_model(cfg: StaticVectorsConfig, sentences: list[list[str]]):
     return Word2Vec(sentences, **settings)
 
 
-def write_vectors(path: Path, words: list[str], vectors) -> None:
-    """word2vec text format, atomically: ``COUNT DIM``, then ``WORD x1 x2 ...`` per line."""
+def write_vectors(path: Path, words: list[str], vectors) -> int:
+    """word2vec text format, atomically: ``COUNT DIM``, then ``WORD x1 x2 ...`` per line. A word with a
+    space in it (a CoNLL-U form may have one) cannot be written so and is left out, with a warning.
+    Returns the number of words written."""
+    keep = [i for i, word in enumerate(words) if not any(c.isspace() for c in word)]
+    if len(keep) < len(words):
+        log.warning("left out %d word(s) with a space in them (the word2vec text format cannot hold them)",
+                    len(words) - len(keep))
+
     def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(f"{len(words)} {vectors.shape[1]}\n")
-            for word, row in zip(words, vectors):
-                f.write(word + " " + " ".join(f"{x:.6g}" for x in row.tolist()) + "\n")
+            f.write(f"{len(keep)} {vectors.shape[1]}\n")
+            for i in keep:
+                f.write(words[i] + " " + " ".join(f"{x:.6g}" for x in vectors[i].tolist()) + "\n")
 
     atomic_write(path, write)
+    return len(keep)
 
 
 def coverage(words: set[str], sentences: list[list[str]]) -> float:
@@ -63,16 +72,17 @@ def fit(cfg: StaticVectorsConfig, out: Path, train: list[list[str]]) -> dict:
     start = time.monotonic()
     if not train:
         raise UserError(f"{cfg.data.train}: no sentences to train word vectors on")
+    counts = Counter(w for s in train for w in s)
+    if max(counts.values(), default=0) < cfg.model.min_count:
+        raise UserError(f"{cfg.data.train}: no word occurs model.min_count ({cfg.model.min_count}) times")
     log.info("training %s (%s, %d dimensions) on %d sentences, %d words", cfg.model.arch, cfg.model.algorithm,
-             cfg.model.dim, len(train), sum(map(len, train)))
+             cfg.model.dim, len(train), counts.total())
     logging.getLogger("gensim").setLevel(logging.WARNING)  # its per-epoch INFO lines would drown ours
     model = gensim_model(cfg, train)
     words = list(model.wv.index_to_key)  # most frequent first
-    if not words:
-        raise UserError(f"{cfg.data.train}: no word occurs model.min_count ({cfg.model.min_count}) times")
-    write_vectors(out / VECTORS_FILE, words, model.wv.vectors)
+    written = write_vectors(out / VECTORS_FILE, words, model.wv.vectors)
     known = set(words)
-    summary = {"task": cfg.task, "stopped": "fitted", "params": len(words) * cfg.model.dim, "words": len(words),
+    summary = {"task": cfg.task, "stopped": "fitted", "params": written * cfg.model.dim, "words": written,
                "seconds": round(time.monotonic() - start, 1),
                "valid": {"coverage": coverage(known, read_unlabelled(cfg.data.valid))}}
     if cfg.data.test:
