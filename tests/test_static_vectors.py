@@ -67,19 +67,19 @@ def test_static_vectors_load_through_embeddings_pretrained(tmp_path):
 def test_one_static_vector_many_contextual_ones(tmp_path, tiny_runs):
     static, _ = fit(tmp_path, "w2v")
     sentences = [["ab", "cd", "ef"], ["kl", "kl", "ab"], ["gh", "ab", "ij", "cd", "cd"], ["ab"]]
-    occ = occurrences("ab", sentences, static, tiny_runs["bilm"], limit=10)
+    vectors = read_vectors(static)
+    occ = occurrences("ab", sentences, vectors, tiny_runs["bilm"], limit=10)
     assert occ.positions == [0, 2, 1, 0] and occ.snippet(2) == "gh [ab] ij cd cd"
     assert all(torch.equal(row, occ.static[0]) for row in occ.static)  # the same vector in every sentence
     assert torch.allclose(cosines(occ.static), torch.ones(4, 4), atol=1e-5)
     assert not torch.allclose(occ.contextual[0], occ.contextual[1])  # the biLM's depends on the sentence
     assert (cosines(occ.contextual) < 0.9999).sum() >= 6
     # the character layer (0) sees no context: it is as static as word2vec
-    chars = occurrences("ab", sentences, static, tiny_runs["bilm"], layer=0)
+    chars = occurrences("ab", sentences, vectors, tiny_runs["bilm"], layer=0)
     assert all(torch.allclose(row, chars.contextual[0], atol=1e-5) for row in chars.contextual)
     with pytest.raises(UserError, match="--word zz: not in any"):
-        occurrences("zz", sentences, static, tiny_runs["bilm"])
-    words, matrix = read_vectors(static)
-    near = nearest_words(words, matrix, "ab", k=3)
+        occurrences("zz", sentences, vectors, tiny_runs["bilm"])
+    near = nearest_words(*vectors, "ab", k=3)
     assert len(near) == 3 and "ab" not in [w for w, _ in near]
 
 

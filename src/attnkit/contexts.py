@@ -48,22 +48,20 @@ def find(word: str, sentences: list[list[str]], limit: int) -> list[tuple[list[s
     return found
 
 
-def occurrences(word: str, sentences: list[list[str]], static: str | Path, bilm: str | Path,
+def occurrences(word: str, sentences: list[list[str]], static: tuple[list[str], Tensor], bilm: str | Path,
                 layer: str | int = "average", limit: int = 12) -> Occurrences:
-    """The static vector (from a static_vectors run or vectors file) and the contextual vector (from
-    a bilm run, ``layer`` as ``attnkit embed --layer``) of each of the first ``limit`` occurrences."""
+    """The static vector (``static``: the words and matrix of ``static_vectors.read_vectors``) and the
+    contextual vector (from a bilm run, ``layer`` as ``attnkit embed --layer``) of each of the first
+    ``limit`` occurrences of ``word``."""
     from attnkit.tasks.bilm import Contextual, embed
-    from attnkit.tasks.static_vectors import read_vectors
 
     found = find(word, sentences, limit)
     if not found:
         raise UserError(f"--word {word}: not in any of the {len(sentences)} sentences given")
-    words, matrix = read_vectors(static)
-    row = {w: i for i, w in enumerate(words)}
-    missing = sorted({s[p] for s, p in found if s[p] not in row})
-    if missing:
-        raise UserError(f"--word {word}: {static} has no vector for {missing[0]!r} (rarer than model.min_count?)")
-    vectors = matrix[[row[s[p]] for s, p in found]]
+    words, matrix = static
+    if word not in words:
+        raise UserError(f"--word {word}: the static vectors have none for it (rarer than model.min_count?)")
+    vectors = matrix[words.index(word)].expand(len(found), -1)  # one vector, whatever the sentence
     contextual = Contextual.load(bilm, freeze=True, device="cpu")
     with torch.no_grad():
         layers = embed(contextual.embedder.bilm, contextual.chars, [s for s, _ in found], layer)

@@ -284,7 +284,8 @@ def cmd_plot_contexts(args: argparse.Namespace) -> int:
     check_path(args.out)
     if args.layer == "all":
         raise UserError("--layer all: plot contexts compares one vector per occurrence; give average, top or N")
-    occ = occurrences(args.word, read_unlabelled(args.input), args.static, args.contextual, args.layer, args.limit)
+    vectors = read_vectors(args.static)
+    occ = occurrences(args.word, read_unlabelled(args.input), vectors, args.contextual, args.layer, args.limit)
     static, contextual = cosines(occ.static), cosines(occ.contextual)
     snippets = [occ.snippet(i) for i in range(len(occ.positions))]
     print(f"{args.word!r}: {len(snippets)} occurrences; the most similar other occurrence (contextual cosine):")
@@ -293,7 +294,7 @@ def cmd_plot_contexts(args: argparse.Namespace) -> int:
         others[i] = float("-inf")
         j = int(others.argmax()) if len(snippets) > 1 else i
         print(f"  {i + 1:2d}. {text}\n      -> {j + 1}. {snippets[j]}  ({float(contextual[i, j]):.2f})")
-    near = nearest_words(*read_vectors(args.static), args.word)
+    near = nearest_words(*vectors, args.word)
     print(f"static vector of {args.word!r}, the same in every sentence; nearest words: "
           + ", ".join(f"{w} ({s:.2f})" for w, s in near))
     return _written(save(contexts_figure(snippets, static, contextual, args.word), args.out))
