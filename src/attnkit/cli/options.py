@@ -98,8 +98,9 @@ def add_lengths(parser: argparse.ArgumentParser, plot: bool = False) -> None:
                              "10-14, ..., 60 or more)")
     parser.add_argument("--join", type=count(), default=[1] if plot else 1, nargs="+" if plot else None,
                         metavar="K", help="translation: join every K consecutive test sentences into one input, and "
-                                          "their references into one reference, for long inputs made of real ones "
-                                          f"(default: 1){'; several K: a panel each' if plot else ''}")
+                                          "their references into one reference, for long inputs made of real ones; "
+                                          "the last input holds what is left (default: 1)"
+                                          f"{'; several K: a panel each' if plot else ''}")
 
 
 def input_file(text: str) -> str:
