@@ -10,8 +10,8 @@ img=docs/course/img
 train() {  # NAME CONFIG STEPS: train runs/NAME unless it is there
     if [ ! -f "runs/$1/summary.json" ]; then rm -rf "runs/$1"; $k -q train "$2" --out "runs/$1" ${3:+--max-steps $3}; fi
 }
-train course-sst2-attention configs/sst2-bilstm-attention.yaml 1500
-train course-ptb-transformer-lm configs/ptb-transformer-lm.yaml 800
+train course-sst2-attention configs/sst2-bilstm-attention.yaml 800
+train course-ptb-transformer-lm configs/ptb-transformer-lm.yaml 500
 train static-word2vec configs/static-word2vec.yaml
 train course-bilm configs/bilm-elmo.yaml 2000
 for m in runs/bench-multi30k-transformer runs/bylength-multi30k-rnn-dot; do
