@@ -89,5 +89,7 @@ def test_plot_by_length_draws_a_line_per_model(model_dir, tiny_runs, test_files,
     curves = json.loads(numbers.read_text())
     assert set(curves) == {"1", "3"} and set(curves["1"]) == {str(model_dir), str(rnn)}
     assert [sum(r["sentences"] for r in curves[k][str(rnn)]) for k in ("1", "3")] == [9, 3]
+    assert main(["-q", "plot", "by-length", str(rnn), str(rnn) + "/", "--src", str(src), "--ref", str(ref)]) == 2
+    assert "given twice" in capsys.readouterr().err
     svg = out.read_text()
     assert svg.count("<path") > 0 and "3 test sentences joined" in svg and "test sentences" in svg

@@ -241,17 +241,19 @@ def cmd_plot_by_length(args: argparse.Namespace) -> int:
     from attnkit.tasks.base import EvaluateRequest
 
     check_path(args.out)
+    names = [run.rstrip("/") for run in args.run_dirs]  # how the tables and the legend name each model
+    if len(set(names)) < len(names):
+        raise UserError("plot by-length: a model directory is given twice")
     tasks = {}
-    for run in args.run_dirs:
-        path, cfg = open_model_dir(run, files=())
+    for name in names:
+        path, cfg = open_model_dir(name, files=())
         if not TASKS[cfg.task].lengths:
-            raise UserError(f"{run}: holds {TASKS[cfg.task].what}; plot by-length draws translation models")
-        tasks[run] = (path, TASKS[cfg.task])
-    names = [run.rstrip("/") for run in args.run_dirs]
+            raise UserError(f"{name}: holds {TASKS[cfg.task].what}; plot by-length draws translation models")
+        tasks[name] = (path, TASKS[cfg.task])
     curves: dict[int, dict[str, list[dict]]] = {}
     for join in args.join:
         curves[join] = {}
-        for name, (path, task) in zip(names, tasks.values()):
+        for name, (path, task) in tasks.items():
             log.info("%s: translating %s%s", name, args.src, f", {join} sentences an input" if join > 1 else "")
             request = EvaluateRequest(args.src, args.ref, args.beam, device=args.device,
                                       by_length=by_length(args), join=join)
