@@ -31,7 +31,7 @@ for score in dot general additive; do
     $k -q plot attention runs/bylength-multi30k-rnn-$score --text "$S" --out $img/attention-$score.png
 done
 # page 4
-$k -q plot attention runs/course-ptb-transformer-lm --text "the company said it expects profits to rise" --layer 2 \
+$k -q plot attention runs/course-ptb-transformer-lm --text "the company said it expects profits to rise" --layer 2 --head 1 \
     --out $img/lm-attention.png
 # page 5
 for word in play bank; do
