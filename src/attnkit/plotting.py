@@ -223,3 +223,59 @@ def contexts_figure(snippets: list[str], static: Tensor, contextual: Tensor, wor
     fig.colorbar(image, ax=axes, label="cosine similarity", shrink=0.8)
     fig.suptitle(f'"{word}" in {n} sentences: cosine similarity between its occurrences', fontsize=10)
     return fig
+
+
+FATE_COLOURS = {"kept": "tab:blue", "finished": "tab:green", "pruned": "0.7"}
+
+
+def beam_figure(steps: list[list[dict]], title: str | None = None) -> Figure:
+    """The search tree of one sentence from ``decoding.trace.readable`` steps: a column per step, a
+    node per candidate (its token and cumulative log-probability), an edge from the hypothesis it
+    extends; kept blue, finished green, pruned grey, the best finished hypothesis's path in red."""
+    if not steps:
+        raise UserError("nothing to draw: the input is empty")
+    rows = max(len(step) for step in steps)
+    fig = Figure(figsize=(2.0 + 1.45 * len(steps), 1.2 + 0.42 * rows), layout="constrained")
+    ax = fig.subplots()
+    where: dict[tuple[int, int], tuple[float, float]] = {}  # (step, kept slot) -> node position
+    nodes = []
+    for t, step in enumerate(steps):
+        for y, c in enumerate(sorted(step, key=lambda c: -c["log_prob"])):
+            nodes.append((t, -y, c))
+            if c["fate"] == "kept":
+                where[t, c["slot"]] = (t, -y)
+    finished = [(t, y, c) for t, y, c in nodes if c["fate"] == "finished"]
+    best = max(finished, key=lambda n: n[2]["score"]) if finished else None
+    path = set()
+    if best is not None:  # walk back from the best finished hypothesis to the start
+        t, parent = best[0], best[2]["parent"]
+        path.add((best[0], best[1]))
+        while t > 0:
+            t -= 1
+            path.add(where[t, parent])
+            parent = next(c["parent"] for s, y, c in nodes if s == t and c["fate"] == "kept" and c["slot"] == parent)
+    ax.plot(-1, 0, "o", color="black", markersize=5)
+    ax.text(-1, 0.25, "<s>", ha="center", fontsize=7)
+    for t, y, c in nodes:
+        x0, y0 = where.get((t - 1, c["parent"]), (-1, 0)) if t > 0 else (-1, 0)
+        on_path = (t, y) in path and (t == 0 or (x0, y0) in path)
+        ax.plot([x0, t], [y0, y], color="tab:red" if on_path else FATE_COLOURS[c["fate"]],
+                linewidth=2.0 if on_path else 0.8, linestyle=":" if c["fate"] == "pruned" else "-", zorder=1)
+        ax.plot(t, y, "o", color=FATE_COLOURS[c["fate"]], markersize=6 if c["fate"] != "pruned" else 4, zorder=2)
+        piece = c["piece"].replace("\u2581", "") or c["piece"]
+        label = f"{piece} {c['log_prob']:.2f}" + (f"\nscore {c['score']:.2f}" if c["fate"] == "finished" else "")
+        ax.text(t + 0.08, y + 0.12, label, fontsize=6.5, color="black" if c["fate"] != "pruned" else "0.45",
+                fontweight="bold" if (t, y) in path else "normal")
+    ax.set_xticks(range(-1, len(steps)), ["start"] + [str(t + 1) for t in range(len(steps))], fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlabel("step (output position); nodes: the token added and the hypothesis's log-probability")
+    ax.set_xlim(-1.3, len(steps) - 0.2)
+    for fate, colour in FATE_COLOURS.items():
+        ax.plot([], [], "o", color=colour, label=fate)
+    ax.plot([], [], color="tab:red", linewidth=2, label="best finished hypothesis")
+    ax.legend(fontsize=7, loc="lower left")
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
