@@ -48,16 +48,16 @@ def vectors(contextual: Contextual, sentences) -> torch.Tensor:
 
 
 def static_features(path: str, sentences) -> tuple[torch.Tensor, float]:
-    """Every word's static vector (N, d): its own form's, else its lowercase form's, else zeros; and
-    the share of words that had one (%)."""
-    from attnkit.tasks.static_vectors import read_vectors
+    """Every word's static vector (N, d): its own form's, else its lowercase form's, else zeros (as
+    ``embeddings.pretrained`` loads them); and the share of words that had one (%)."""
+    from attnkit.data.embeddings import load_vectors
+    from attnkit.tasks.static_vectors import vectors_dim
 
-    words, matrix = read_vectors(path)
-    index = {w: i for i, w in enumerate(words)}
-    zero = torch.zeros(matrix.size(1))
-    rows = [matrix[index[w]] if w in index else matrix[index[w.lower()]] if w.lower() in index else zero
-            for s in sentences for w in s.forms]
-    x = torch.stack(rows)
+    forms = sorted({w for s in sentences for w in s.forms})
+    file, dim = vectors_dim(path)
+    table, _ = load_vectors(file, forms, dim)
+    row = {w: i for i, w in enumerate(forms)}
+    x = table[[row[w] for s in sentences for w in s.forms]]
     return x, 100.0 * float((x.abs().sum(1) > 0).float().mean())
 
 

@@ -22,6 +22,12 @@ MAX_LINE = 1 << 20  # characters of one line
 VECTORS_FILE = "vectors.txt"  # what a static_vectors run directory holds (tasks/static_vectors.py)
 
 
+def vectors_file(path: str | Path) -> Path:
+    """A vectors file given as itself or as the static_vectors run directory that holds it."""
+    path = Path(path)
+    return path / VECTORS_FILE if path.is_dir() else path
+
+
 def load_vectors(path: str | Path, words: list[str], dim: int, lowercase_fallback: bool = True) -> tuple[
         torch.Tensor, int]:
     """A (len(words), dim) matrix holding the file's vector of each word (rows of words the file lacks

@@ -175,11 +175,10 @@ def apply_pretrained(table: nn.Embedding, words: list[str], path: str | None, fr
     if path is None:
         return
     from attnkit.config import resolve_path
-    from attnkit.data.embeddings import VECTORS_FILE, load_vectors
+    from attnkit.data.embeddings import load_vectors, vectors_file
 
     if not resume:  # a resumed run gets its (possibly fine-tuned) vectors from the checkpoint
-        file = resolve_path(path)
-        matrix, _ = load_vectors(file / VECTORS_FILE if file.is_dir() else file, words, table.embedding_dim)
+        matrix, _ = load_vectors(vectors_file(resolve_path(path)), words, table.embedding_dim)
         found = matrix.abs().sum(1) > 0
         with torch.no_grad():
             table.weight[found] = matrix[found].to(table.weight.dtype)

@@ -20,7 +20,7 @@ import torch
 
 from attnkit.checkpoint import atomic_write
 from attnkit.config import StaticVectorsConfig
-from attnkit.data.embeddings import VECTORS_FILE, load_vectors
+from attnkit.data.embeddings import VECTORS_FILE, load_vectors, vectors_file
 from attnkit.errors import UserError
 from attnkit.tasks.base import Fitted, Task
 from attnkit.tasks.bilm import read_unlabelled
@@ -90,18 +90,25 @@ def fit(cfg: StaticVectorsConfig, out: Path, train: list[list[str]]) -> dict:
     return summary
 
 
-def read_vectors(path: str | Path) -> tuple[list[str], torch.Tensor]:
-    """Every word of a static_vectors run directory or vectors file, and its (words, dim) matrix."""
-    path = Path(path)
-    file = path / VECTORS_FILE if path.is_dir() else path
+def vectors_dim(path: str | Path) -> tuple[Path, int]:
+    """The vectors file of a static_vectors run directory (or the file itself) and its dimension, from
+    its ``COUNT DIM`` header."""
+    file = vectors_file(path)
     if not file.is_file():
         raise UserError(f"{path}: no {VECTORS_FILE} (train one with task: static_vectors)")
     with open(file, encoding="utf-8") as f:
         header = f.readline().split()
-        if len(header) != 2 or not all(p.isdigit() for p in header):
-            raise UserError(f"{file}: line 1: no 'COUNT DIM' header (word2vec text format)")
-        words = [line.split(" ", 1)[0] for line in f]
-    matrix, _ = load_vectors(file, words, int(header[1]), lowercase_fallback=False)
+    if len(header) != 2 or not all(p.isdigit() for p in header):
+        raise UserError(f"{file}: line 1: no 'COUNT DIM' header (word2vec text format)")
+    return file, int(header[1])
+
+
+def read_vectors(path: str | Path) -> tuple[list[str], torch.Tensor]:
+    """Every word of a static_vectors run directory or vectors file, and its (words, dim) matrix."""
+    file, dim = vectors_dim(path)
+    with open(file, encoding="utf-8") as f:
+        words = [line.split(" ", 1)[0] for line in f][1:]
+    matrix, _ = load_vectors(file, words, dim, lowercase_fallback=False)
     return words, matrix
 
 
