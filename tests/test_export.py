@@ -54,28 +54,49 @@ def test_the_exported_model_gives_every_reference_token_the_same_log_probability
         assert scored.log_probs == pytest.approx(expected, abs=1e-4)
 
 
-def test_ctranslate2_translates_to_the_same_tokens_as_attnkit(trained):
-    run, exported, lines = trained
+@pytest.fixture(scope="module")
+def undertrained(tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    """A Transformer trained for 3 steps, and its export: its likeliest tokens are ``<s>`` and
+    endless repeats, so every line runs to its length limit."""
+    root = tmp_path_factory.mktemp("undertrained")
+    run = train(root, 3)
+    assert main(["-q", "export", str(run), "--to", "ctranslate2", "--out", str(root / "ct2")]) == 0
+    return run, root / "ct2", (root / "data" / "test.src").read_text().splitlines()
+
+
+def same_search(run: Path, exported: Path, lines: list[str]) -> None:
+    """attnkit's search and CTranslate2's give the same hypotheses, in the same order, with the same
+    scores, line for line, greedy and beam, whatever min_len and the length penalty."""
     ours, ct2 = load_model_dir(run, "cpu"), load_model_dir(exported, "cpu", "ctranslate2")
-    greedy_ours, greedy_ct2 = ours.translate(lines, beam=1), ct2.translate(lines, beam=1)
-    assert [r[0].tokens for r in greedy_ct2] == [r[0].tokens for r in greedy_ours]
-    ours.cfg.decoding.min_len = ct2.cfg.decoding.min_len = 0  # CTranslate2 renormalises after forbidding EOS
+    for min_len, alpha in [(1, 1.0), (0, 0.0), (2, 0.6)]:
+        for t in (ours, ct2):
+            t.cfg.decoding.min_len, t.cfg.decoding.length_penalty = min_len, alpha
+        for beam in (1, 2, 5):
+            a, b = ours.translate(lines, beam=beam, nbest=beam), ct2.translate(lines, beam=beam, nbest=beam)
+            for mine, theirs in zip(a, b):
+                assert [h.tokens for h in theirs] == [h.tokens for h in mine], (min_len, alpha, beam)
+                assert [h.score for h in theirs] == pytest.approx([h.score for h in mine], abs=1e-4)
+
+
+def test_an_undertrained_export_searches_as_attnkit_does(undertrained):
+    run, exported, lines = undertrained
+    ours, ct2 = load_model_dir(run, "cpu"), load_model_dir(exported, "cpu", "ctranslate2")
+    sources = [ours.src_tok.pieces(ours.encode_source(line)[:-1]) for line in lines]
+    bare = ct2.engine.translate_batch(sources, beam_size=1, max_decoding_length=10)  # no rules of attnkit's
+    assert all("<s>" in r.hypotheses[0] for r in bare)  # what CTranslate2 says when left alone
     limits = [len(ours.encode_source(line)) + 3 for line in lines]  # max_len_a 1, max_len_b 3
-    compared = 0
-    for r, s, limit in zip(ours.translate(lines, beam=1), ct2.translate(lines, beam=1), limits):
-        assert s[0].tokens == r[0].tokens
-        if len(r[0].tokens) < limit:  # (at the limit attnkit forces EOS; CTranslate2's output is cut)
-            assert s[0].score == pytest.approx(r[0].score, abs=1e-4)
-            compared += 1
-    assert compared > len(lines) // 2
-    beam_ours, beam_ct2 = ours.translate(lines, beam=5, nbest=2), ct2.translate(lines, beam=5, nbest=2)
-    same = sum(a[0].tokens == b[0].tokens for a, b in zip(beam_ours, beam_ct2))
-    assert same >= 0.95 * len(lines)
-    assert all(len(r) == 2 for r in beam_ct2)
+    out = ours.translate(lines, beam=5)
+    assert all(len(r[0].tokens) == limit and r[0].text for r, limit in zip(out, limits))  # each at its limit
+    same_search(run, exported, lines)
+
+
+def test_a_trained_export_searches_as_attnkit_does(trained):
+    run, exported, lines = trained
+    same_search(run, exported, lines)
 
 
 def test_translate_with_the_ctranslate2_engine_and_an_int8_export(trained, tmp_path, capsys):
-    run, _, lines = trained
+    run, exported, lines = trained
     src = tmp_path / "in.txt"
     src.write_text("\n".join(lines[:20] + ["", lines[20]]) + "\n")
     assert main(["-q", "export", str(run), "--to", "ctranslate2", "--quantization", "int8",
@@ -84,10 +105,18 @@ def test_translate_with_the_ctranslate2_engine_and_an_int8_export(trained, tmp_p
     assert main(["-q", "translate", str(tmp_path / "int8"), "--engine", "ctranslate2", "--input", str(src),
                  "--beam", "1"]) == 0
     int8 = capsys.readouterr().out.split("\n")[:-1]
-    assert main(["-q", "translate", str(run), "--input", str(src), "--beam", "1"]) == 0
-    fp32 = capsys.readouterr().out.split("\n")[:-1]
-    assert len(int8) == len(fp32) == 22 and int8[20] == ""
-    assert sum(a == b for a, b in zip(int8, fp32)) >= 18  # int8 weights: a few outputs may change
+    assert len(int8) == 22 and int8[20] == "" and all(int8[:20]) and int8[21]
+    # int8 weights compute nearly fp32's distribution: the log-probability of every reference token.
+    # (How near depends on the CPU: without AVX-512 VNNI CTranslate2's int8 products lose more, and on
+    # this 16-dimensional model about half the greedy outputs change; measured there, 0.17 nats a token.)
+    ours = load_model_dir(run, "cpu")
+    pairs = toy_pairs(20, seed=5)
+    source = [ours.src_tok.pieces(ours.src_tok.encode(s)) for s, _ in pairs]
+    target = [ours.tgt_tok.pieces(ours.tgt_tok.encode(t)) for _, t in pairs]
+    fp32 = load_model_dir(exported, "cpu", "ctranslate2").engine.score_batch(source, target)
+    quantized = load_model_dir(tmp_path / "int8", "cpu", "ctranslate2").engine.score_batch(source, target)
+    gaps = [abs(a - b) for x, y in zip(fp32, quantized) for a, b in zip(x.log_probs, y.log_probs)]
+    assert sum(gaps) / len(gaps) < 0.3 and 0 < max(gaps)
 
 
 def test_what_cannot_be_exported_is_one_line(trained, tiny_runs, tmp_path, capsys):

@@ -12,7 +12,9 @@ from helpers import RNN_CONTEXTS, random_model, random_src, tiny_rnn, tiny_trans
 
 from attnkit.decoding.search import (
     NEG_INF,
+    Hypothesis,
     beam_search,
+    best_finished,
     constrain,
     greedy,
     length_penalty,
@@ -46,20 +48,19 @@ def test_beam_one_equals_greedy(cfg):
         assert hb[0].log_prob == pytest.approx(hg[0].log_prob, abs=1e-4)
 
 
-def teacher_forced_log_probs(model, src, hyp_tokens, limit):
-    """Sum of log p(token) under the teacher-forced pass, with the search's rules (EOS forced at the
-    limit costs nothing)."""
+def teacher_forced_log_probs(model, src, hyp_tokens, limit, min_len=0):
+    """Sum of log p(token) under the teacher-forced pass, with the search's rules: each step's
+    distribution is over the tokens it may produce (no PAD, no BOS, no EOS before ``min_len``), and a
+    hypothesis of ``limit`` tokens ends there without EOS."""
     tgt = [BOS] + hyp_tokens
     with torch.no_grad():
-        lp = torch.log_softmax(model(src, torch.tensor([tgt])).logits[0].float(), -1)
-    out = hyp_tokens + [EOS]
-    total = 0.0
-    for t, tok in enumerate(out):
-        if t >= limit:
-            assert tok == EOS
-        else:
-            total += float(lp[t, tok])
-    return total, lp
+        logits = model(src, torch.tensor([tgt])).logits[0].float()
+    logits[:, [PAD, BOS]] = NEG_INF
+    logits[:min_len, EOS] = NEG_INF
+    lp = torch.log_softmax(logits, -1)
+    assert len(hyp_tokens) <= limit
+    out = hyp_tokens + ([EOS] if len(hyp_tokens) < limit else [])
+    return sum(float(lp[t, tok]) for t, tok in enumerate(out)), lp
 
 
 @pytest.mark.parametrize("cfg", [tiny_rnn(context="additive"), tiny_transformer()], ids=["rnn", "transformer"])
@@ -72,7 +73,6 @@ def test_greedy_picks_the_argmax_of_the_teacher_forced_distribution(cfg):
         h = hyp[0]
         total, lp = teacher_forced_log_probs(model, src[b : b + 1, :n], h.tokens, int(limit[b]))
         assert h.log_prob == pytest.approx(total, abs=1e-4)
-        lp[:, [PAD, BOS]] = NEG_INF
         for t, tok in enumerate(h.tokens):
             assert tok == int(lp[t].argmax())
 
@@ -168,14 +168,39 @@ def test_min_and_max_length_are_respected(search):
 
 
 def test_constrain_rules():
-    lp = torch.zeros(3, 8)
-    out = constrain(lp.clone(), step=0, min_len=1, max_len=torch.tensor([5, 0, 5]))
+    logits = torch.zeros(3, 8)
+    out = constrain(logits.clone(), step=0, min_len=1)
     assert (out[:, PAD] == NEG_INF).all() and (out[:, BOS] == NEG_INF).all()
-    assert out[0, EOS] == NEG_INF  # before min_len
-    assert out[1].tolist() == [NEG_INF] * EOS + [0.0] + [NEG_INF] * (8 - EOS - 1)  # at the limit: EOS only
-    assert (out[0, 4:] == 0).all()
-    out = constrain(lp.clone(), step=1, min_len=1, max_len=torch.tensor([5, 5, 5]))
+    assert (out[:, EOS] == NEG_INF).all()  # before min_len
+    assert (out[:, UNK] == 0).all() and (out[:, 4:] == 0).all()
+    out = constrain(logits.clone(), step=1, min_len=1)
     assert (out[:, EOS] == 0).all()
+    # the searches normalise what is left: the distribution over the tokens a search may produce
+    assert torch.log_softmax(out, -1)[0, EOS].exp().item() == pytest.approx(1 / 6)
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_a_hypothesis_at_its_limit_ends_there_without_eos(search):
+    """The limit is the last step: what a row chose there ends it (CTranslate2's rule), so a model
+    that never says EOS still gives ``limit`` tokens, scored by the tokens it produced."""
+    model = random_model(tiny_transformer(), std=0.5)
+    src = random_src((3, 5))
+    limit, never = torch.tensor([4, 2]), 10  # min_len past the limit: EOS is never allowed
+    run = greedy(model, src, limit, never) if search == "greedy" else beam_search(model, src, 3, limit, 1.0, 3, never)
+    for b, hyps in enumerate(run):
+        n = int((src[b] != PAD).sum())
+        assert len(hyps) == (1 if search == "greedy" else 3)
+        for h in hyps:
+            assert len(h.tokens) == int(limit[b]) and EOS not in h.tokens
+            total, _ = teacher_forced_log_probs(model, src[b : b + 1, :n], h.tokens, int(limit[b]), never)
+            assert h.log_prob == pytest.approx(total, abs=1e-4)
+
+
+def test_best_finished_keeps_the_most_probable_k_and_ranks_them_by_score():
+    hyps = [Hypothesis([4], -1.0, -1.0), Hypothesis([4, 5, 6, 7], -0.5, -3.0),
+            Hypothesis([5, 5], -0.9, -2.0), Hypothesis([6, 6, 6], -0.8, -2.5)]
+    assert [h.log_prob for h in best_finished(hyps, 3)] == [-2.5, -2.0, -1.0]  # the best score, least probable
+    assert [h.log_prob for h in best_finished(hyps, 4)] == [-3.0, -2.5, -2.0, -1.0]
 
 
 def test_length_penalty_and_max_lengths():

@@ -24,14 +24,16 @@ def test_traced_beam_finishes_with_what_beam_search_returns(cfg, beam, alpha):
     traced = beam_search(model, src, beam, limit, alpha, nbest=beam, trace=trace)
     assert [[h.tokens for h in row] for row in traced] == [[h.tokens for h in row] for row in plain]
     for b, row in enumerate(plain):
-        rebuilt = trace.finished(b)
+        rebuilt = trace.finished(b, beam)
         assert [tokens for tokens, _ in rebuilt] == [h.tokens for h in row]
         assert [c.score for _, c in rebuilt] == pytest.approx([h.score for h in row], abs=1e-6)
         assert [c.log_prob for _, c in rebuilt] == pytest.approx([h.log_prob for h in row], abs=1e-5)
         for t, step in enumerate(trace.steps[b]):
             kept = sorted(c.slot for c in step if c.fate == KEPT)
             assert kept == list(range(len(kept))) and len(kept) <= beam  # the live slots, each once
-            assert all(c.token == EOS for c in step if c.fate == FINISHED)
+            assert all(c.token == EOS or t == 6 for c in step if c.fate == FINISHED)  # or at the limit
+            if t == 6:
+                assert not any(c.fate == KEPT for c in step)  # the last step keeps nothing
             assert len(step) <= 2 * beam and {c.fate for c in step} <= {KEPT, FINISHED, PRUNED}
             if t == 0:
                 assert {c.parent for c in step} == {0}  # the first step extends the start alone
@@ -55,7 +57,8 @@ def test_traced_greedy_keeps_the_argmax_and_rebuilds_the_output(cfg):
         assert all(len(step) <= 3 for step in steps)
         assert all(c.log_prob == max(x.log_prob for x in step) for c, step in zip(chosen, steps))
         tokens = [c.token for c in chosen]
-        assert tokens[:-1] == row[0].tokens and (tokens[-1] == EOS) == (chosen[-1].fate == FINISHED)
+        assert chosen[-1].fate == FINISHED  # by EOS, or at the limit
+        assert (tokens[:-1] if tokens[-1] == EOS else tokens) == row[0].tokens
         assert chosen[-1].log_prob == pytest.approx(row[0].log_prob, abs=1e-5)
 
 
@@ -71,7 +74,7 @@ def test_translate_trace_prints_the_steps_and_the_same_translations(model_dir, t
     assert traced.out == plain  # the trace goes to stderr; stdout is what translate always writes
     err = traced.err
     assert err.count("line ") == 3 and "(beam 3): ab cd ef" in err and "step 1:" in err
-    assert "kept[0]" in err and "finished" in err and "</s>" in err
+    assert "kept[0]" in err and "finished" in err  # (this 6-step model ends every line at its limit, without </s>)
 
 
 def test_plot_beam_draws_the_tree(model_dir, tmp_path):

@@ -7,6 +7,7 @@ A model directory holds ``config.yaml``, the tokenizers (``src.*``, ``tgt.*``) a
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,14 @@ from attnkit.build import build_model
 from attnkit.config import TranslationConfig
 from attnkit.data.batching import inference_batches, pad
 from attnkit.data.vocab import Tokenizer, load_tokenizer
-from attnkit.decoding.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths
+from attnkit.decoding.search import Hypothesis, beam_search, best_finished, greedy, length_penalty, max_lengths
 from attnkit.decoding.trace import SearchTrace, readable
 from attnkit.errors import UserError
 from attnkit.limits import require_search_memory
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq
 from attnkit.runtime import autocast, device_of, pick_device, to_device
-from attnkit.specials import EOS
+from attnkit.specials import BOS, EOS, PAD
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +100,29 @@ class Translator:
 
 class CTranslate2Translator(Translator):
     """The same translation by CTranslate2, from a directory ``attnkit export --to ctranslate2`` wrote:
-    the same tokenizers, batches, beam, length limits and minimum length. CTranslate2 searches with
-    raw log-probabilities and returns every finished hypothesis; they are ranked here by GNMT's
-    length penalty, as attnkit's search ranks them (CTranslate2's own divides by length^alpha).
-    Two differences remain: before ``min_len`` CTranslate2 renormalises the distribution without
-    EOS (the same tokens, slightly higher scores), and it caps a whole batch at its longest limit
-    (each output is then cut to its own sentence's limit, where attnkit would have forced EOS)."""
+    the same tokenizers, batches and beam, and attnkit's search rules (``decoding/search.py``), which
+    are CTranslate2's where the two could differ:
+
+    - the distribution is over the tokens a search may produce: ``<s>`` and ``<pad>`` suppressed,
+      EOS before ``min_len`` too, then normalised (CTranslate2 masks logits before its softmax);
+    - each sentence's own length limit, which ends a hypothesis with or without EOS (CTranslate2
+      takes one limit per call, so sentences are sent in groups of equal limit);
+    - beam search stops a sentence at ``beam`` finished hypotheses, keeps the ``beam`` most probable
+      and ranks them by GNMT's length penalty. CTranslate2 normalises by length^alpha instead, and
+      with no length penalty it may stop early; it is called with a length penalty of ``1e-6`` (which
+      changes neither the order nor, once undone here, the log-probabilities), and attnkit ranks.
+
+    One difference is left: with ``min_len: 0``, CTranslate2's length normalisation puts an empty
+    hypothesis last (it divides by 0 tokens), so a last step that finishes more than ``beam``
+    hypotheses drops it first where attnkit would keep it if it is among the most probable."""
+
+    SCORE_EPSILON = 1e-6  # a length penalty that turns off CTranslate2's early stop and nothing else
 
     def __init__(self, engine, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: TranslationConfig):
         self.engine, self.src_tok, self.tgt_tok, self.cfg = engine, src_tok, tgt_tok, cfg
         self.max_positions = cfg.model.max_positions
         self.tgt_ids = {piece: i for i, piece in enumerate(tgt_tok.pieces(range(len(tgt_tok))))}
+        self.never = [[piece] for piece in tgt_tok.pieces([PAD, BOS])]  # what attnkit's search never produces
 
     def search(self, sources: list[list[int]], beam: int, nbest: int,
                trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
@@ -118,19 +131,30 @@ class CTranslate2Translator(Translator):
         d = self.cfg.decoding
         pieces = [self.src_tok.pieces(ids[:-1]) for ids in sources]  # CTranslate2 appends </s> itself
         limits = max_lengths(pad(sources), d.max_len_a, d.max_len_b, self.max_positions).tolist()
-        # raw log-probabilities of all ``beam`` finished hypotheses, ranked here as attnkit ranks them
-        results = self.engine.translate_batch(
-            pieces, beam_size=beam, num_hypotheses=beam, length_penalty=0.0, max_decoding_length=max(limits),
-            min_decoding_length=d.min_len, max_input_length=0, return_scores=True)
-        out = []
-        for r, limit in zip(results, limits):
-            hyps = []
-            for pieces_out, log_prob in zip(r.hypotheses, r.scores):
-                tokens = [self.tgt_ids[p] for p in pieces_out][:limit]
-                norm = length_penalty(len(tokens) + 1, d.length_penalty) if beam > 1 else 1.0  # greedy: raw
-                hyps.append(Hypothesis(tokens, log_prob / norm, log_prob))
-            out.append(sorted(hyps, key=lambda h: -h.score)[:nbest])
+        epsilon = self.SCORE_EPSILON if beam > 1 else 0.0
+        out: list[list[Hypothesis]] = [[] for _ in sources]
+        for limit in sorted(set(limits)):  # one call per length limit
+            rows = [i for i, row_limit in enumerate(limits) if row_limit == limit]
+            results = self.engine.translate_batch(
+                [pieces[i] for i in rows], beam_size=beam, num_hypotheses=beam, length_penalty=epsilon,
+                max_decoding_length=limit, min_decoding_length=min(d.min_len, limit),
+                suppress_sequences=self.never, max_input_length=0, return_scores=True)
+            for i, r in zip(rows, results):
+                hyps = []
+                for pieces_out, score in zip(r.hypotheses, r.scores):
+                    tokens = [self.tgt_ids[p] for p in pieces_out]
+                    log_prob = score * len(tokens) ** epsilon if tokens else self._empty_log_prob(pieces[i])
+                    norm = length_penalty(len(tokens) + 1, d.length_penalty) if beam > 1 else 1.0  # greedy: raw
+                    hyps.append(Hypothesis(tokens, log_prob / norm, log_prob))
+                out[i] = best_finished(hyps, beam)[:nbest]
         return out
+
+    def _empty_log_prob(self, source: list[str]) -> float:
+        """log P(EOS first), over the tokens a search may produce (what CTranslate2's score of an
+        empty hypothesis would be without its length normalisation)."""
+        eos, *never = self.engine.score_batch([source] * 3, [[]] + self.never)
+        excluded = sum(math.exp(r.log_probs[0]) for r in never)
+        return eos.log_probs[0] - math.log1p(-excluded)
 
 
 def load_model_dir(path: str | Path, device: str = "auto", engine: str = "torch") -> Translator:

@@ -30,22 +30,19 @@ class Hypothesis:
     log_prob: float  # sum of token log-probabilities, EOS included
 
 
-def constrain(log_probs: Tensor, step: int, min_len: int, max_len: Tensor) -> Tensor:
+def constrain(logits: Tensor, step: int, min_len: int) -> Tensor:
     """The one place where decoding rules touch the distribution (in place, returns it).
 
-    log_probs (N, V) for output position ``step`` (0-based); max_len (N,) per row. PAD and BOS are
-    never produced; EOS is forbidden before ``min_len`` tokens and forced at position ``max_len``.
+    logits (N, V) for output position ``step`` (0-based). PAD and BOS are never produced; EOS is
+    forbidden before ``min_len`` tokens. The searches normalise what is left, so every search chooses
+    from the model's distribution over the tokens it may produce (as CTranslate2 does with the same
+    rules: its ``suppress_sequences`` and ``min_decoding_length`` mask logits before the softmax).
     """
-    log_probs[:, PAD] = NEG_INF
-    log_probs[:, BOS] = NEG_INF
+    logits[:, PAD] = NEG_INF
+    logits[:, BOS] = NEG_INF
     if step < min_len:
-        log_probs[:, EOS] = NEG_INF
-    at_limit = step >= max_len
-    if at_limit.any():
-        eos_only = torch.full_like(log_probs[0], NEG_INF)
-        eos_only[EOS] = 0.0
-        log_probs[at_limit] = eos_only
-    return log_probs
+        logits[:, EOS] = NEG_INF
+    return logits
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -54,12 +51,13 @@ def length_penalty(length: int, alpha: float) -> float:
 
 
 def max_lengths(src: Tensor, a: float, b: int, limit: int | None) -> Tensor:
-    """Per-sentence output limit (in tokens, EOS excluded): a * |x| + b, capped by the model's limit."""
+    """Per-sentence output limit (in tokens, EOS excluded; at least 1): a * |x| + b, capped by the
+    model's limit. A hypothesis that reaches its limit ends there, with or without EOS."""
     src_len = (src != PAD).sum(1).float()
     out = (src_len * a + b).floor().long()
     if limit is not None:
         out = out.clamp(max=limit - 1)
-    return out
+    return out.clamp(min=1)
 
 
 def start_tokens(src: Tensor) -> Tensor:
@@ -86,24 +84,26 @@ def beam_search(model: Seq2Seq, src: Tensor, beam: int, max_len: Tensor, alpha: 
 def _decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, min_len: int,
             log_probs: Callable[[Tensor], Tensor], choose: Callable[[Tensor], Tensor],
             trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
-    """Feed ``start`` (B,), then each chosen token, until every row has produced EOS; a row that has
-    leaves the batch (through ``reorder``), so the steps after compute only the rows still going.
-    ``log_probs`` turns logits into the distribution to choose from (before the constraints);
-    ``trace`` records each step's ``trace.width`` most probable tokens and the one chosen."""
+    """Feed ``start`` (B,), then each chosen token, until every row has produced EOS or its
+    ``max_len`` tokens; a row that has leaves the batch (through ``reorder``), so the steps after
+    compute only the rows still going. ``log_probs`` turns the constrained logits into the
+    distribution to choose from; ``trace`` records each step's ``trace.width`` most probable tokens
+    and the one chosen."""
     B, device = start.size(0), start.device
     limits = max_len.to(device)
-    out = torch.full((B, int(limits.max()) + 1), PAD, dtype=torch.long, device=device)  # (B, steps)
+    out = torch.full((B, int(limits.max())), PAD, dtype=torch.long, device=device)  # (B, steps)
     log_prob = torch.zeros(B, device=device)
     live, tokens = torch.arange(B, device=device), start  # the original rows still going, their inputs
     for step in range(out.size(1)):
         logits, state = decoder.step(tokens, state)
-        lp = constrain(log_probs(logits.float()), step, min_len, limits[live])
+        lp = log_probs(constrain(logits.float(), step, min_len))
         tokens = choose(lp)
+        last = limits[live] == step + 1  # rows whose hypothesis ends here whatever it chose
         if trace is not None:
-            trace.choice_step(live, log_prob[live], lp, tokens)
+            trace.choice_step(live, log_prob[live], lp, tokens, last)
         log_prob[live] += lp.gather(1, tokens.unsqueeze(1)).squeeze(1)
         out[live, step] = tokens
-        going = tokens != EOS
+        going = (tokens != EOS) & ~last
         if not going.all():
             if not going.any():
                 break
@@ -111,7 +111,7 @@ def _decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, min_le
             live, tokens, state = live[keep], tokens[keep], decoder.reorder(state, keep)
     hyps = []
     for row, lp_row in zip(out.tolist(), log_prob.tolist()):
-        toks = row[: row.index(EOS)] if EOS in row else row
+        toks = row[: row.index(EOS)] if EOS in row else [t for t in row if t != PAD]  # PAD is never chosen
         hyps.append([Hypothesis(toks, lp_row, lp_row)])
     return hyps
 
@@ -172,11 +172,15 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
                 nbest: int = 1, min_len: int = 0, trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
     """Batched beam search with length normalisation; start (B,) first inputs, max_len (B,).
 
-    Each sentence keeps ``beam`` live hypotheses; a hypothesis that ends in EOS within the top
-    ``beam`` candidates is finished, scored log P / lp(|Y|). A sentence is done once it has ``beam``
-    finished hypotheses (or reached its max length); finished sentences leave the batch (through
-    ``reorder``). Returns the ``nbest`` best finished hypotheses per sentence; ``trace`` records
-    every step's 2k candidates and what became of each.
+    Each sentence keeps ``beam`` live hypotheses. At every step its best ``2k`` extensions are
+    ranked by log-probability: those of the first ``k`` that end in EOS are finished, and the best
+    ``k`` that do not are the next live ones; at a sentence's last step (``max_len`` tokens) all of
+    the first ``k`` are finished, EOS or not. A sentence is done once it has ``k`` finished
+    hypotheses (a step may bring more), or at its last step; done sentences leave the batch (through
+    ``reorder``). Of its finished hypotheses, the ``k`` most probable are ranked by log P / lp(|Y|)
+    (:func:`best_finished`) and the ``nbest`` best returned; ``trace`` records every step's ``2k``
+    candidates and what became of each. These are CTranslate2's rules, so an exported model searches
+    alike (``translator.CTranslate2Translator``).
     """
     if nbest > beam:
         raise ValueError(f"nbest ({nbest}) cannot exceed the beam size ({beam})")
@@ -190,36 +194,36 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
     last = start.repeat_interleave(k)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
 
-    for step in range(int(limits.max()) + 1):
+    for step in range(int(limits.max())):
         n = active.numel()
         logits, state = decoder.step(last, state)
-        lp = torch.log_softmax(logits.float(), dim=-1)  # (n*k, V)
+        lp = torch.log_softmax(constrain(logits.float(), step, min_len), dim=-1)  # (n*k, V)
         V = lp.size(-1)
-        lp = constrain(lp, step, min_len, limits[active].repeat_interleave(k))
         cand = (scores.view(n * k, 1) + lp).view(n, k * V)
         top_scores, top_idx = cand.topk(2 * k, dim=1)  # (n, 2k)
         top_beam, top_tok = top_idx // V, top_idx % V
-        # candidates ending in EOS within the top k finish; the rest compete for the k live slots
         is_eos = (top_tok == EOS) & (top_scores > NEG_INF)
-        rank = torch.arange(2 * k, device=device).expand(n, -1)
+        at_limit = limits[active] == step + 1  # (n,) sentences whose hypotheses end at this step
+        first_k = (torch.arange(2 * k, device=device) < k) & (top_scores > NEG_INF)  # (n, 2k)
         ended = {}  # (r, c) -> score of the candidates that finished at this step
-        for r, c in (is_eos & (rank < k)).nonzero().tolist():
-            b = int(active[r])
-            if len(finished[b]) < k:
-                src_row = r * k + int(top_beam[r, c])
-                lp_total = float(top_scores[r, c])
-                toks = prefixes[src_row].tolist()
-                finished[b].append(Hypothesis(toks, lp_total / length_penalty(len(toks) + 1, alpha), lp_total))
-                ended[r, c] = finished[b][-1].score
+        for r, c in (first_k & (is_eos | at_limit.unsqueeze(1))).nonzero().tolist():
+            toks = prefixes[r * k + int(top_beam[r, c])].tolist()
+            if not is_eos[r, c]:
+                toks.append(int(top_tok[r, c]))  # ends at the limit without EOS
+            lp_total = float(top_scores[r, c])
+            hyp = Hypothesis(toks, lp_total / length_penalty(len(toks) + 1, alpha), lp_total)
+            finished[int(active[r])].append(hyp)
+            ended[r, c] = hyp.score
         live_scores = top_scores.masked_fill(is_eos, NEG_INF)
         live_scores, order = live_scores.topk(k, dim=1)  # (n, k)
         if trace is not None:
-            trace.beam_step(active, top_scores, top_beam, top_tok, ended, order, live_scores)
+            trace.beam_step(active, top_scores, top_beam, top_tok, ended, order,
+                            live_scores.masked_fill(at_limit.unsqueeze(1), NEG_INF))
         beam_src = top_beam.gather(1, order) + torch.arange(n, device=device).unsqueeze(1) * k  # (n, k)
         live_tok = top_tok.gather(1, order)
 
         done = torch.tensor([len(finished[b]) >= k for b in active.tolist()], device=device)
-        done |= live_scores[:, 0] == NEG_INF
+        done |= (live_scores[:, 0] == NEG_INF) | at_limit
         keep = (~done).nonzero().squeeze(1)
         if keep.numel() == 0:
             break
@@ -230,9 +234,12 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
         state = decoder.reorder(state, rows)
         active = active[keep]
 
-    results = []
-    for b in range(B):
-        hyps = sorted(finished[b], key=lambda h: -h.score)
-        results.append(hyps[:nbest])
-    return results
+    return [best_finished(hyps, k)[:nbest] for hyps in finished]
 
+
+def best_finished(hyps: list[Hypothesis], k: int) -> list[Hypothesis]:
+    """The ``k`` most probable of a sentence's finished hypotheses, best first by score (ties: in the
+    order they finished). A last step may finish more than ``k``; the surplus is dropped by
+    log-probability, as CTranslate2 drops it."""
+    most_probable = sorted(range(len(hyps)), key=lambda i: -hyps[i].log_prob)[:k]
+    return [hyps[i] for i in sorted(most_probable, key=lambda i: (-hyps[i].score, i))]

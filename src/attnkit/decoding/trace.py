@@ -6,7 +6,8 @@ sentence and step, the candidates the search looked at (beam search: the best ``
 its ``k`` hypotheses; greedy: the ``width`` most probable next tokens) and what became of each:
 
 - ``kept``: one of the hypotheses the next step extends (``slot`` is its place among them);
-- ``finished``: it ended with EOS within the beam, scored log P / lp(|Y|) (``score``);
+- ``finished``: it ended with EOS within the beam, or at the sentence's length limit, scored
+  log P / lp(|Y|) (``score``);
 - ``pruned``: dropped, outranked by the kept and finished ones.
 
 ``parent`` is the slot of the hypothesis a candidate extends, among the previous step's kept ones,
@@ -44,10 +45,11 @@ class SearchTrace:
     def record(self, sentence: int, candidates: list[Candidate]) -> None:
         self.steps.setdefault(sentence, []).append(candidates)
 
-    def choice_step(self, live: Tensor, before: Tensor, lp: Tensor, chosen: Tensor) -> None:
-        """One step of a one-hypothesis search: the chosen token (kept, or finished by EOS) among the
-        ``self.width`` most probable ones."""
+    def choice_step(self, live: Tensor, before: Tensor, lp: Tensor, chosen: Tensor, last: Tensor) -> None:
+        """One step of a one-hypothesis search: the chosen token (kept, or finished by EOS or because
+        the row is at its ``last`` step) among the ``self.width`` most probable ones."""
         top = lp.topk(min(self.width, lp.size(-1)), dim=-1)
+        ends = last.tolist()
         for r, sentence in enumerate(live.tolist()):
             pick, base = int(chosen[r]), float(before[r])
             options = dict(zip(top.indices[r].tolist(), top.values[r].tolist()))
@@ -59,7 +61,7 @@ class SearchTrace:
                 total = base + value
                 if token != pick:
                     step.append(Candidate(0, token, total, PRUNED))
-                elif token == EOS:
+                elif token == EOS or ends[r]:
                     step.append(Candidate(0, token, total, FINISHED, score=total))
                 else:
                     step.append(Candidate(0, token, total, KEPT, slot=0))
@@ -94,12 +96,14 @@ class SearchTrace:
             parent = kept.parent
         return out[::-1]
 
-    def finished(self, sentence: int) -> list[tuple[list[int], Candidate]]:
-        """Every hypothesis that finished, best first by its score (ties: in the order they finished),
-        with its tokens (EOS excluded)."""
-        done = [(self.tokens(sentence, t, c)[:-1], c) for t, step in enumerate(self.steps.get(sentence, []))
+    def finished(self, sentence: int, beam: int | None = None) -> list[tuple[list[int], Candidate]]:
+        """The hypotheses that finished with their tokens (EOS excluded): with ``beam``, the ``beam``
+        most probable, as beam search keeps them; best first by score (ties: in the order they finished)."""
+        done = [(self.tokens(sentence, t, c), c) for t, step in enumerate(self.steps.get(sentence, []))
                 for c in step if c.fate == FINISHED]
-        return sorted(done, key=lambda pair: -pair[1].score)
+        done = [(tokens[:-1] if tokens[-1] == EOS else tokens, c) for tokens, c in done]
+        kept = sorted(range(len(done)), key=lambda i: -done[i][1].log_prob)[:beam]
+        return [done[i] for i in sorted(kept, key=lambda i: (-done[i][1].score, i))]
 
 
 def readable(trace: SearchTrace, sentence: int, decode, piece) -> list[list[dict]]:
@@ -111,7 +115,8 @@ def readable(trace: SearchTrace, sentence: int, decode, piece) -> list[list[dict
         rows = []
         for c in step:
             tokens = trace.tokens(sentence, t, c)
-            text = decode([x for x in tokens if x != EOS]) + (" </s>" if c.fate == FINISHED else "")
+            ends = " </s>" if c.fate == FINISHED and tokens[-1] == EOS else ""  # (or it ended at the limit)
+            text = decode([x for x in tokens if x != EOS]) + ends
             rows.append({**asdict(c), "text": text.strip(), "piece": piece(c.token)})
         steps.append(rows)
     return steps

@@ -1,0 +1,71 @@
+"""What the dropout mask costs: training tokens/s of a config with attnkit's dropout
+(``layers/dropout.py``), with ``torch.nn.functional.dropout``, and with the mask before the fix of
+issue 35 (whose int64 words left the top bit 0), each in a fresh process, in turns.
+
+    python bench/dropout_cost.py configs/multi30k-transformer.yaml --rounds 3 --steps 20
+
+Each process runs ``attnkit bench train CONFIG`` with every layer's ``dropout`` replaced by the
+variant named; prints each measurement as it comes and then the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+VARIANTS = ("attnkit", "torch", "before-fix")
+
+RUNNER = r'''
+import sys, torch
+import torch.nn.functional as F
+from attnkit.layers import attention, dropout as ours, transformer
+from attnkit.models import bilm, captioner, lm, rnn
+
+def torch_dropout(x, p, training):
+    return F.dropout(x, p, training)
+
+def before_fix(x, p, training):  # issue 35: random_() on int64 draws [0, 2^63), every 8th byte < 128
+    if not training or p <= 0.0:
+        return x
+    k = round(p * 256)
+    n = x.numel()
+    bytes_ = torch.empty((n + 7) // 8, dtype=torch.int64, device=x.device).random_().view(torch.uint8)
+    return x * (bytes_[:n].view(x.shape) >= k).to(x.dtype) * (256.0 / (256 - k))
+
+variant = sys.argv[1]
+if variant != "attnkit":
+    fn = torch_dropout if variant == "torch" else before_fix
+    for module in (attention, transformer, rnn, captioner, bilm, lm, ours):
+        module.dropout = fn
+from attnkit.cli.main import main
+sys.exit(main(["-q", "bench", "train", *sys.argv[2:]]))
+'''
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config")
+    p.add_argument("--rounds", type=int, default=3, help="measurements of each variant, in turns")
+    p.add_argument("--steps", type=int, default=20, help="timed updates per measurement")
+    a = p.parse_args()
+    seen: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for _ in range(a.rounds):
+        for variant in VARIANTS:
+            cmd = [sys.executable, "-c", RUNNER, variant, a.config, "--steps", str(a.steps)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(f"{variant} failed:\n{proc.stderr}")
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            seen[variant].append(row["train_tokens_per_s"])
+            print(f"{variant:10s} {row['train_tokens_per_s']:8.1f} tokens/s ({row['precision']})", flush=True)
+    base = statistics.median(seen["torch"])
+    print("| dropout | median tokens/s | vs torch |\n|---|---:|---:|")
+    for variant, values in seen.items():
+        print(f"| {variant} | {statistics.median(values):.0f} | {statistics.median(values) / base:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
