@@ -1,34 +1,72 @@
 #!/usr/bin/env bash
-# Every check and measurement of issue 24 that needs a GPU, in one run that fits the device tool's
-# 15 minutes (about 11 here, after the machine's start). Run it through the device tool from the
-# repository root, with the wheels the GPU machine lacks in .whl (see /work/.library/device/README.md:
-# pydantic, pydantic_core, annotated_types, typing_inspection, typing_extensions) and `carry: [".whl"]`:
-#   bash bench/gpu_check.sh        what it prints (and $OUT/gpu_check.log) goes into docs/BENCHMARKS.md
-#   MINUTES=10 bash bench/gpu_check.sh   the 10-minute BLEU row alone: SKIP_TESTS=1 SKIP_BENCH=1
+# The checks and measurements that need a GPU, in parts that each fit one command of the device tool
+# (at most 10 minutes; planned for 8), run one at a time from the repository root:
+#   bash bench/gpu_check.sh tests          ~4 min: the tests that skip without a GPU, the RNN's dtype under
+#                                          bf16 autocast, the GPU-path tests, exact resume with and without
+#                                          training.deterministic (bench/gpu_resume.py)
+#   bash bench/gpu_check.sh speed          ~3 min: training tokens/s of the Transformer and the dot-attention
+#                                          RNN in fp32, bf16 and fp16
+#   bash bench/gpu_check.sh bleu [MINUTES] MINUTES (default 6) of the Multi30k Transformer, then its test2016
+#                                          BLEU at beam 5: MINUTES + ~1.5 min
+# Each part prints its results as it goes and keeps them in $OUT/gpu_check-PART.log; they go into
+# docs/SCALING.md ("On a GPU").
+#
+# What the GPU machine lacks must be brought along as wheels in .whl (ignored by git) and named in the
+# device tool's carry (see /work/.library/device/README.md for the pip download line): pydantic,
+# pydantic_core, annotated_types, typing_inspection, typing_extensions for every part; ctranslate2 as
+# well for the export tests (without it they skip). The part installs them into /tmp/site.
 set -uo pipefail
-MINUTES=${MINUTES:-6}
+part=${1:-}
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
-LOG="$OUT/gpu_check.log"
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH=/tmp/site || exit 1
 fi
 export PYTHONPATH="$PWD/src:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+python3 -c "import pydantic" 2>/dev/null || { echo "$0: pydantic is missing: bring its wheels in .whl (see the header)" >&2; exit 2; }
+
+tests() {
+    # the RNN under bf16 autocast: plain cuDNN runs it in fp16; attnkit's recurrent() in fp32
+    python3 - <<'PY'
+import torch
+from attnkit.runtime import recurrent
+lstm = torch.nn.LSTM(8, 8, batch_first=True).cuda()
+x = torch.randn(2, 5, 8, device="cuda")
+with torch.autocast("cuda", dtype=torch.bfloat16):
+    print({"lstm under bf16 autocast": str(lstm(x)[0].dtype), "through recurrent()": str(recurrent(lstm, x)[0].dtype)})
+PY
+    python3 -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_gpu_path.py tests/test_precision.py \
+        tests/test_limits.py tests/test_export.py 2>&1 | tail -15
+    python3 bench/gpu_resume.py --device cuda --steps 60
+}
+
+speed() {
+    for config in multi30k-transformer multi30k-rnn-dot; do
+        for precision in fp32 bf16 fp16; do
+            python3 -m attnkit -q bench train configs/$config.yaml --device cuda \
+                --set training.precision=$precision --steps 50 --warmup 10
+        done
+    done
+}
+
+bleu() {
+    minutes=${1:-6}
+    python3 -m attnkit -q train configs/multi30k-transformer.yaml --device cuda --max-minutes "$minutes" \
+        --out "$OUT/run" || return 1
+    python3 -m attnkit -q evaluate "$OUT/run" --beam 5 --json --device cuda \
+        --src src/attnkit/resources/multi30k/test_2016_flickr.en.gz \
+        --ref src/attnkit/resources/multi30k/test_2016_flickr.de.gz
+    python3 -c "import json; d=json.load(open('$OUT/run/summary.json')); print(json.dumps({k: d.get(k) for k in ('steps', 'device', 'precision', 'train_tokens_per_s', 'valid', 'wall_seconds')}))"
+}
+
+case "$part" in
+    tests|speed|bleu) ;;
+    *) echo "usage: bash bench/gpu_check.sh tests|speed|bleu [MINUTES]" >&2; exit 2 ;;
+esac
+shift
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
-    if [ -z "${SKIP_TESTS:-}" ]; then
-        # the tests that skip without a GPU: CPU and GPU loss curves, fp16/bf16, GPU -> CPU, inputs on the GPU
-        python3 -m pytest -q -p no:cacheprovider tests/test_device.py -k "cuda or gpu or half" 2>&1 | tail -15
-    fi
-    if [ -z "${SKIP_BENCH:-}" ]; then
-        for precision in fp32 bf16 fp16; do
-            python3 -m attnkit -q bench train configs/multi30k-transformer.yaml --device cuda \
-                --set training.precision=$precision --steps 50 --warmup 10
-        done
-    fi
-    # training tokens/s and test BLEU of the 60-minute config given MINUTES on one GPU
-    python3 -m attnkit -q train configs/multi30k-transformer.yaml --device cuda --max-minutes "$MINUTES" \
-        --out "$OUT/run" && python3 -c "import json; d=json.load(open('$OUT/run/summary.json')); print(json.dumps({k: d.get(k) for k in ('steps', 'device', 'precision', 'train_tokens_per_s', 'valid', 'test', 'wall_seconds')}))"
-} 2>&1 | tee "$LOG"
+    "$part" "$@"
+} 2>&1 | tee "$OUT/gpu_check-$part.log"

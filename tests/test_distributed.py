@@ -1,6 +1,7 @@
 """Data-parallel training with torchrun on the CPU (gloo), started as a user starts it: two ranks with
 batch B train exactly as one process with batch 2B, a stopped and resumed 2-rank run is the
-uninterrupted one, a rank that dies ends the job with a message, and torchrun's restarts resume."""
+uninterrupted one, a rank that dies or hangs ends the job with a message, and torchrun's restarts
+resume."""
 
 from __future__ import annotations
 
@@ -177,6 +178,22 @@ def test_killing_one_rank_ends_the_job_with_a_message_naming_it(corpus, tmp_path
     time.sleep(0.5)
     assert workers(out) == {}  # no process is left behind
     assert all(not Path(f"/proc/{pid}").exists() for pid in ranks.values())
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' processes through /proc")
+def test_a_rank_that_hangs_ends_the_job_after_the_collective_timeout(corpus, tmp_path):
+    """A stopped rank keeps its connections open, so nothing tells the others it is gone: they wait in
+    the next collective for ``training.collective_timeout`` (here 6 s) and end with one line."""
+    cfg, out = config(corpus, tmp_path / "c.yaml", collective_timeout=0.1), tmp_path / "run"
+    with started(cfg, out) as job:
+        wait_for(lambda: (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").stat().st_size > 0)
+        ranks = workers(out)
+        os.kill(ranks[1], signal.SIGSTOP)
+        stopped = time.monotonic()
+        _, stderr = job.communicate(timeout=120)
+        ended = time.monotonic() - stopped
+    assert job.returncode != 0 and 5 < ended < 60, ended
+    assert "rank 0: another rank of the job did not answer within training.collective_timeout at step" in stderr
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' processes through /proc")

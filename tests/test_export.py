@@ -164,6 +164,7 @@ def test_bench_translate_names_the_device_ctranslate2_runs_on(trained, capsys):
 
     _, ct2, _ = trained
     data = ct2.parent / "data"
-    assert main(["-q", "bench", "translate", str(ct2), "--src", str(data / "test.src"), "--engine", "ctranslate2"]) == 0
+    assert main(["-q", "bench", "translate", str(ct2), "--src", str(data / "test.src"), "--engine", "ctranslate2",
+                 "--device", "cpu"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert (row["engine"], row["device"], row["sentences"]) == ("ctranslate2", "cpu", 30)

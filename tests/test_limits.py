@@ -45,7 +45,8 @@ def test_training_state_that_does_not_fit_is_refused_with_the_arithmetic(monkeyp
     monkeypatch.setattr(limits, "machine_memory", lambda: 100_000)
     with pytest.raises(UserError, match=r"^training: needs .* parameters x 4 bytes x 5: weights, gradients, "
                                         r"Adam's two moments, the average\)"):
-        train(toy_config("transformer", training={"ema_decay": 0.9}), tmp_path / "run", max_steps=1, progress=False)
+        train(toy_config("transformer", training={"ema_decay": 0.9, "device": "cpu"}), tmp_path / "run", max_steps=1,
+              progress=False)
 
 
 def test_a_beam_too_wide_for_the_machine_is_refused_with_the_arithmetic(tiny_runs):

@@ -150,3 +150,41 @@ def test_an_fp16_update_that_overflows_is_skipped_and_counts_for_nothing(tmp_pat
     assert stats == {"skipped_updates": 0.0}
     assert not torch.equal(before[0], model.weight) and trainer.schedule.state_dict()["step_count"] == 1
     assert trainer.average.updates == 1
+
+
+def test_an_rnn_under_bf16_on_a_gpu_runs_in_fp32_not_fp16():
+    """cuDNN's RNN under CUDA autocast is cast to fp16 whatever autocast's dtype, with no loss scaler
+    under bf16: attnkit's policy runs it in fp32 there, and leaves fp16 runs and the CPU to autocast."""
+    assert runtime.rnn_dtype("cuda", torch.bfloat16) == torch.float32
+    assert runtime.rnn_dtype("cuda", torch.float16) is None  # fp16 autocast, with the run's loss scaler
+    # on the CPU, oneDNN's RNN in real bf16 where it has bf16 kernels, else (an AVX2 CPU) in fp32
+    assert runtime.rnn_dtype("cpu", torch.bfloat16) == (None if runtime.onednn_bf16() else torch.float32)
+    assert runtime.rnn_dtype("cpu", None) is None and runtime.rnn_dtype("cuda", None) is None
+
+
+RNN_FAMILIES = ["rnn", "rnn_professor_forcing", "rnn_tagger", "rnn_classifier", "lstm_lm_adaptive_softmax", "bilm",
+                "show_attend_tell"]
+
+
+@pytest.mark.parametrize("family", RNN_FAMILIES)
+def test_every_rnn_runs_in_the_dtype_the_policy_chooses(family, tmp_path, bf16, monkeypatch):
+    """With the policy told to run RNNs in fp32 under the CPU's bf16 autocast (as it does under a GPU's),
+    every LSTM and GRU of a family, in training and decoding, gets fp32 inputs with autocast off: each
+    goes through ``runtime.recurrent``."""
+    monkeypatch.setattr(runtime, "rnn_dtype", lambda device_type, dtype: torch.float32)
+    calls = []
+
+    def hook(module, args):
+        x = args[0]
+        data = x.data if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x
+        calls.append((data.dtype, torch.is_autocast_enabled("cpu")))
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda module, args: hook(module, args) if isinstance(module, torch.nn.RNNBase) else None)
+    try:
+        builder, _ = FAMILIES[family]
+        train_bf16(tmp_path, builder(tmp_path / "data"))
+    finally:
+        handle.remove()
+    assert calls and set(calls) == {(torch.float32, False)}
+    assert torch.bfloat16 in bf16  # the rest of the model did run in bf16

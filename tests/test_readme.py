@@ -8,7 +8,9 @@ environment's ``attnkit`` first on the PATH. What changes for the run, and only 
 - ``make demo`` / ``make test`` are not run: the suite is ``make test``, and ``attnkit demo`` has its
   own test (test_first_hour.py);
 - ``attnkit serve`` is started in the background (it serves until stopped), and the blocks after it
-  talk to it; it is stopped at the end.
+  talk to it; it is stopped at the end;
+- no GPU is visible (``CUDA_VISIBLE_DEVICES=""``): the README's ``torchrun --nproc_per_node 2`` is for
+  a machine with two GPUs or none, and on one GPU its second rank would be refused.
 A README config with no tiny stand-in here fails the test: add one to ``STANDINS``.
 """
 
@@ -115,7 +117,7 @@ def scratch(tmp_path) -> Path:
 
 
 def run_blocks(repo: Path, blocks: list[str], port: int) -> None:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "CUDA_VISIBLE_DEVICES": ""}
     for number, block in enumerate(blocks, start=1):
         script = []
         for line in block.replace("\\\n", " ").splitlines():

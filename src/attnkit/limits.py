@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from attnkit.errors import UserError
 
 GiB = 1024**3
@@ -23,18 +25,29 @@ def machine_memory() -> int:
     return total
 
 
+def device_memory(device: torch.device | None = None) -> tuple[int, str]:
+    """Bytes free for this process on ``device`` and how to name it: the machine's memory for the CPU,
+    the GPU's free memory (``torch.cuda.mem_get_info``) for a GPU."""
+    if device is not None and device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free, f"this GPU ({device}) has {gib(free)} free"
+    have = machine_memory()
+    return have, f"this machine has {gib(have)}"
+
+
 def gib(n: float) -> str:
     """A size in GiB (MiB below one GiB)."""
     return f"{n / GiB:,.1f} GiB" if n >= GiB else f"{n / 2**20:,.1f} MiB"
 
 
-def require_memory(what: str, need: int, arithmetic: str, fraction: float = 1.0) -> None:
-    """Refuse ``what`` if it needs more than ``fraction`` of the machine's memory; ``arithmetic`` says
-    how ``need`` was counted."""
-    have = machine_memory()
+def require_memory(what: str, need: int, arithmetic: str, fraction: float = 1.0,
+                   device: torch.device | None = None) -> None:
+    """Refuse ``what`` if it needs more than ``fraction`` of the memory of ``device`` (default: the
+    machine's); ``arithmetic`` says how ``need`` was counted."""
+    have, there = device_memory(device)
     if need > have * fraction:
         share = "" if fraction == 1.0 else f" ({fraction:.0%} of it may go to this)"
-        raise UserError(f"{what}: needs {gib(need)} ({arithmetic}); this machine has {gib(have)}{share}")
+        raise UserError(f"{what}: needs {gib(need)} ({arithmetic}); {there}{share}")
 
 
 def require_search_memory(sentences: int, beam: int, vocab: int) -> None:

@@ -73,7 +73,9 @@ def native_bf16() -> bool:
 
 def pick_device(spec: str = "auto") -> torch.device:
     """The device ``spec`` names (``auto``: the GPU when there is one, else the CPU); a one-line error
-    for a GPU this machine lacks. Under torchrun a bare ``cuda`` is the rank's own GPU (LOCAL_RANK)."""
+    for a GPU this machine lacks. Under torchrun a bare ``cuda`` is the rank's own GPU (LOCAL_RANK).
+    A GPU picked becomes the process's current one, so that nothing (pinned memory, a kernel launched
+    without a device) opens a context on GPU 0 when ``cuda:1`` was asked for."""
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -93,6 +95,7 @@ def pick_device(spec: str = "auto") -> torch.device:
         if device.index >= torch.cuda.device_count():
             raise UserError(f"device {spec}: there are {torch.cuda.device_count()} GPU(s), cuda:0 to "
                             f"cuda:{torch.cuda.device_count() - 1}")
+        torch.cuda.set_device(device)
     elif device.type != "cpu":
         raise UserError(f"device {spec!r}: expected auto, cpu, cuda or cuda:N")
     return device
@@ -162,8 +165,7 @@ def settle(device: str, precision: str) -> Setup:
     there (TF32 matrix products allowed on GPUs). Logged in one line."""
     where = pick_device(device)
     setup = Setup(where, effective_precision(precision, where.type))
-    if setup.device.type == "cuda":
-        torch.cuda.set_device(setup.device)
+    if setup.device.type == "cuda":  # (pick_device made it the current GPU)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     log.info("%s", setup.describe())
@@ -186,6 +188,74 @@ def autocast(precision: str, device: torch.device | str = "cpu") -> contextlib.A
     return torch.autocast(device_type, dtype=torch.bfloat16 if chosen == "bf16" else torch.float16)
 
 
+def rnn_dtype(device_type: str, autocast_dtype: torch.dtype | None) -> torch.dtype | None:
+    """The dtype an RNN (LSTM, GRU) computes in under autocast of ``autocast_dtype`` on ``device_type``:
+    None leaves it to autocast, a dtype runs it in that dtype with autocast off.
+
+    On a GPU, autocast hands cuDNN's RNNs to a wrapper that casts them to fp16 whatever autocast's
+    dtype (PyTorch's ``_cudnn_rnn_cast_reflatten``), so under bf16 they would run in fp16 with no loss
+    scaler (the scaler is on for fp16 runs only): there they run in fp32. Under fp16 they run in fp16,
+    as autocast chose, with the run's scaler. On the CPU, bf16 autocast runs oneDNN's RNN in bf16
+    where oneDNN has bf16 kernels (AVX-512 and later); without them its LSTM has no bf16 version at
+    all (an error on an AVX2 CPU), so it runs in fp32."""
+    if autocast_dtype != torch.bfloat16:
+        return None
+    if device_type == "cuda" or (device_type == "cpu" and not onednn_bf16()):
+        return torch.float32
+    return None
+
+
+@functools.cache
+def onednn_bf16() -> bool:
+    """True where oneDNN, PyTorch's CPU kernels, computes bf16 (natively or emulated with AVX-512)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def recurrent(rnn: torch.nn.RNNBase, x, hx=None):
+    """``rnn(x, hx)`` (x a tensor or a PackedSequence) in the dtype :func:`rnn_dtype` chooses for the
+    autocast in force: every LSTM and GRU of attnkit runs through here."""
+    data = x.data if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x
+    device_type = data.device.type
+    dtype = rnn_dtype(device_type, torch.get_autocast_dtype(device_type)) \
+        if torch.is_autocast_enabled(device_type) else None
+    if dtype is None:
+        return rnn(x, hx)
+    if hx is not None:
+        hx = tuple(h.to(dtype) for h in hx) if isinstance(hx, tuple) else hx.to(dtype)
+    with full_precision(device_type):
+        return rnn(x.to(dtype), hx)
+
+
+@contextlib.contextmanager
+def deterministic(enabled: bool):
+    """``training.deterministic``: PyTorch's deterministic algorithms (an operation with none warns once,
+    naming itself), cuDNN's deterministic kernels and a fixed cuBLAS workspace, for the duration; the
+    settings before are restored after. ``CUBLAS_WORKSPACE_CONFIG`` must be set before cuBLAS starts,
+    so this is entered before the first GPU product of the process."""
+    if not enabled:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
+
+
+def pinned(tensor: Tensor) -> Tensor:
+    """A copy of ``tensor`` in page-locked memory, for an asynchronous copy to the GPU. Contiguous
+    first: pinning a view pins its whole storage (the columns of a token stream would pin the stream)."""
+    return tensor.contiguous().pin_memory()
+
+
 def to_device(batch, device: torch.device):
     """``batch`` (a tensor, a dataclass of tensors, or a list, tuple or dict of them) with every tensor on
     ``device``. Batches are built on the CPU; for a GPU they go through pinned memory, without waiting."""
@@ -193,7 +263,7 @@ def to_device(batch, device: torch.device):
         if batch.device == device:
             return batch
         if device.type == "cuda" and batch.device.type == "cpu":
-            return batch.pin_memory().to(device, non_blocking=True)
+            return pinned(batch).to(device, non_blocking=True)
         return batch.to(device)
     if is_dataclass(batch) and not isinstance(batch, type):
         return replace(batch, **{f.name: to_device(getattr(batch, f.name), device) for f in fields(batch) if f.init})

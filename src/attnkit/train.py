@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,11 +17,11 @@ from attnkit.config import AnyConfig, dump_config, load_config, parse_config, re
 from attnkit.errors import UserError
 from attnkit.limits import require_memory
 from attnkit.model_dir import load_best_weights
-from attnkit.runtime import settle
+from attnkit.runtime import deterministic, settle
 from attnkit.tasks import TASKS
 from attnkit.tasks.base import Fitted
 from attnkit.training.deadline import DeadlineReached, time_limit
-from attnkit.training.distributed import join, leave, restarted, wait_for_main
+from attnkit.training.distributed import join, leave, restarted, set_timeout, wait_for_main
 from attnkit.training.trainer import BEST, LAST, STARTING, Limits, Trainer, check_resumable
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,7 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         raise UserError(f"task {cfg.task}: a library fits it in one process; run it without torchrun")
     if world.size > 1 and cfg.training.strategy.name == "professor_forcing":
         raise UserError("training.strategy: professor forcing's discriminator trains in one process for now")
+    set_timeout(world, cfg.training.collective_timeout)
     setup = settle(cfg.training.device, cfg.training.precision)  # before the data: a missing GPU fails at once
     if world.main:
         prepared = TASKS[cfg.task].prepare(cfg, out, resume)
@@ -143,8 +146,7 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         (out / STARTING).unlink(missing_ok=True)  # its model is written: a finished run, not a fresh one
         return summary
 
-    if setup.device.type == "cpu":
-        require_training_memory(prepared.model, cfg.training.ema_decay > 0)
+    require_training_memory(prepared.model, cfg.training.ema_decay > 0, setup.device)
     model = prepared.model.to(setup.device)
     if world.rank:  # each rank its own dropout masks and samples (the weights are rank 0's, from DDP)
         torch.manual_seed(cfg.training.seed + world.rank)
@@ -165,7 +167,8 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     deadline = start + limits.max_minutes * 60 - trainer.wall_before if limits.max_minutes else None
     if resume and trainer.stopped_before == "time" and max_minutes is None and deadline is not None:
         deadline = min(deadline, start)  # it ended because its time was spent (the reserve is spent too)
-    result = trainer.run(max_steps=limits.max_steps, deadline=deadline, reserve_factor=prepared.reserve_factor)
+    with deterministic(cfg.training.deterministic), gpu_memory_named(cfg.training):
+        result = trainer.run(max_steps=limits.max_steps, deadline=deadline, reserve_factor=prepared.reserve_factor)
     st = result.state
     if not world.main:  # rank 0 scores and reports; the others wait for it to end together
         leave(world)
@@ -195,14 +198,25 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     return summary
 
 
-def require_training_memory(model: torch.nn.Module, average: bool) -> None:
-    """Refuse to train a model whose training state would not fit: its weights, their gradients and the
-    optimiser's two moments (and the weights' average), float32."""
+def require_training_memory(model: torch.nn.Module, average: bool, device: torch.device | None = None) -> None:
+    """Refuse to train a model whose training state would not fit on ``device`` (the CPU's memory, or
+    the GPU's free memory): its weights, their gradients and the optimiser's two moments (and the
+    weights' average), float32."""
     params = sum(p.numel() for p in model.parameters())
     copies = 5 if average else 4
     require_memory("training", 4 * copies * params,
                    f"{params:,} parameters x 4 bytes x {copies}: weights, gradients, Adam's two moments"
-                   + (", the average" if average else ""))
+                   + (", the average" if average else ""), device=device)
+
+
+@contextmanager
+def gpu_memory_named(t) -> Iterator[None]:
+    """A GPU's out-of-memory error as one line naming what to change (a CPU that runs out is killed)."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise UserError(f"the GPU ran out of memory in training: lower training.batch_tokens (now {t.batch_tokens:,}) "
+                        "and raise training.accumulate to keep the size of an update") from None
 
 
 def log_kept_limits(limits: Limits, spent: float, max_steps: int | None, max_minutes: float | None) -> None:

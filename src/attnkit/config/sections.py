@@ -114,6 +114,14 @@ class TrainingConfig(Section):
                         description="auto (the GPU when there is one), cpu, cuda or cuda:N; --device on the "
                                     "command line")
     log_every: int = Field(20, ge=1, description="updates between the training lines of the log and metrics.jsonl")
+    collective_timeout: float = Field(
+        30.0, gt=0.0, description="torchrun: minutes a rank waits for the others in one collective (rank 0's "
+                                  "validations and checkpoints must fit in it); a rank that hangs or dies ends the "
+                                  "job after it")
+    deterministic: bool = Field(
+        False, description="PyTorch's deterministic algorithms, cuDNN's deterministic kernels and a fixed cuBLAS "
+                           "workspace: on a GPU, a resumed run then repeats the uninterrupted one (slower; an "
+                           "operation with no deterministic version warns)")
     init_from: str | None = Field(
         None, description="translation, language model: a trained model directory whose tokenizers and best "
                           "weights this run starts from (fine-tuning; its model section must match); the "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from attnkit.runtime import recurrent
+
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -26,7 +28,7 @@ class RNNEncoder(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed)
+        out, final = recurrent(self.rnn, packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # (B, S, H*dirs)
         h, c = final if isinstance(final, tuple) else (final, None)
 

@@ -23,7 +23,7 @@ from attnkit.layers.char import CharWordEncoder
 from attnkit.layers.dropout import dropout
 from attnkit.layers.scalar_mix import ScalarMix
 from attnkit.masks import padding_mask
-from attnkit.runtime import full_precision
+from attnkit.runtime import full_precision, recurrent
 
 
 @dataclass
@@ -44,7 +44,7 @@ class LSTMStack(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         outs = []
         for i, lstm in enumerate(self.layers):
-            h, _ = lstm(x)
+            h, _ = recurrent(lstm, x)
             x = h + x if i > 0 else h
             outs.append(x)
             x = dropout(x, self.dropout, self.training)

@@ -26,6 +26,7 @@ from attnkit.layers.positional import make_positions
 from attnkit.layers.transformer import DecoderLayer
 from attnkit.masks import causal_mask
 from attnkit.models.base import EncoderOutput
+from attnkit.runtime import recurrent
 from attnkit.specials import PAD
 
 
@@ -96,7 +97,7 @@ class LSTMLanguageModel(DecoderOnly):
         """tokens (B, T) -> logits (B, T, V), and the state after the last token (for truncated BPTT).
         Given ``gold`` (B, T), the next tokens, the summed -log p(gold) instead of the logits."""
         x = dropout(self.embed(tokens), self.dropout, self.training)
-        h, hidden = self.rnn(x, state.hidden if state is not None else None)  # (B, T, H)
+        h, hidden = recurrent(self.rnn, x, state.hidden if state is not None else None)  # (B, T, H)
         top, state = self._top(h), LSTMState(hidden, tokens.size(0))
         adaptive = isinstance(self.W_out, TiedAdaptiveSoftmax)
         if gold is None:

@@ -23,6 +23,7 @@ from attnkit.layers.dropout import dropout
 from attnkit.layers.rnn import CELLS, RNNEncoder
 from attnkit.masks import padding_mask
 from attnkit.models.base import DecoderOutput, EncoderOutput
+from attnkit.runtime import recurrent
 from attnkit.specials import PAD
 
 ATTENTION_CONTEXTS = ("dot", "general", "additive")
@@ -127,7 +128,7 @@ class RNNDecoder(nn.Module):
         x = dropout(self.embed(tokens), self.dropout, self.training)  # (B, T, E)
         if self.input_feeding:
             x = torch.cat([x, state.feed.unsqueeze(1)], dim=-1)  # (B, 1, E + D_out)
-        h, hidden = self.rnn(x, state.hidden)  # h: (B, T, H), the top layer
+        h, hidden = recurrent(self.rnn, x, state.hidden)  # h: (B, T, H), the top layer
         alpha = None
         if self.context == "none":
             features = h

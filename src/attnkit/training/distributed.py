@@ -23,8 +23,8 @@ from torch import Tensor, nn
 
 from attnkit.errors import UserError
 
-# rank 0 validates while the others wait in the next collective: a long validation must not time out
-WAIT = timedelta(hours=3)
+# joining the job, until the config's training.collective_timeout applies (set_timeout)
+WAIT = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,15 @@ def attempt_store() -> dict:
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     return {"store": dist.PrefixStore(f"attnkit/attempt_{attempt}", agent), "rank": int(os.environ["RANK"]),
             "world_size": size}
+
+
+def set_timeout(world: World, minutes: float) -> None:
+    """How long a rank waits for the others in one collective (``training.collective_timeout``): rank 0
+    validates and writes checkpoints while the others wait in the next one, so it must outlast those;
+    a rank that hangs or dies ends the job after it (an hour-long default would hold every GPU of a
+    job for an hour)."""
+    if world.size > 1:
+        dist.distributed_c10d._set_pg_timeout(timedelta(minutes=minutes))
 
 
 def restarted() -> bool:
@@ -135,7 +144,11 @@ def peer_lost(err: BaseException) -> bool:
                                                                       "Connection closed")))
 
 
-def lost_rank(world: World, step: int) -> UserError:
-    """The one-line error of a rank whose collective failed because another rank ended."""
+def lost_rank(world: World, step: int, err: BaseException) -> UserError:
+    """The one-line error of a rank whose collective failed because another rank ended or hung."""
+    if "timed out" in str(err).lower():
+        return UserError(f"rank {world.rank}: another rank of the job did not answer within "
+                         f"training.collective_timeout at step {step + 1}; --resume continues from the run's last "
+                         "checkpoint, if it wrote one")
     return UserError(f"rank {world.rank}: another rank of the job ended at step {step + 1} (torchrun's report "
                      f"names it); --resume continues from the run's last checkpoint, if it wrote one")

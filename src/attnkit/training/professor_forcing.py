@@ -29,7 +29,7 @@ from attnkit.checkpoint import optimizer_state, optimizer_tensors
 from attnkit.config.strategies import ProfessorForcingConfig
 from attnkit.data.batching import Batch
 from attnkit.decoding.rollout import DecoderView, rollout
-from attnkit.runtime import full_precision
+from attnkit.runtime import full_precision, recurrent
 from attnkit.specials import PAD
 from attnkit.training.strategies import Strategy, token_nll
 
@@ -47,7 +47,8 @@ class Discriminator(nn.Module):
         """states (B, T, D), mask (B, T) True at real positions -> logits (B,)."""
         lengths = mask.sum(1).clamp_min(1)
         packed = pack_padded_sequence(states, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        h, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=states.size(1))  # (B, T, 2H)
+        out, _ = recurrent(self.rnn, packed)
+        h, _ = pad_packed_sequence(out, batch_first=True, total_length=states.size(1))  # (B, T, 2H)
         pooled = (h * mask.unsqueeze(-1)).sum(1) / lengths.unsqueeze(-1)  # (B, 2H)
         return self.mlp(pooled).squeeze(-1)
 

@@ -350,14 +350,15 @@ class Trainer:
 
     @contextmanager
     def on_lost_rank(self):
-        """A collective that failed because another rank died becomes one line (torchrun ends the job)."""
+        """A collective that failed because another rank died or hung becomes one line (torchrun ends the
+        job)."""
         try:
             yield
         except RuntimeError as err:
             if self.world.size == 1 or not peer_lost(err):
                 raise
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's own SIGTERM must not cut the line short
-            raise lost_rank(self.world, self.state.step) from None
+            raise lost_rank(self.world, self.state.step, err) from None
 
     def budget(self, max_steps: int, deadline: float | None) -> Callable[[int, float], float] | None:
         """For a schedule that decays over the budget: (step, now) -> the fraction of it spent, the larger
