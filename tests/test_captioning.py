@@ -33,7 +33,7 @@ from attnkit.data.digit_scenes import COLS, ROWS, WORDS, digit_splits
 from attnkit.data.images import load_image, to_tensor
 from attnkit.decoding.search import beam_search, greedy
 from attnkit.errors import UserError
-from attnkit.specials import BOS, EOS
+from attnkit.specials import BOS, EOS, PAD
 from attnkit.tasks.captioning import box_mass, caption_scores
 from attnkit.training.captioning_loss import DoublyStochasticAttention, doubly_stochastic_penalty
 
@@ -84,12 +84,16 @@ def test_search_captions_images_unchanged_and_beam_1_is_greedy(arch):
     b = beam_search(model, images, 1, max_len, alpha=0.0)
     assert [h[0].tokens for h in g] == [h[0].tokens for h in b]
     assert len({tuple(h[0].tokens) for h in g}) > 1  # different images, different captions
-    # the teacher-forced pass over greedy's words gives greedy's log-probability (step == forward)
-    tokens = g[0][0].tokens
-    with torch.no_grad():
-        out = model(images[:1], torch.tensor([[BOS] + tokens]))
-    lp = torch.log_softmax(out.logits.float(), -1)[0, torch.arange(len(tokens) + 1), tokens + [EOS]].sum()
-    assert abs(float(lp) - g[0][0].log_prob) < 1e-4 or len(tokens) == 6  # cut at max_len: EOS was forced
+    # the teacher-forced pass over greedy's words gives greedy's log-probability (step == forward), each
+    # step's distribution over the tokens a search may produce; a caption of max_len words has no EOS
+    for row, hyps in enumerate(g):
+        tokens = hyps[0].tokens
+        with torch.no_grad():
+            logits = model(images[row : row + 1], torch.tensor([[BOS] + tokens])).logits[0].float()
+        logits[:, [PAD, BOS]] = float("-inf")
+        said = tokens + ([EOS] if len(tokens) < 6 else [])
+        lp = torch.log_softmax(logits, -1)[torch.arange(len(said)), said].sum()
+        assert float(lp) == pytest.approx(hyps[0].log_prob, abs=1e-4)
 
 
 # -- the doubly stochastic regulariser ----------------------------------------------------------------

@@ -38,6 +38,32 @@ def test_the_gpu_picked_becomes_the_current_one(two_gpus):
     assert runtime.pick_device("cpu") == torch.device("cpu") and len(two_gpus) == 1
 
 
+def test_the_servers_model_thread_runs_on_the_models_gpu(monkeypatch):
+    """The current GPU is per thread: the thread that runs every request makes the model's its own."""
+    import threading
+
+    from attnkit.server import Queue
+
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "set_device",
+                        lambda device: made_current.append((threading.current_thread().name, device)))
+    queue = Queue(device=torch.device("cuda", 1))
+    ran_on = queue.run(lambda: threading.current_thread().name)
+    assert made_current == [(ran_on, torch.device("cuda", 1))] and ran_on.startswith("attnkit-model")
+    assert Queue(device=torch.device("cpu")).run(lambda: 1) == 1 and len(made_current) == 1
+
+
+def test_training_checks_its_state_against_the_device_it_trains_on(toy_config, tmp_path, monkeypatch):
+    from attnkit import limits
+
+    asked = []
+    real = limits.device_memory
+    monkeypatch.setattr(limits, "device_memory", lambda device=None: asked.append(device) or real(device))
+    cfg = toy_config("transformer", training={"device": "cpu"})
+    assert main(["-q", "train", str(cfg), "--out", str(tmp_path / "run"), "--max-steps", "1"]) == 0
+    assert torch.device("cpu") in asked
+
+
 def test_a_batch_is_pinned_alone_not_with_the_storage_it_views(monkeypatch):
     pinned_bytes = []
 
@@ -93,4 +119,6 @@ def test_deterministic_training_sets_pytorchs_deterministic_mode_for_the_run(ask
     assert main(["-q", "train", str(cfg), "--out", str(tmp_path / "run"), "--max-steps", "2"]) == 0
     assert seen == ({"deterministic": True, "cudnn": True, "workspace": ":4096:8"} if asked else
                     {"deterministic": False, "cudnn": False, "workspace": None})
-    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic  # restored
+    # restored after the run
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ

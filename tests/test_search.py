@@ -211,6 +211,7 @@ def test_length_penalty_and_max_lengths():
     assert max_lengths(src, 1.5, 10, None).tolist() == [16, 13]
     assert max_lengths(src, 1.5, 10, 15).tolist() == [14, 13]  # capped at the model's limit - 1
     assert max_lengths(src, 0.0, 2, None).tolist() == [2, 2]
+    assert max_lengths(src, 0.0, 0, None).tolist() == [1, 1]  # at least one step: EOS, or a token
 
 
 def test_beam_rejects_nbest_above_beam():

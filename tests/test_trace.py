@@ -89,3 +89,16 @@ def test_plot_beam_draws_the_tree(model_dir, tmp_path):
     first = max(steps[0], key=lambda c: c["log_prob"])
     assert f"{first['log_prob']:.2f}" in svg
     assert len(translations) == 2 and translations[0].score >= translations[1].score
+
+
+def test_a_hypothesis_finished_by_eos_reads_with_its_end_one_at_the_limit_without():
+    from attnkit.decoding.trace import Candidate, readable
+
+    trace = SearchTrace()
+    trace.record(0, [Candidate(0, 5, -1.0, KEPT, slot=0), Candidate(0, EOS, -2.0, FINISHED, score=-2.0),
+                     Candidate(0, 7, -4.0, PRUNED)])
+    trace.record(0, [Candidate(0, 6, -3.0, FINISHED, score=-1.5)])  # the sentence's last step: no EOS
+    steps = readable(trace, 0, lambda ids: " ".join(map(str, ids)), str)
+    assert [[c["text"] for c in step] for step in steps] == [["5", "</s>", "7"], ["5 6"]]
+    assert [tokens for tokens, _ in trace.finished(0)] == [[5, 6], []]  # by score, EOS left out
+    assert [tokens for tokens, _ in trace.finished(0, beam=1)] == [[]]  # the most probable one

@@ -41,7 +41,7 @@ class ScoredTranslation(BaseModel):
 class SearchCandidate(BaseModel):
     """One candidate a search step looked at (``attnkit/decoding/trace.py``)."""
 
-    text: str = Field(description="the hypothesis it makes, detokenized (a finished one ends in </s>)")
+    text: str = Field(description="the hypothesis it makes, detokenized (one finished by EOS ends in </s>)")
     piece: str = Field(description="the token it adds")
     log_prob: float = Field(description="the hypothesis's cumulative log-probability")
     fate: Literal["kept", "finished", "pruned"]

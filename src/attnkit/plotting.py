@@ -228,10 +228,11 @@ def contexts_figure(snippets: list[str], static: Tensor, contextual: Tensor, wor
 FATE_COLOURS = {"kept": "tab:blue", "finished": "tab:green", "pruned": "0.7"}
 
 
-def beam_figure(steps: list[list[dict]], title: str | None = None) -> Figure:
-    """The search tree of one sentence from ``decoding.trace.readable`` steps: a column per step, a
-    node per candidate (its token and cumulative log-probability), an edge from the hypothesis it
-    extends; kept blue, finished green, pruned grey, the best finished hypothesis's path in red."""
+def beam_figure(steps: list[list[dict]], beam: int, title: str | None = None) -> Figure:
+    """The search tree of one sentence from ``decoding.trace.readable`` steps of a search with ``beam``
+    hypotheses: a column per step, a node per candidate (its token and cumulative log-probability), an
+    edge from the hypothesis it extends; kept blue, finished green, pruned grey, and in red the path
+    of the hypothesis the search returned (the best by score of the ``beam`` most probable finished)."""
     if not steps:
         raise UserError("nothing to draw: the input is empty")
     rows = max(len(step) for step in steps)
@@ -245,6 +246,7 @@ def beam_figure(steps: list[list[dict]], title: str | None = None) -> Figure:
             if c["fate"] == "kept":
                 where[t, c["slot"]] = (t, -y)
     finished = [(t, y, c) for t, y, c in nodes if c["fate"] == "finished"]
+    finished = sorted(finished, key=lambda n: -n[2]["log_prob"])[:beam]  # as decoding.search.best_finished
     best = max(finished, key=lambda n: n[2]["score"]) if finished else None
     path = set()
     if best is not None:  # walk back from the best finished hypothesis to the start

@@ -26,9 +26,11 @@ import functools
 import logging
 import os
 from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
 
 from attnkit.errors import UserError
 
@@ -214,10 +216,11 @@ def onednn_bf16() -> bool:
         return False
 
 
-def recurrent(rnn: torch.nn.RNNBase, x, hx=None):
+def recurrent(rnn: torch.nn.RNNBase, x: Tensor | PackedSequence,
+              hx: Tensor | tuple[Tensor, Tensor] | None = None) -> tuple[Tensor | PackedSequence, Any]:
     """``rnn(x, hx)`` (x a tensor or a PackedSequence) in the dtype :func:`rnn_dtype` chooses for the
     autocast in force: every LSTM and GRU of attnkit runs through here."""
-    data = x.data if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x
+    data = x.data if isinstance(x, PackedSequence) else x
     device_type = data.device.type
     dtype = rnn_dtype(device_type, torch.get_autocast_dtype(device_type)) \
         if torch.is_autocast_enabled(device_type) else None
@@ -240,6 +243,7 @@ def deterministic(enabled: bool):
         return
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
               torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -248,6 +252,8 @@ def deterministic(enabled: bool):
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
+        if workspace is None:
+            del os.environ["CUBLAS_WORKSPACE_CONFIG"]
 
 
 def pinned(tensor: Tensor) -> Tensor:

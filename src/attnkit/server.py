@@ -35,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -226,11 +227,15 @@ class Queue:
 
     One thread runs every request: PyTorch's CPU kernels keep per-thread pools and scratch memory, so
     a model run from each of the web server's worker threads in turn made the server's memory grow
-    fivefold under 16 clients (docs/RELIABILITY.md)."""
+    fivefold under 16 clients (docs/RELIABILITY.md). A model on ``cuda:N`` makes it that thread's
+    current GPU (the current GPU is per thread)."""
 
-    def __init__(self, size: int = MAX_QUEUE, seconds: float = WAIT_SECONDS):
+    def __init__(self, size: int = MAX_QUEUE, seconds: float = WAIT_SECONDS, device: torch.device | None = None):
         self.size, self.seconds = size, seconds
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnkit-model")
+        on_gpu = device is not None and device.type == "cuda"
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnkit-model",
+                                         initializer=torch.cuda.set_device if on_gpu else None,
+                                         initargs=(device,) if on_gpu else ())
         self.count, self.count_lock = 0, threading.Lock()
 
     def run(self, work: Callable[[], Inspection]) -> Inspection:
@@ -384,7 +389,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, devi
     check_port(host, port)
     where = pick_device(device)
     inspector = load_inspector(model_dir, str(where))
-    app = make_app(inspector, Path(model_dir).resolve().name)
+    app = make_app(inspector, Path(model_dir).resolve().name, queue=Queue(device=where))
     shown = f"[{host}]" if ":" in host else host
     log.info("serving the %s model %s on %s at http://%s:%d/ (API: /docs; Ctrl-C stops)", inspector.task,
              model_dir, where, shown, port)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from attnkit.checkpoint import atomic_write_text
-from attnkit.config import AnyConfig, dump_config, load_config, parse_config, resolve_path
+from attnkit.config import AnyConfig, TrainingConfig, dump_config, load_config, parse_config, resolve_path
 from attnkit.errors import UserError
 from attnkit.limits import require_memory
 from attnkit.model_dir import load_best_weights
@@ -21,7 +21,7 @@ from attnkit.runtime import deterministic, settle
 from attnkit.tasks import TASKS
 from attnkit.tasks.base import Fitted
 from attnkit.training.deadline import DeadlineReached, time_limit
-from attnkit.training.distributed import join, leave, restarted, set_timeout, wait_for_main
+from attnkit.training.distributed import collective_timeout, join, leave, restarted, wait_for_main
 from attnkit.training.trainer import BEST, LAST, STARTING, Limits, Trainer, check_resumable
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,6 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         raise UserError(f"task {cfg.task}: a library fits it in one process; run it without torchrun")
     if world.size > 1 and cfg.training.strategy.name == "professor_forcing":
         raise UserError("training.strategy: professor forcing's discriminator trains in one process for now")
-    set_timeout(world, cfg.training.collective_timeout)
     setup = settle(cfg.training.device, cfg.training.precision)  # before the data: a missing GPU fails at once
     if world.main:
         prepared = TASKS[cfg.task].prepare(cfg, out, resume)
@@ -167,7 +166,8 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     deadline = start + limits.max_minutes * 60 - trainer.wall_before if limits.max_minutes else None
     if resume and trainer.stopped_before == "time" and max_minutes is None and deadline is not None:
         deadline = min(deadline, start)  # it ended because its time was spent (the reserve is spent too)
-    with deterministic(cfg.training.deterministic), gpu_memory_named(cfg.training):
+    with deterministic(cfg.training.deterministic), gpu_memory_named(cfg.training), \
+            collective_timeout(world, cfg.training.collective_timeout):
         result = trainer.run(max_steps=limits.max_steps, deadline=deadline, reserve_factor=prepared.reserve_factor)
     st = result.state
     if not world.main:  # rank 0 scores and reports; the others wait for it to end together
@@ -210,13 +210,14 @@ def require_training_memory(model: torch.nn.Module, average: bool, device: torch
 
 
 @contextmanager
-def gpu_memory_named(t) -> Iterator[None]:
+def gpu_memory_named(t: TrainingConfig) -> Iterator[None]:
     """A GPU's out-of-memory error as one line naming what to change (a CPU that runs out is killed)."""
     try:
         yield
     except torch.cuda.OutOfMemoryError:
         raise UserError(f"the GPU ran out of memory in training: lower training.batch_tokens (now {t.batch_tokens:,}) "
-                        "and raise training.accumulate to keep the size of an update") from None
+                        "and raise training.accumulate to keep the size of an update (in a validation: lower "
+                        "decoding.batch_size)") from None
 
 
 def log_kept_limits(limits: Limits, spent: float, max_steps: int | None, max_minutes: float | None) -> None:

@@ -143,7 +143,9 @@ class CTranslate2Translator(Translator):
                 hyps = []
                 for pieces_out, score in zip(r.hypotheses, r.scores):
                     tokens = [self.tgt_ids[p] for p in pieces_out]
-                    log_prob = score * len(tokens) ** epsilon if tokens else self._empty_log_prob(pieces[i])
+                    # CTranslate2's score is log P / |Y|^epsilon: -inf for an empty hypothesis (|Y| = 0)
+                    empty = epsilon and not tokens
+                    log_prob = self._empty_log_prob(pieces[i]) if empty else score * len(tokens) ** epsilon
                     norm = length_penalty(len(tokens) + 1, d.length_penalty) if beam > 1 else 1.0  # greedy: raw
                     hyps.append(Hypothesis(tokens, log_prob / norm, log_prob))
                 out[i] = best_finished(hyps, beam)[:nbest]
@@ -152,7 +154,7 @@ class CTranslate2Translator(Translator):
     def _empty_log_prob(self, source: list[str]) -> float:
         """log P(EOS first), over the tokens a search may produce (what CTranslate2's score of an
         empty hypothesis would be without its length normalisation)."""
-        eos, *never = self.engine.score_batch([source] * 3, [[]] + self.never)
+        eos, *never = self.engine.score_batch([source] * (1 + len(self.never)), [[]] + self.never, max_input_length=0)
         excluded = sum(math.exp(r.log_probs[0]) for r in never)
         return eos.log_probs[0] - math.log1p(-excluded)
 

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--trace", action="store_true",
                     help="show each step of the search on stderr: the hypotheses kept (beam search: the k live "
                          "ones; greedy: the token chosen), their log-probabilities, the ones pruned, and where EOS "
-                         "finished one (with its length-normalised score); lines are translated one at a time")
+                         "or the length limit finished one (with its length-normalised score); lines are "
+                         "translated one at a time")
     add_engine(tr)
     add_device(tr)
     tr.set_defaults(func=c.cmd_translate)

@@ -98,9 +98,10 @@ def add_parsers(sub) -> None:
     bm = psub.add_parser("beam", help="the search tree of one sentence: what beam search kept, finished and pruned",
                          description="Translate --text with beam search (or greedy, --beam 1) and draw every step: "
                                      "the candidates the search looked at (beam k: the best 2k extensions of its k "
-                                     "hypotheses), each with its token and log-probability; kept, finished by EOS "
-                                     "(with its length-normalised score) or pruned; the best hypothesis's path in "
-                                     "red. 'attnkit translate --trace' prints the same steps.")
+                                     "hypotheses), each with its token and log-probability; kept, finished by EOS or "
+                                     "at the length limit (with its length-normalised score) or pruned; the path of "
+                                     "the hypothesis the search returned in red. 'attnkit translate --trace' prints "
+                                     "the same steps.")
     bm.add_argument("model_dir", metavar="DIR", help="a trained translation model directory")
     bm.add_argument("--text", required=True, help="the sentence to translate")
     bm.add_argument("--beam", type=like(DecodingConfig, "beam"), metavar="N", help="beam size (default: config)")
@@ -274,7 +275,7 @@ def cmd_plot_beam(args: argparse.Namespace) -> int:
     beam = args.beam or translator.cfg.decoding.beam
     translations, steps = translator.trace(args.text, beam)
     title = f"{'greedy' if beam == 1 else f'beam {beam}'}: {args.text}  ->  {translations[0].text}"
-    return _written(save(beam_figure(steps, title), args.out))
+    return _written(save(beam_figure(steps, beam, title), args.out))
 
 
 def cmd_plot_contexts(args: argparse.Namespace) -> int:

@@ -115,9 +115,9 @@ class TrainingConfig(Section):
                                     "command line")
     log_every: int = Field(20, ge=1, description="updates between the training lines of the log and metrics.jsonl")
     collective_timeout: float = Field(
-        30.0, gt=0.0, description="torchrun: minutes a rank waits for the others in one collective (rank 0's "
-                                  "validations and checkpoints must fit in it); a rank that hangs or dies ends the "
-                                  "job after it")
+        30.0, gt=0.0, description="torchrun: minutes a rank waits for the others in one collective of the "
+                                  "training loop (rank 0's validations and checkpoints must fit in it); a rank that "
+                                  "hangs ends the job after it")
     deterministic: bool = Field(
         False, description="PyTorch's deterministic algorithms, cuDNN's deterministic kernels and a fixed cuBLAS "
                            "workspace: on a GPU, a resumed run then repeats the uninterrupted one (slower; an "

@@ -27,7 +27,7 @@ NEG_INF = float("-inf")
 class Hypothesis:
     tokens: list[int]
     score: float  # what the search ranks by: log-prob, length-normalised in beam search
-    log_prob: float  # sum of token log-probabilities, EOS included
+    log_prob: float  # sum of token log-probabilities, EOS included (where it ended with EOS, not at its limit)
 
 
 def constrain(logits: Tensor, step: int, min_len: int) -> Tensor:
@@ -90,7 +90,7 @@ def _decode(decoder: Decoder, state: Any, start: Tensor, max_len: Tensor, min_le
     distribution to choose from; ``trace`` records each step's ``trace.width`` most probable tokens
     and the one chosen."""
     B, device = start.size(0), start.device
-    limits = max_len.to(device)
+    limits = max_len.to(device).clamp(min=1)  # a hypothesis has at least one step
     out = torch.full((B, int(limits.max())), PAD, dtype=torch.long, device=device)  # (B, steps)
     log_prob = torch.zeros(B, device=device)
     live, tokens = torch.arange(B, device=device), start  # the original rows still going, their inputs
@@ -187,7 +187,7 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
     B, k, device = start.size(0), beam, start.device
     state = decoder.reorder(state, torch.arange(B, device=device).repeat_interleave(k))
     active = torch.arange(B, device=device)  # original sentence ids still decoding
-    limits = max_len.to(device)
+    limits = max_len.to(device).clamp(min=1)  # a hypothesis has at least one step
     scores = torch.zeros(B, k, device=device)  # cumulative log-probs of live hypotheses
     scores[:, 1:] = NEG_INF  # all beams start equal: expand only the first at step 0
     prefixes = torch.full((B * k, 0), BOS, dtype=torch.long, device=device)

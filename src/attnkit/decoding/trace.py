@@ -108,7 +108,7 @@ class SearchTrace:
 
 def readable(trace: SearchTrace, sentence: int, decode, piece) -> list[list[dict]]:
     """The steps of one sentence as plain dicts, each candidate with the ``text`` of the hypothesis it
-    makes (``decode``: token ids -> text; a finished one ends in ``</s>``) and the ``piece`` it adds
+    makes (``decode``: token ids -> text; one finished by EOS ends in ``</s>``) and the ``piece`` it adds
     (``piece``: token id -> its vocabulary entry)."""
     steps = []
     for t, step in enumerate(trace.steps.get(sentence, [])):

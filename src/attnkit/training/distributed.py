@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,8 +25,9 @@ from torch import Tensor, nn
 
 from attnkit.errors import UserError
 
-# joining the job, until the config's training.collective_timeout applies (set_timeout)
-WAIT = timedelta(minutes=30)
+# outside the training loop: the others wait while rank 0 prepares the data (tokenizers, corpora) and
+# scores the test set; training.collective_timeout bounds the waits of the loop (collective_timeout)
+WAIT = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,18 @@ def attempt_store() -> dict:
             "world_size": size}
 
 
-def set_timeout(world: World, minutes: float) -> None:
-    """How long a rank waits for the others in one collective (``training.collective_timeout``): rank 0
-    validates and writes checkpoints while the others wait in the next one, so it must outlast those;
-    a rank that hangs or dies ends the job after it (an hour-long default would hold every GPU of a
-    job for an hour)."""
-    if world.size > 1:
-        dist.distributed_c10d._set_pg_timeout(timedelta(minutes=minutes))
+@contextmanager
+def collective_timeout(world: World, minutes: float) -> Iterator[None]:
+    """How long a rank waits for the others in one collective of the training loop
+    (``training.collective_timeout``): rank 0 validates and writes checkpoints while the others wait in
+    the next one, so it must outlast those; a rank that hangs ends the job after it. Outside the loop
+    (data preparation, the test set) the wait is ``WAIT``."""
+    if world.size == 1:
+        yield
+        return
+    dist.distributed_c10d._set_pg_timeout(timedelta(minutes=minutes))  # (no public setter in torch 2.13)
+    yield
+    dist.distributed_c10d._set_pg_timeout(WAIT)  # (not after an error: the job is ending, its group may be gone)
 
 
 def restarted() -> bool:
@@ -146,7 +154,7 @@ def peer_lost(err: BaseException) -> bool:
 
 def lost_rank(world: World, step: int, err: BaseException) -> UserError:
     """The one-line error of a rank whose collective failed because another rank ended or hung."""
-    if "timed out" in str(err).lower():
+    if any(words in str(err).lower() for words in ("timed out", "timing out", "timeout")):  # gloo, NCCL
         return UserError(f"rank {world.rank}: another rank of the job did not answer within "
                          f"training.collective_timeout at step {step + 1}; --resume continues from the run's last "
                          "checkpoint, if it wrote one")
