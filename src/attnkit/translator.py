@@ -106,7 +106,8 @@ class CTranslate2Translator(Translator):
     - the distribution is over the tokens a search may produce: ``<s>`` and ``<pad>`` suppressed,
       EOS before ``min_len`` too, then normalised (CTranslate2 masks logits before its softmax);
     - each sentence's own length limit, which ends a hypothesis with or without EOS (CTranslate2
-      takes one limit per call, so sentences are sent in groups of equal limit);
+      takes one limit per call: a batch goes in one call at its longest, and a sentence whose search
+      came near its own limit again, with the others of its limit);
     - beam search stops a sentence at ``beam`` finished hypotheses, keeps the ``beam`` most probable
       and ranks them by GNMT's length penalty. CTranslate2 normalises by length^alpha instead, and
       with no length penalty it may stop early; it is called with a length penalty of ``1e-6`` (which
@@ -126,29 +127,44 @@ class CTranslate2Translator(Translator):
 
     def search(self, sources: list[list[int]], beam: int, nbest: int,
                trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
+        """The batch in one call at its longest limit; a sentence whose search came near its own limit
+        is searched again at that limit (one call per limit: CTranslate2 takes one). A sentence whose
+        hypotheses all ended before its last step searched exactly as it would have at its own limit."""
         if trace is not None:
             raise UserError("a search trace follows attnkit's own search: use --engine torch")
         d = self.cfg.decoding
         pieces = [self.src_tok.pieces(ids[:-1]) for ids in sources]  # CTranslate2 appends </s> itself
         limits = max_lengths(pad(sources), d.max_len_a, d.max_len_b, self.max_positions).tolist()
+        found = self._search(pieces, beam, max(limits))
+        # greedy's last step may end a hypothesis with EOS as the longer run would; beam's last step
+        # finishes every candidate, so a beam must have ended before it
+        room = 0 if beam == 1 else 1
+        near = [i for i, hyps in enumerate(found) if max(len(h.tokens) for h in hyps) > limits[i] - 1 - room]
+        for limit in sorted({limits[i] for i in near}):
+            rows = [i for i in near if limits[i] == limit]
+            for i, hyps in zip(rows, self._search([pieces[i] for i in rows], beam, limit)):
+                found[i] = hyps
+        return [best_finished(hyps, beam)[:nbest] for hyps in found]
+
+    def _search(self, pieces: list[list[str]], beam: int, limit: int) -> list[list[Hypothesis]]:
+        """CTranslate2's finished hypotheses of each source with attnkit's rules, at most ``limit`` tokens."""
+        d = self.cfg.decoding
         epsilon = self.SCORE_EPSILON if beam > 1 else 0.0
-        out: list[list[Hypothesis]] = [[] for _ in sources]
-        for limit in sorted(set(limits)):  # one call per length limit
-            rows = [i for i, row_limit in enumerate(limits) if row_limit == limit]
-            results = self.engine.translate_batch(
-                [pieces[i] for i in rows], beam_size=beam, num_hypotheses=beam, length_penalty=epsilon,
-                max_decoding_length=limit, min_decoding_length=min(d.min_len, limit),
-                suppress_sequences=self.never, max_input_length=0, return_scores=True)
-            for i, r in zip(rows, results):
-                hyps = []
-                for pieces_out, score in zip(r.hypotheses, r.scores):
-                    tokens = [self.tgt_ids[p] for p in pieces_out]
-                    # CTranslate2's score is log P / |Y|^epsilon: -inf for an empty hypothesis (|Y| = 0)
-                    empty = epsilon and not tokens
-                    log_prob = self._empty_log_prob(pieces[i]) if empty else score * len(tokens) ** epsilon
-                    norm = length_penalty(len(tokens) + 1, d.length_penalty) if beam > 1 else 1.0  # greedy: raw
-                    hyps.append(Hypothesis(tokens, log_prob / norm, log_prob))
-                out[i] = best_finished(hyps, beam)[:nbest]
+        results = self.engine.translate_batch(
+            pieces, beam_size=beam, num_hypotheses=beam, length_penalty=epsilon, max_decoding_length=limit,
+            min_decoding_length=min(d.min_len, limit), suppress_sequences=self.never, max_input_length=0,
+            return_scores=True)
+        out = []
+        for source, r in zip(pieces, results):
+            hyps = []
+            for pieces_out, score in zip(r.hypotheses, r.scores):
+                tokens = [self.tgt_ids[p] for p in pieces_out]
+                # CTranslate2's score is log P / |Y|^epsilon: -inf for an empty hypothesis (|Y| = 0)
+                empty = epsilon and not tokens
+                log_prob = self._empty_log_prob(source) if empty else score * len(tokens) ** epsilon
+                norm = length_penalty(len(tokens) + 1, d.length_penalty) if beam > 1 else 1.0  # greedy: raw
+                hyps.append(Hypothesis(tokens, log_prob / norm, log_prob))
+            out.append(hyps)
         return out
 
     def _empty_log_prob(self, source: list[str]) -> float:
