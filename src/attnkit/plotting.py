@@ -17,6 +17,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from attnkit.decoding.trace import ranked_finished
 from attnkit.errors import UserError
 from attnkit.inspection import AttentionMap
 
@@ -245,9 +246,9 @@ def beam_figure(steps: list[list[dict]], beam: int, title: str | None = None) ->
             nodes.append((t, -y, c))
             if c["fate"] == "kept":
                 where[t, c["slot"]] = (t, -y)
-    finished = [(t, y, c) for t, y, c in nodes if c["fate"] == "finished"]
-    finished = sorted(finished, key=lambda n: -n[2]["log_prob"])[:beam]  # as decoding.search.best_finished
-    best = max(finished, key=lambda n: n[2]["score"]) if finished else None
+    finished = [(t, y, c) for t, y, c in nodes if c["fate"] == "finished"]  # in the order they finished
+    returned = ranked_finished(finished, beam, lambda n: n[2]["log_prob"], lambda n: n[2]["score"])
+    best = returned[0] if returned else None
     path = set()
     if best is not None:  # walk back from the best finished hypothesis to the start
         t, parent = best[0], best[2]["parent"]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attnkit.decoding.trace import SearchTrace
+from attnkit.decoding.trace import SearchTrace, ranked_finished
 from attnkit.models.base import Decoder, Seq2Seq
 from attnkit.specials import BOS, EOS, PAD
 
@@ -238,8 +238,6 @@ def beam_decode(decoder: Decoder, state: Any, start: Tensor, beam: int, max_len:
 
 
 def best_finished(hyps: list[Hypothesis], k: int) -> list[Hypothesis]:
-    """The ``k`` most probable of a sentence's finished hypotheses, best first by score (ties: in the
-    order they finished). A last step may finish more than ``k``; the surplus is dropped by
-    log-probability, as CTranslate2 drops it."""
-    most_probable = sorted(range(len(hyps)), key=lambda i: -hyps[i].log_prob)[:k]
-    return [hyps[i] for i in sorted(most_probable, key=lambda i: (-hyps[i].score, i))]
+    """The ``k`` most probable of a sentence's finished hypotheses, best first by score
+    (:func:`decoding.trace.ranked_finished`, the one rule the trace and its plot follow too)."""
+    return ranked_finished(hyps, k, lambda h: h.log_prob, lambda h: h.score)

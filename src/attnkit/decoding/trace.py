@@ -16,7 +16,9 @@ so the whole search tree can be rebuilt (:meth:`SearchTrace.tokens`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 from torch import Tensor
 
@@ -25,6 +27,17 @@ from attnkit.specials import EOS
 NEG_INF = float("-inf")
 
 KEPT, FINISHED, PRUNED = "kept", "finished", "pruned"
+
+T = TypeVar("T")
+
+
+def ranked_finished(finished: list[T], k: int | None, log_prob: Callable[[T], float],
+                    score: Callable[[T], float]) -> list[T]:
+    """What beam search returns of a sentence's finished hypotheses (in the order they finished): the
+    ``k`` most probable (all, for None), best first by score (ties: in the order they finished). A last
+    step may finish more than ``k``; the surplus is dropped by log-probability, as CTranslate2 drops it."""
+    most_probable = sorted(range(len(finished)), key=lambda i: -log_prob(finished[i]))[:k]
+    return [finished[i] for i in sorted(most_probable, key=lambda i: (-score(finished[i]), i))]
 
 
 @dataclass
@@ -102,8 +115,7 @@ class SearchTrace:
         done = [(self.tokens(sentence, t, c), c) for t, step in enumerate(self.steps.get(sentence, []))
                 for c in step if c.fate == FINISHED]
         done = [(tokens[:-1] if tokens[-1] == EOS else tokens, c) for tokens, c in done]
-        kept = sorted(range(len(done)), key=lambda i: -done[i][1].log_prob)[:beam]
-        return [done[i] for i in sorted(kept, key=lambda i: (-done[i][1].score, i))]
+        return ranked_finished(done, beam, lambda pair: pair[1].log_prob, lambda pair: pair[1].score)
 
 
 def readable(trace: SearchTrace, sentence: int, decode, piece) -> list[list[dict]]:

@@ -13,6 +13,8 @@ which once made every fourth element here (every eighth, with bytes) dropped twi
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -20,16 +22,12 @@ LEVELS = 1 << 16  # thresholds per unit of probability: p is kept to 1/65536
 INT64_MIN = -(1 << 63)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu",
-              generator: torch.Generator | None = None) -> tuple[Tensor, float]:
+def keep_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[Tensor, float]:
     """A boolean mask of ``shape`` keeping each element with probability 1 - p (quantised to 1/65536),
     and that probability."""
     k = round(p * LEVELS)
-    n = 1
-    for size in shape:
-        n *= size
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
-    words.random_(INT64_MIN, None, generator=generator)  # the full 64 bits, uniform
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(INT64_MIN, None)  # all 64 bits
     u = words.view(torch.int16)[:n].view(shape)  # (*shape) uniform over [-2^15, 2^15)
     return u >= k - LEVELS // 2, 1.0 - k / LEVELS
 
