@@ -63,13 +63,14 @@ def build_rnn(cfg: RNNConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
 
 def build_transformer(cfg: TransformerConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     def embeddings(vocab: int) -> Embeddings:
-        return Embeddings(vocab, cfg.d_model, cfg.positional, cfg.max_positions, cfg.dropout)
+        return Embeddings(vocab, cfg.d_model, cfg.positional, cfg.max_positions, cfg.dropout, cfg.scale_embeddings)
 
     src_embed = embeddings(src_vocab)
     tgt_embed = src_embed if cfg.share_src_tgt_embeddings else embeddings(tgt_vocab)
     layer_args = (cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.dropout, cfg.attention_dropout, cfg.norm)
-    encoder = TransformerEncoder(src_embed, cfg.encoder_layers, *layer_args)
-    decoder = TransformerDecoder(tgt_embed, tgt_vocab, cfg.decoder_layers, *layer_args, cfg.tie_embeddings)
+    encoder = TransformerEncoder(src_embed, cfg.encoder_layers, *layer_args, cfg.activation)
+    decoder = TransformerDecoder(tgt_embed, tgt_vocab, cfg.decoder_layers, *layer_args, cfg.tie_embeddings,
+                                 cfg.activation, cfg.output_bias)
     return Seq2Seq(encoder, decoder, max_positions=cfg.max_positions)
 
 

@@ -7,11 +7,12 @@ CTranslate2 (https://opennmt.net/CTranslate2) is an inference engine for Transfo
 ==========================================  ===============================================
 attnkit                                     CTranslate2
 ==========================================  ===============================================
-Embed(x) * sqrt(d_model) + PE[pos]          embeddings, scale_embeddings, position_encodings
+Embed(x) * sqrt(d_model) (or 1) + PE[pos]   embeddings, scale_embeddings, position_encodings
 W_Q, W_K, W_V of self-attention             one fused projection, rows [Q; K; V]
 W_Q / W_K, W_V of encoder-decoder attn      linear_0 / one fused [K; V] projection
 pre- or post-norm sublayers, final norm     pre_norm, layer_norm (epsilon 1e-5)
-W_out (tied or not)                         projection
+FFN activation relu / gelu / silu           activation RELU / GELU / SWISH
+W_out (tied or not), its bias if any        projection
 ==========================================  ===============================================
 
 Positional encodings are exported as a table (sinusoidal or learned: attnkit interleaves sine
@@ -82,15 +83,17 @@ def _positions(embed) -> Tensor:
 
 def _embeddings(spec, embed, embeddings_spec) -> None:
     embeddings_spec.weight = _numpy(embed.token.weight)
-    spec.scale_embeddings = True
+    spec.scale_embeddings = embed.scale != 1.0  # CTranslate2's scale is sqrt(d_model), as attnkit's
     spec.position_encodings.encodings = _numpy(_positions(embed))
 
 
-def transformer_spec(model: nn.Module, pre_norm: bool, num_heads: int):
+def transformer_spec(model: nn.Module, pre_norm: bool, num_heads: int, activation: str = "relu"):
     """The ``TransformerSpec`` of an attnkit Transformer ``Seq2Seq``, weights filled in."""
     specs = _ct2().specs
+    act = {"relu": specs.Activation.RELU, "gelu": specs.Activation.GELU, "silu": specs.Activation.SWISH}[activation]
     enc, dec = model.encoder, model.decoder
-    spec = specs.TransformerSpec.from_config((len(enc.layers), len(dec.layers)), num_heads, pre_norm=pre_norm)
+    spec = specs.TransformerSpec.from_config((len(enc.layers), len(dec.layers)), num_heads, pre_norm=pre_norm,
+                                             activation=act)
     spec.config.layer_norm_epsilon = enc.layers[0].sub_attn.norm.eps
     spec.config.add_source_eos = True
 
@@ -121,7 +124,7 @@ def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str
     (which must not exist yet): ``model.bin``, its vocabularies, and attnkit's config and tokenizers.
     Written beside ``out`` and renamed into place, so ``out`` is whole or absent."""
     from attnkit.build import build_model
-    from attnkit.data.vocab import load_tokenizer, tokenizer_file
+    from attnkit.data.vocab import load_tokenizer, tokenizer_files
     from attnkit.model_dir import CONFIG, load_best_weights, open_model_dir
 
     if quantization not in QUANTIZATIONS:
@@ -138,7 +141,7 @@ def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str
     tgt_tok = load_tokenizer(path, "tgt", cfg.vocab.level)
     model = build_model(cfg.model, len(src_tok), len(tgt_tok))
     load_best_weights(model, path)
-    spec = transformer_spec(model.eval(), cfg.model.norm == "pre", cfg.model.num_heads)
+    spec = transformer_spec(model.eval(), cfg.model.norm == "pre", cfg.model.num_heads, cfg.model.activation)
     spec.register_source_vocabulary(_vocabulary(src_tok, path, "src"))
     spec.register_target_vocabulary(_vocabulary(tgt_tok, path, "tgt"))
     spec.validate()
@@ -148,9 +151,9 @@ def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         spec.save(str(scratch))
-        for name in (CONFIG, tokenizer_file(path, "src", cfg.vocab.level).name,
-                     tokenizer_file(path, "tgt", cfg.vocab.level).name):
-            shutil.copyfile(path / name, scratch / name)
+        for file in [path / CONFIG, *tokenizer_files(path, "src", cfg.vocab.level),
+                     *tokenizer_files(path, "tgt", cfg.vocab.level)]:
+            shutil.copyfile(file, scratch / file.name)
         os.replace(scratch, out)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -18,6 +18,9 @@ WEIGHTS = "model.safetensors"
 
 def require_files(path: Path, *names: str) -> None:
     for name in names:
+        if name == WEIGHTS and not (path / name).is_file() and (path / "model.bin").is_file():
+            raise UserError(f"{path}: a CTranslate2 export (attnkit export), not a PyTorch model directory; "
+                            "add --engine ctranslate2")
         if not (path / name).is_file():
             raise UserError(f"{path}: model directory is incomplete, {name} is missing")
 

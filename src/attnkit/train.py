@@ -91,11 +91,10 @@ def absolute_data_paths(cfg: AnyConfig) -> AnyConfig:
             return {k: fix(v) for k, v in value.items()}
         return value
 
-    for split in ("train", "valid", "test"):
-        if raw["data"].get(split) is not None:
-            raw["data"][split] = fix(raw["data"][split])
-    if raw["data"].get("prepared") is not None:
-        raw["data"]["prepared"] = fix(raw["data"]["prepared"])
+    data = raw.get("data") or {}  # an imported model's config has none
+    for split in ("train", "valid", "test", "prepared"):
+        if data.get(split) is not None:
+            data[split] = fix(data[split])
     if raw["training"].get("init_from") is not None:
         raw["training"]["init_from"] = fix(raw["training"]["init_from"])
     return parse_config(raw)
@@ -126,6 +125,9 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         log.info("resuming %s with its saved config", out)
     else:
         cfg = load_config(config, overrides)
+    if getattr(cfg, "data", "") is None:
+        raise UserError(f"{config or out / CONFIG}: data: null; training needs data (an imported model's "
+                        "config.yaml names none: copy it, give data, and start from the model with training.init_from)")
     cfg = absolute_data_paths(cfg)
     if world.size > 1 and not hasattr(cfg.training, "strategy"):
         raise UserError(f"task {cfg.task}: a library fits it in one process; run it without torchrun")

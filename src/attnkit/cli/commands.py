@@ -272,6 +272,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from attnkit.hf_import import import_hf
+
+    out = import_hf(args.source, args.out)
+    print(f"wrote {out} (imported from {args.source}); translate with: attnkit translate {out}")
+    return 0
+
+
 def by_length(args) -> tuple[int, ...] | None:
     """The bucket edges ``--by-length`` asks for (the default ones unless ``--length-edges``), or None."""
     from attnkit.evaluation import LENGTH_EDGES

@@ -129,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, metavar="OUT", help="the directory to write (new)")
     x.set_defaults(func=c.cmd_export)
 
+    im = sub.add_parser("import", help="bring in a translator from another library (hf: a MarianMT / OPUS-MT model)",
+                        description="Write a model of another library as an attnkit model directory, which every "
+                                    "command then reads as if attnkit had trained it (translate, evaluate, plot, "
+                                    "serve, export, and training.init_from to fine-tune it). hf: a MarianMT model "
+                                    "of Hugging Face transformers, such as the OPUS-MT translators "
+                                    "(Helsinki-NLP/opus-mt-*): a local directory, or a Hub name when the Hub is "
+                                    "reachable (transformers downloads it).")
+    im.add_argument("library", choices=("hf",), help="hf: Hugging Face transformers")
+    im.add_argument("source", metavar="SOURCE", help="a transformers model directory, or a Hub name")
+    im.add_argument("--out", required=True, metavar="OUT", help="the directory to write (new)")
+    im.set_defaults(func=c.cmd_import)
+
     e = sub.add_parser("evaluate", help="score a trained model on a test file",
                        description="Score a model on a test file. Translation: translate --src and score the "
                                    "detokenized output against --ref with sacreBLEU (cased BLEU) and chrF, printing "

@@ -64,6 +64,10 @@ class TransformerConfig(TransformerBlocks):
     decoder_layers: int = Field(3, ge=1)
     tie_embeddings: bool = True
     share_src_tgt_embeddings: bool = False
+    activation: Literal["relu", "gelu", "silu"] = Field(
+        "relu", description="the feed-forward sublayer's: relu (the paper), gelu, or silu (swish, Marian's)")
+    scale_embeddings: bool = Field(True, description="multiply the token embeddings by sqrt(d_model)")
+    output_bias: bool = Field(False, description="a bias on the output layer (Marian's final_logits_bias)")
 
 
 # -- tagging ----------------------------------------------------------------------------------------

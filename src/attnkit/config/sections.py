@@ -66,7 +66,9 @@ class TextData(Section):
 
 # -- vocabulary -----------------------------------------------------------------------------------
 class VocabConfig(Section):
-    level: Literal["subword", "word", "char"] = "subword"
+    level: Literal["subword", "word", "char", "spm_vocab"] = Field(
+        "subword", description="spm_vocab: the tokenizers of an imported model (attnkit import hf), SentencePiece "
+                               "pieces numbered by a list of their own; they are not trained")
     joint: bool = True
     size: int = Field(8000, ge=16, description="subword vocabulary size; at word level the most frequent")
     subword_model: Literal["unigram", "bpe"] = "unigram"

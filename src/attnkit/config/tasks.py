@@ -58,7 +58,7 @@ class EmbeddingsConfig(Section):
 
 class TranslationConfig(Section):
     task: Literal["translation"] = "translation"
-    data: ParallelData
+    data: ParallelData | None = Field(description="null only in an imported model's config (it names no data)")
     vocab: VocabConfig = VocabConfig()
     model: Annotated[RNNConfig | TransformerConfig, Field(discriminator="arch")] = Field(
         default_factory=TransformerConfig)

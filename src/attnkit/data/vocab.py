@@ -1,7 +1,9 @@
-"""Tokenizers: text <-> token ids, at subword (SentencePiece), word or character level.
+"""Tokenizers: text <-> token ids, at subword (SentencePiece), word or character level, and the
+scheme of imported Marian models (``spm_vocab``: SentencePiece cuts the text into pieces, a separate
+piece list gives their ids).
 
-All three share the special ids ``PAD=0, UNK=1, BOS=2, EOS=3`` and are saved as plain files
-(a SentencePiece model protobuf, or a UTF-8 token list), never pickled.
+All share the special ids ``PAD=0, UNK=1, BOS=2, EOS=3`` and are saved as plain files (a
+SentencePiece model protobuf, a UTF-8 token list), never pickled.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ class SubwordTokenizer:
         path.write_bytes(self.model_proto)
 
     @classmethod
-    def load(cls, path: Path) -> SubwordTokenizer:
+    def load(cls, path: Path, plain: bool = False) -> SubwordTokenizer:
+        """``plain``: any SentencePiece model, not only one that numbers attnkit's specials first."""
         data = path.read_bytes()
         if not data:  # SentencePiece takes an empty model without a word, and fails at the first use
             raise UserError(f"{path}: not a SentencePiece model (the file is empty)")
@@ -77,10 +80,57 @@ class SubwordTokenizer:
             tok = cls(data)
         except (RuntimeError, OSError) as err:
             raise UserError(f"{path}: not a SentencePiece model ({err})") from None
+        if plain:
+            return tok
         if len(tok) < len(SPECIALS) or tok.pieces(range(len(SPECIALS))) != SPECIALS:
             raise UserError(f"{path}: not an attnkit SentencePiece model (its first pieces must be "
                             f"{' '.join(SPECIALS)})")
         return tok
+
+
+class PieceListTokenizer:
+    """SentencePiece's pieces, numbered by a list of its own (``spm_vocab``): the scheme of Marian and the
+    OPUS-MT models (``attnkit import hf``), whose SentencePiece models do not number their pieces the
+    way the model does. A piece missing from the list is ``<unk>``. A leading language tag such as
+    ``>>fra<<`` (multilingual OPUS-MT targets) is one token, as MarianTokenizer makes it."""
+
+    kind = "spm_vocab"
+    suffix = ".spm"
+    list_suffix = ".pieces.txt"
+
+    def __init__(self, model_proto: bytes, pieces: list[str]):
+        self.model_proto, self.itos = model_proto, list(pieces)
+        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        self.stoi = {p: i for i, p in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        tag = []
+        if text.startswith(">>") and (end := text.find("<<")) != -1:
+            tag, text = [text[: end + 2]], text[end + 2 :]
+        return [self.stoi.get(p, UNK) for p in tag + self.sp.encode(text, out_type=str)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode_pieces([self.itos[i] for i in ids if i > EOS]).strip()  # MarianTokenizer strips
+
+    def pieces(self, ids: Iterable[int]) -> list[str]:
+        return [self.itos[int(i)] for i in ids]
+
+    def save(self, path: Path) -> None:
+        path.write_bytes(self.model_proto)
+        path.with_suffix(self.list_suffix).write_text("\n".join(self.itos) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> PieceListTokenizer:
+        listing = path.with_suffix(cls.list_suffix)
+        if not listing.is_file():
+            raise UserError(f"{path.parent}: model directory is incomplete, {listing.name} is missing")
+        pieces = read_utf8(listing).split("\n")[:-1]
+        if pieces[: len(SPECIALS)] != SPECIALS:
+            raise UserError(f"{listing}: not an attnkit piece list (must start with {' '.join(SPECIALS)})")
+        return cls(SubwordTokenizer.load(path, plain=True).model_proto, pieces)
 
 
 class ListTokenizer:
@@ -136,13 +186,22 @@ class ListTokenizer:
 
 def train_tokenizer(lines: list[str], level: str, size: int, subword_model: str = "unigram",
                     min_freq: int = 1, character_coverage: float = 1.0, seed: int = 1) -> Tokenizer:
+    if level == "spm_vocab":
+        raise UserError("vocab.level: spm_vocab tokenizers come with an imported model (attnkit import hf); "
+                        "start from it with training.init_from, or choose subword, word or char")
     if level == "subword":
         return SubwordTokenizer.train(lines, size, subword_model, character_coverage, seed)
     return ListTokenizer.train(lines, level, min_freq, size if level == "word" else None)
 
 
 def tokenizer_file(directory: Path, name: str, level: str) -> Path:
-    return directory / (name + (SubwordTokenizer.suffix if level == "subword" else ListTokenizer.suffix))
+    return directory / (name + (SubwordTokenizer.suffix if level in ("subword", "spm_vocab") else ListTokenizer.suffix))
+
+
+def tokenizer_files(directory: Path, name: str, level: str) -> list[Path]:
+    """Every file the tokenizer ``name`` is saved in."""
+    first = tokenizer_file(directory, name, level)
+    return [first, first.with_suffix(PieceListTokenizer.list_suffix)] if level == "spm_vocab" else [first]
 
 
 def save_tokenizer(tok: Tokenizer, directory: Path, name: str) -> None:
@@ -155,4 +214,6 @@ def load_tokenizer(directory: Path, name: str, level: str) -> Tokenizer:
         raise UserError(f"{directory}: model directory is incomplete, {path.name} is missing")
     if level == "subword":
         return SubwordTokenizer.load(path)
+    if level == "spm_vocab":
+        return PieceListTokenizer.load(path)
     return ListTokenizer.load(path, level)

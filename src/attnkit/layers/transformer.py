@@ -6,6 +6,9 @@ connection with LayerNorm, either after the sum (``post``, the paper) or before 
 
     post:  x = LayerNorm(x + Dropout(sublayer(x)))
     pre:   x = x + Dropout(sublayer(LayerNorm(x)))
+
+The feed-forward sublayer's activation is ReLU in the paper; GELU (BERT, GPT) and SiLU, also called
+swish (Marian, the OPUS-MT translators), are options.
 """
 
 from __future__ import annotations
@@ -19,17 +22,19 @@ from torch import Tensor, nn
 from attnkit.layers.attention import MultiHeadAttention
 from attnkit.layers.dropout import dropout
 
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu}  # gelu: the exact one, x * Phi(x)
+
 
 class FeedForward(nn.Module):
-    """Position-wise FFN(x) = W_2 Dropout(ReLU(W_1 x))."""
+    """Position-wise FFN(x) = W_2 Dropout(f(W_1 x)), f = ReLU by default."""
 
-    def __init__(self, d_model: int, ff_dim: int, dropout: float):
+    def __init__(self, d_model: int, ff_dim: int, dropout: float, activation: str = "relu"):
         super().__init__()
         self.W_1, self.W_2 = nn.Linear(d_model, ff_dim), nn.Linear(ff_dim, d_model)
-        self.dropout = dropout
+        self.dropout, self.f = dropout, ACTIVATIONS[activation]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.W_2(dropout(F.relu(self.W_1(x)), self.dropout, self.training))
+        return self.W_2(dropout(self.f(self.W_1(x)), self.dropout, self.training))
 
 
 class Sublayer(nn.Module):
@@ -51,10 +56,10 @@ class Sublayer(nn.Module):
 
 class EncoderLayer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, ff_dim: int, dropout: float,
-                 attention_dropout: float, norm: str):
+                 attention_dropout: float, norm: str, activation: str = "relu"):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout)
-        self.ff = FeedForward(d_model, ff_dim, dropout)
+        self.ff = FeedForward(d_model, ff_dim, dropout, activation)
         self.sub_attn, self.sub_ff = Sublayer(d_model, dropout, norm), Sublayer(d_model, dropout, norm)
 
     def forward(self, x: Tensor, mask: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -80,11 +85,11 @@ class DecoderLayer(nn.Module):
     it is the block of a decoder-only language model."""
 
     def __init__(self, d_model: int, num_heads: int, ff_dim: int, dropout: float,
-                 attention_dropout: float, norm: str, cross_attention: bool = True):
+                 attention_dropout: float, norm: str, cross_attention: bool = True, activation: str = "relu"):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, num_heads, attention_dropout)
         self.cross_attn = MultiHeadAttention(d_model, num_heads, attention_dropout) if cross_attention else None
-        self.ff = FeedForward(d_model, ff_dim, dropout)
+        self.ff = FeedForward(d_model, ff_dim, dropout, activation)
         self.sub_self, self.sub_cross, self.sub_ff = (Sublayer(d_model, dropout, norm) for _ in range(3))
         if not cross_attention:
             self.sub_cross = None

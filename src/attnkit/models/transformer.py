@@ -3,7 +3,11 @@
     encoder:  x = Embed(src) * sqrt(d_model) + PE;   N x [self-attention, feed-forward]
     decoder:  y = Embed(tgt) * sqrt(d_model) + PE;   N x [masked self-attention,
               encoder-decoder attention (Q from the decoder, K and V from the encoder), feed-forward]
-    p(y_i | y_<i, x) = softmax(W_out y_i)          (W_out tied to the target embedding by default)
+    p(y_i | y_<i, x) = softmax(W_out y_i [+ b_out])  (W_out tied to the target embedding by default)
+
+The options that imported models need (``attnkit import hf``): the embedding scale can be 1 instead
+of sqrt(d_model), the feed-forward activation GELU or SiLU, and the output layer can have a bias
+(Marian's ``final_logits_bias``).
 
 Incremental decoding caches each layer's self-attention keys and values, and the encoder-decoder
 keys and values are projected once per sentence.
@@ -26,15 +30,17 @@ from attnkit.specials import PAD
 
 
 class Embeddings(nn.Module):
-    """Token embedding scaled by sqrt(d_model), plus positional encoding, then dropout."""
+    """Token embedding scaled by sqrt(d_model) (or not: ``scale=False``), plus positional encoding,
+    then dropout."""
 
-    def __init__(self, vocab_size: int, d_model: int, positional: str, max_positions: int, dropout: float):
+    def __init__(self, vocab_size: int, d_model: int, positional: str, max_positions: int, dropout: float,
+                 scale: bool = True):
         super().__init__()
         self.token = nn.Embedding(vocab_size, d_model, padding_idx=PAD)
         nn.init.normal_(self.token.weight, std=d_model**-0.5)
         nn.init.zeros_(self.token.weight[0])
         self.positions = make_positions(positional, d_model, max_positions)
-        self.scale, self.dropout = math.sqrt(d_model), dropout
+        self.scale, self.dropout = math.sqrt(d_model) if scale else 1.0, dropout
 
     def forward(self, ids: Tensor, offset: int = 0, extra: Tensor | None = None) -> Tensor:
         """ids (B, T) -> (B, T, d_model), positions starting at ``offset``; ``extra`` (B, T, d_model),
@@ -52,11 +58,11 @@ def stack_weights(alphas: list[Tensor | None]) -> Tensor | None:
 
 class TransformerEncoder(nn.Module):
     def __init__(self, embed: Embeddings, num_layers: int, d_model: int, num_heads: int, ff_dim: int,
-                 dropout: float, attention_dropout: float, norm: str):
+                 dropout: float, attention_dropout: float, norm: str, activation: str = "relu"):
         super().__init__()
         self.embed = embed
-        self.layers = nn.ModuleList(EncoderLayer(d_model, num_heads, ff_dim, dropout, attention_dropout, norm)
-                                    for _ in range(num_layers))
+        self.layers = nn.ModuleList(EncoderLayer(d_model, num_heads, ff_dim, dropout, attention_dropout, norm,
+                                                 activation) for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
 
     def forward(self, src: Tensor, need_weights: bool = False, extra: Tensor | None = None) -> EncoderOutput:
@@ -81,13 +87,16 @@ class TransformerState:
 
 class TransformerDecoder(nn.Module):
     def __init__(self, embed: Embeddings, vocab_size: int, num_layers: int, d_model: int, num_heads: int,
-                 ff_dim: int, dropout: float, attention_dropout: float, norm: str, tie_embeddings: bool):
+                 ff_dim: int, dropout: float, attention_dropout: float, norm: str, tie_embeddings: bool,
+                 activation: str = "relu", output_bias: bool = False):
         super().__init__()
         self.embed = embed
-        self.layers = nn.ModuleList(DecoderLayer(d_model, num_heads, ff_dim, dropout, attention_dropout, norm)
-                                    for _ in range(num_layers))
+        self.layers = nn.ModuleList(DecoderLayer(d_model, num_heads, ff_dim, dropout, attention_dropout, norm,
+                                                 activation=activation) for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
-        self.W_out = nn.Linear(d_model, vocab_size, bias=False)
+        self.W_out = nn.Linear(d_model, vocab_size, bias=output_bias)
+        if output_bias:
+            nn.init.zeros_(self.W_out.bias)
         if tie_embeddings:
             self.W_out.weight = self.embed.token.weight
 

@@ -127,6 +127,8 @@ def binarize(cfg: TranslationConfig, directory: Path) -> dict:
     (``data/corpus.py``), encoded ``CHUNK`` pairs at a time; pairs over the length limit are skipped
     as training skips them. Returns the manifest."""
     start = time.monotonic()
+    if cfg.data is None:
+        raise UserError("prepare: the config has no data section")
     train = read_split(cfg, "train")
     log.info("training %s tokenizer(s) on %d sentence pairs", cfg.vocab.level, len(train))
     src_tok, tgt_tok = make_tokenizers(cfg, train)
