@@ -20,7 +20,7 @@ SENTENCES = multi30k("train", "en", 100)  # what the fixture's model was trained
 @pytest.fixture(scope="module")
 def marian(tmp_path_factory):
     """(the transformers directory, the imported attnkit directory, the HF model, its tokenizer)."""
-    from attnkit.hf_import import import_hf
+    from attnkit.hf.importer import import_hf
 
     root = tmp_path_factory.mktemp("marian")
     source = tiny_marian(root / "hf")
@@ -167,7 +167,7 @@ def test_the_imported_model_fine_tunes_and_translates(marian, tmp_path):
 @pytest.mark.parametrize("activation,scale", [("gelu", True), ("relu", False)])
 def test_the_options_of_the_transformer_carry_the_logits(tmp_path, activation, scale):
     """Untrained variants: the FFN activation and an unscaled embedding, each imported exactly."""
-    from attnkit.hf_import import import_hf
+    from attnkit.hf.importer import import_hf
     from attnkit.translator import load_model_dir
 
     source = tiny_marian(tmp_path / "hf", activation=activation, steps=0, scale_embedding=scale)
@@ -185,7 +185,7 @@ def test_the_options_of_the_transformer_carry_the_logits(tmp_path, activation, s
 
 def test_what_attnkit_cannot_represent_is_a_one_line_error(tmp_path):
     from attnkit.errors import UserError
-    from attnkit.hf_import import import_hf
+    from attnkit.hf.importer import import_hf
 
     def config_only(name, **kw):
         path = tmp_path / name

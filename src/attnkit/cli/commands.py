@@ -273,7 +273,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from attnkit.hf_import import import_hf
+    from attnkit.hf.importer import import_hf
 
     out = import_hf(args.source, args.out)
     print(f"wrote {out} (imported from {args.source}); translate with: attnkit translate {out}")

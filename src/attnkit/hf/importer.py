@@ -2,19 +2,11 @@
 directory (``attnkit import hf``).
 
 Marian's Transformer is the paper's, post-norm, with options attnkit's Transformer has
-(``model.activation``, ``scale_embeddings``, ``output_bias``); two differences are mapped, exactly:
-
-- **The positional table.** Marian puts the sines in the first half of the model dimension and the
-  cosines in the second; attnkit interleaves them (sine at 2i, cosine at 2i+1). A permutation P of
-  the model dimension turns one into the other, and the whole network commutes with it: the
-  residual stream, the embeddings and every LayerNorm are permuted by P, every matrix that reads
-  the stream has its columns permuted, every one that writes it its rows. Attention scores and the
-  feed-forward hidden layer read the stream through those matrices only, so nothing else changes.
-- **The vocabulary.** Marian numbers ``</s>`` 0, ``<unk>`` 1 and ``<pad>`` last, and starts the
-  decoder with ``<pad>``; attnkit's ids are ``<pad> <unk> <s> </s>`` then the rest. The embedding
-  rows (and the output layer's rows and bias) are reordered: attnkit's ``<s>`` is Marian's decoder
-  start, its ``<pad>`` a copy of Marian's pad row (never read: padding is masked). The tokenizers
-  are Marian's SentencePiece models with the reordered piece list (``vocab.level: spm_vocab``).
+(``model.activation``, ``scale_embeddings``, ``output_bias``). Its sinusoid's layout and its
+vocabulary's order differ, and ``weights.py`` maps both exactly. attnkit's ``<s>`` is Marian's
+decoder start (its ``<pad>``), attnkit's ``<pad>`` a copy of that row (never read: padding is
+masked). The tokenizers are Marian's SentencePiece models with the reordered piece list
+(``vocab.level: spm_vocab``).
 
 The result holds config.yaml, the tokenizers, model.safetensors and summary.json (which names the
 source), so every command reads it as a model attnkit trained.
@@ -30,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from torch import Tensor, nn
-
 from attnkit.errors import UserError
+from attnkit.hf import require_transformers
+from attnkit.hf.weights import check_positions, into_attnkit
 from attnkit.specials import SPECIALS
 
 log = logging.getLogger(__name__)
@@ -42,20 +33,6 @@ ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "swish": "silu", "silu": "silu"}
 # what a MarianConfig may say that attnkit's Transformer cannot compute (config fields of the
 # BART family that Marian's code ignores, but a hand-edited or mislabelled config may set)
 UNSUPPORTED = ("normalize_before", "add_final_layer_norm", "normalize_embedding", "layernorm_embedding")
-
-
-def _transformers():
-    try:
-        import transformers
-    except ImportError:
-        raise UserError("transformers is not installed: pip install transformers "
-                        "(or pip install -e '.[hf]')") from None
-    return transformers
-
-
-def half_to_interleaved(d: int) -> Tensor:
-    """P: attnkit's dimension k reads Marian's dimension P[k] (sine j at 2j, cosine j at 2j+1)."""
-    return torch.stack([torch.arange(d // 2), torch.arange(d // 2) + d // 2], dim=1).reshape(d)  # (d,)
 
 
 def check_config(c, source: str) -> None:
@@ -107,76 +84,6 @@ def vocabulary_order(piece_of: dict[int, str], size: int, unk: int, start: int, 
     return [pad, unk, start, eos, *rest], SPECIALS + pieces
 
 
-class WeightMap:
-    """Copies Marian's weights into attnkit's modules, reordering vocabulary rows and the model dimension."""
-
-    def __init__(self, d_model: int):
-        self.P = half_to_interleaved(d_model)
-
-    @torch.no_grad()
-    def linear(self, dst: nn.Linear, src: nn.Linear, reads: bool, writes: bool) -> None:
-        """``reads``: its input is the residual stream (permute columns); ``writes``: its output is (rows)."""
-        w = src.weight
-        w = w[:, self.P] if reads else w
-        dst.weight.copy_(w[self.P] if writes else w)
-        dst.bias.copy_(src.bias[self.P] if writes else src.bias)
-
-    @torch.no_grad()
-    def norm(self, dst: nn.LayerNorm, src: nn.LayerNorm) -> None:
-        if abs(dst.eps - src.eps) > 1e-12:
-            raise UserError(f"LayerNorm epsilon {src.eps}; attnkit's is {dst.eps}")
-        dst.weight.copy_(src.weight[self.P])
-        dst.bias.copy_(src.bias[self.P])
-
-    def attention(self, dst: nn.Module, src: nn.Module) -> None:
-        for ours, theirs in (("W_Q", "q_proj"), ("W_K", "k_proj"), ("W_V", "v_proj")):
-            self.linear(getattr(dst, ours), getattr(src, theirs), reads=True, writes=False)
-        self.linear(dst.W_O, src.out_proj, reads=False, writes=True)
-
-    def feed_forward(self, dst: nn.Module, layer: nn.Module) -> None:
-        self.linear(dst.W_1, layer.fc1, reads=True, writes=False)
-        self.linear(dst.W_2, layer.fc2, reads=False, writes=True)
-
-    @torch.no_grad()
-    def rows(self, dst: Tensor, src: Tensor, order: list[int]) -> None:
-        """A (vocabulary, d_model) table: rows in attnkit's id order, columns permuted."""
-        dst.copy_(src[torch.tensor(order)][:, self.P])
-
-    def positions(self, table: Tensor, ours: Tensor, source: str) -> None:
-        """Marian's table, permuted, must be attnkit's sinusoid (else the model is not what attnkit computes)."""
-        gap = (table[: len(ours)][:, self.P] - ours[: len(table)]).abs().max().item()
-        if gap > 1e-4:
-            raise UserError(f"{source}: its position table is not the sinusoid (max difference {gap:.3g}); "
-                            "attnkit imports Marian's static sinusoidal positions only")
-
-
-def copy_weights(model: nn.Module, hf, src_order: list[int], tgt_order: list[int], source: str) -> None:
-    """Fill attnkit's ``Seq2Seq`` ``model`` from the MarianMTModel ``hf``."""
-    m, c = hf.model, hf.config
-    wm = WeightMap(c.d_model)
-    enc, dec = model.encoder, model.decoder
-    wm.positions(m.encoder.embed_positions.weight.float(), enc.embed.positions.table, source)
-    wm.rows(enc.embed.token.weight, m.encoder.embed_tokens.weight, src_order)
-    if dec.embed is not enc.embed:
-        wm.rows(dec.embed.token.weight, m.decoder.embed_tokens.weight, tgt_order)
-    for ours, theirs in zip(enc.layers, m.encoder.layers):
-        wm.attention(ours.self_attn, theirs.self_attn)
-        wm.norm(ours.sub_attn.norm, theirs.self_attn_layer_norm)
-        wm.feed_forward(ours.ff, theirs)
-        wm.norm(ours.sub_ff.norm, theirs.final_layer_norm)
-    for ours, theirs in zip(dec.layers, m.decoder.layers):
-        wm.attention(ours.self_attn, theirs.self_attn)
-        wm.norm(ours.sub_self.norm, theirs.self_attn_layer_norm)
-        wm.attention(ours.cross_attn, theirs.encoder_attn)
-        wm.norm(ours.sub_cross.norm, theirs.encoder_attn_layer_norm)
-        wm.feed_forward(ours.ff, theirs)
-        wm.norm(ours.sub_ff.norm, theirs.final_layer_norm)
-    if dec.W_out.weight is not dec.embed.token.weight:
-        wm.rows(dec.W_out.weight, hf.lm_head.weight, tgt_order)
-    with torch.no_grad():
-        dec.W_out.bias.copy_(hf.final_logits_bias[0, torch.tensor(tgt_order)])
-
-
 def import_hf(source: str, out: str | Path) -> Path:
     """Write the attnkit model directory ``out`` (which must not exist yet) of the MarianMT model
     ``source``: a local transformers directory, or a Hub name (downloaded by transformers when the Hub
@@ -190,7 +97,7 @@ def import_hf(source: str, out: str | Path) -> Path:
     out = Path(out)
     if out.exists():
         raise UserError(f"{out}: already exists; import writes a new directory")
-    transformers = _transformers()
+    transformers = require_transformers()
     start = time.monotonic()
     try:
         hf_cfg = transformers.AutoConfig.from_pretrained(source)
@@ -219,7 +126,8 @@ def import_hf(source: str, out: str | Path) -> Path:
 
     cfg = parse_config(attnkit_config(hf_cfg, generation), source=f"{source} (imported)")
     model = build_model(cfg.model, len(src_tok), len(tgt_tok))
-    copy_weights(model, hf, src_order, tgt_order, source)
+    check_positions(hf.model.encoder.embed_positions.weight.float(), model.encoder.embed.positions.table, source)
+    into_attnkit(model, hf, {"src": src_order, "tgt": tgt_order})
     params = sum(p.numel() for p in model.parameters())
     summary = {"imported_from": str(source), "architecture": "MarianMTModel",
                "transformers_version": transformers.__version__, "params": params,
