@@ -81,7 +81,7 @@ def test_greedy_equals_generate_token_for_token(marian):
         limit = int(len(tr.encode_source(src)) * tr.cfg.decoding.max_len_a + tr.cfg.decoding.max_len_b)
         with torch.no_grad():
             out = hf.generate(**tok(src, return_tensors="pt"), num_beams=1, do_sample=False, min_new_tokens=1,
-                              max_new_tokens=limit + 1)[0].tolist()
+                              max_new_tokens=limit)[0].tolist()
         theirs = [t for t in out[1:] if t not in (tok.eos_token_id, tok.pad_token_id)]
         assert [order[t] for t in ours.tokens] == theirs, src
         assert ours.text == tok.decode(out, skip_special_tokens=True)

@@ -266,6 +266,14 @@ def translate_traced(translator, lines: list[str], args) -> int:
 def cmd_export(args) -> int:
     from attnkit.export import export_ctranslate2
 
+    if args.to == "hf":
+        from attnkit.hf.exporter import export_hf
+
+        if args.quantization != "float32":
+            raise UserError("--quantization is for --to ctranslate2; --to hf writes float32 weights")
+        out = export_hf(args.model_dir, args.out)
+        print(f"wrote {out} (transformers); load it with AutoModelForSeq2SeqLM.from_pretrained({str(out)!r})")
+        return 0
     out = export_ctranslate2(args.model_dir, args.out, args.quantization)
     print(f"wrote {out} (CTranslate2, {args.quantization}); translate with: "
           f"attnkit translate {out} --engine ctranslate2")

@@ -116,16 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_device(tr)
     tr.set_defaults(func=c.cmd_translate)
 
-    x = sub.add_parser("export", help="export a trained Transformer translation model to CTranslate2",
-                       description="Write a trained Transformer translation model as a CTranslate2 model "
-                                   "(model.bin and its vocabularies) with attnkit's config and tokenizers beside "
-                                   "it, for 'attnkit translate OUT --engine ctranslate2' or CTranslate2 itself "
-                                   "(docs/BENCHMARKS.md). RNN models cannot be exported: CTranslate2 has no RNN "
-                                   "decoder.")
+    x = sub.add_parser("export", help="export a trained Transformer translation model to CTranslate2 or transformers",
+                       description="ctranslate2: write a trained Transformer translation model as a CTranslate2 "
+                                   "model (model.bin and its vocabularies) with attnkit's config and tokenizers "
+                                   "beside it, for 'attnkit translate OUT --engine ctranslate2' or CTranslate2 "
+                                   "itself (docs/BENCHMARKS.md). hf: write it as a Hugging Face transformers model "
+                                   "(MarianMT if post-norm, Pegasus if pre-norm) with its tokenizer and a model "
+                                   "card, for AutoModelForSeq2SeqLM.from_pretrained(OUT). RNN models cannot be "
+                                   "exported: neither has an RNN decoder.")
     x.add_argument("model_dir", metavar="DIR", help="a trained translation model directory")
-    x.add_argument("--to", choices=("ctranslate2",), required=True, help="the format (ctranslate2)")
+    x.add_argument("--to", choices=("ctranslate2", "hf"), required=True, help="the format (ctranslate2, hf)")
     x.add_argument("--quantization", choices=QUANTIZATIONS, default="float32",
-                   help="the weights' type in the exported model (default: float32)")
+                   help="ctranslate2: the weights' type in the exported model (default: float32)")
     x.add_argument("--out", required=True, metavar="OUT", help="the directory to write (new)")
     x.set_defaults(func=c.cmd_export)
 
