@@ -220,3 +220,19 @@ def test_an_imported_config_has_no_data_and_training_it_says_so(marian, tmp_path
     shutil.copy(imported / "config.yaml", tmp_path / "c.yaml")
     with pytest.raises(UserError, match="data: null"):
         train(tmp_path / "c.yaml", tmp_path / "run", max_steps=1, progress=False)
+
+
+def test_an_imported_model_exports_back_to_marian_and_translates_the_same(marian, tmp_path):
+    from attnkit.hf.exporter import export_hf
+
+    _, imported, hf, tok = marian
+    out = export_hf(imported, tmp_path / "back")
+    back = transformers.AutoModelForSeq2SeqLM.from_pretrained(out).eval()
+    back_tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert type(back).__name__ == "MarianMTModel"
+    for src in SENTENCES[:20]:
+        with torch.no_grad():
+            a = hf.generate(**tok(src, return_tensors="pt"), num_beams=1, min_new_tokens=1, max_new_tokens=40,
+                            forced_eos_token_id=None)  # the export does not force </s> at the limit
+            b = back.generate(**back_tok(src, return_tensors="pt"), num_beams=1, min_new_tokens=1, max_new_tokens=40)
+        assert tok.decode(a[0], skip_special_tokens=True) == back_tok.decode(b[0], skip_special_tokens=True)

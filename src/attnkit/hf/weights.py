@@ -107,7 +107,7 @@ def into_transformers(model: nn.Module, hf: nn.Module) -> None:
 def check_positions(table: Tensor, ours: Tensor, source: str) -> None:
     """Their table (P, d), read through P, must be attnkit's sinusoid: else the model is not what attnkit computes."""
     n = min(len(table), len(ours))
-    gap = float((table[:n][:, half_to_interleaved(table.size(1))] - ours[:n]).abs().max())
+    gap = float((table[:n].detach()[:, half_to_interleaved(table.size(1))] - ours[:n]).abs().max())
     if gap > 1e-4:
         raise UserError(f"{source}: its position table is not the sinusoid (max difference {gap:.3g}); attnkit "
                         "computes the static sinusoidal one only")
