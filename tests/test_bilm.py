@@ -156,4 +156,4 @@ def test_embed_command_errors(tmp_path, bilm_dir, capsys):
     assert main(["-q", "embed", str(bilm_dir), "--input", str(tmp_path / "in.txt"), "--layer", "7"]) == 2
     assert "layers 0 to 2" in capsys.readouterr().err
     assert main(["-q", "embed", str(tmp_path), "--input", str(tmp_path / "in.txt")]) == 2
-    assert "not a trained bidirectional LM" in capsys.readouterr().err
+    assert "model directory is incomplete, config.yaml is missing" in capsys.readouterr().err

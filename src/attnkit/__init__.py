@@ -1,6 +1,54 @@
-"""attnkit: attention-based sequence models from one lecture, as a small, hackable toolkit."""
+"""attnkit: attention-based sequence models from one lecture, as a small, hackable toolkit.
+
+The Python API is one call, ``attnkit.load``; what it returns has the verbs of the command line:
+
+    import attnkit
+    m = attnkit.load("runs/multi30k")              # a translation model directory
+    m.translate(["A dog runs."], beam=5, nbest=2)   # [[Translation(text, score, tokens), ...]]
+    maps = m.attention("A dog runs.")               # every attention map, weights and token labels
+
+(``tag``, ``classify``, ``generate``, ``embed``, ``caption``, ``nearest`` on the other tasks' models).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 __version__ = "0.1.0"
 
 # Bumped whenever a saved model can no longer be read by this code.
 FORMAT_VERSION = 1
+
+
+def load(path: str | Path, device: str = "auto", engine: str = "torch", task: str | None = None) -> Any:
+    """The trained model of the directory ``path`` (any task: its config says which), on ``device``
+    (auto: the GPU when there is one; cpu, cuda, cuda:N), as the object with its task's verbs:
+
+    ==============  =================  =====================================================
+    task            returns            verbs
+    ==============  =================  =====================================================
+    translation     Translator         translate(lines, beam, nbest), trace(line, beam)
+    tagging         Tagger             tag(sentences)
+    classification  Classifier         classify(texts)
+    language_model  LanguageModel      generate(prompt, ...), perplexity(lines)
+    bilm            Contextual         embed(sentences, layer)
+    static_vectors  WordVectors        vector(word), nearest(word, k)
+    captioning      Captioner          caption(images, beam)
+    ==============  =================  =====================================================
+
+    and ``inspect(text)`` / ``attention(text)`` where the model attends (``attnkit.inspection``).
+    ``engine="ctranslate2"`` reads a translation model that ``attnkit export --to ctranslate2`` wrote;
+    ``task`` (optional) makes another task's model a one-line error. The CLI and the web server load
+    every model through this call."""
+    from attnkit.errors import UserError
+    from attnkit.model_dir import open_model_dir
+    from attnkit.tasks import TASKS
+
+    path, cfg = open_model_dir(path, files=())
+    handler = TASKS[cfg.task]
+    if task is not None and cfg.task != task:
+        raise UserError(f"{path}: holds a {cfg.task} model, not {TASKS[task].what}")
+    if engine not in handler.engines:
+        raise UserError(f"--engine {engine}: {path} holds {handler.what}, which runs in {', '.join(handler.engines)}")
+    return handler.load(path, device, engine)

@@ -189,6 +189,22 @@ class Inspector:
         raise NotImplementedError
 
 
+class Inspectable:
+    """What every model ``attnkit.load`` returns can do besides its task's verb: ``inspect`` (its output for
+    one input and every attention it computed on the way) and ``attention`` (those maps alone, each with
+    its weights (layers, heads, rows, cols) and the tokens of both axes). Options are the ``Options``
+    fields the task reads (translation: ``beam``, ``nbest``)."""
+
+    def inspector(self) -> Inspector:
+        raise UserError(f"a {type(self).__name__} computes no attention to look at")
+
+    def inspect(self, text: str, **options) -> Inspection:
+        return self.inspector().inspect(text, Options(**options))
+
+    def attention(self, text: str, **options) -> list[AttentionMap]:
+        return self.inspect(text, **options).attention
+
+
 def encoder_attention(model: torch.nn.Module, inputs: dict[str, Tensor]) -> Tensor | None:
     """A tagger's or classifier's encoder self-attention (layers, heads, T, T) over the same inputs its
     prediction reads (words, characters, contextual vectors), as the model returns it; None for a

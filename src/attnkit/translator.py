@@ -21,6 +21,7 @@ from attnkit.data.vocab import Tokenizer, load_tokenizer
 from attnkit.decoding.search import Hypothesis, beam_search, best_finished, greedy, length_penalty, max_lengths
 from attnkit.decoding.trace import SearchTrace, readable
 from attnkit.errors import UserError
+from attnkit.inspection import Inspectable
 from attnkit.limits import require_search_memory
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq
@@ -37,7 +38,10 @@ class Translation:
     tokens: list[int]
 
 
-class Translator:
+class Translator(Inspectable):
+    """A trained translation model: ``translate`` lines (greedy or beam search, n-best with scores),
+    ``trace`` one search step by step, ``inspect`` / ``attention`` (``attnkit.inspection``)."""
+
     def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: TranslationConfig):
         self.model, self.src_tok, self.tgt_tok, self.cfg = model.eval(), src_tok, tgt_tok, cfg
         self.max_positions = model.max_positions
@@ -97,6 +101,11 @@ class Translator:
                 progress.update(len(rows))
         return results
 
+    def inspector(self):
+        from attnkit.tasks.translation import TranslationInspector  # (the task module imports this one)
+
+        return TranslationInspector(self)
+
 
 class CTranslate2Translator(Translator):
     """The same translation by CTranslate2, from a directory ``attnkit export --to ctranslate2`` wrote:
@@ -124,6 +133,9 @@ class CTranslate2Translator(Translator):
         self.max_positions = cfg.model.max_positions
         self.tgt_ids = {piece: i for i, piece in enumerate(tgt_tok.pieces(range(len(tgt_tok))))}
         self.never = [[piece] for piece in tgt_tok.pieces([PAD, BOS])]  # what attnkit's search never produces
+
+    def inspector(self):
+        raise UserError("CTranslate2 returns no attention weights: load the model directory with engine torch")
 
     def search(self, sources: list[list[int]], beam: int, nbest: int,
                trace: SearchTrace | None = None) -> list[list[Hypothesis]]:

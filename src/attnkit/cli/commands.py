@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+import attnkit
 from attnkit.data.text import read_lines
 from attnkit.errors import UserError
 
@@ -151,9 +152,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_tag(args) -> int:
     from attnkit.data.conllu import format_conllu, parse_conllu, read_conllu, sentences_from_tokens
-    from attnkit.tasks.tagging import Tagger
-
-    tagger = Tagger.load(args.model_dir, args.device)
+    tagger = attnkit.load(args.model_dir, args.device, task="tagging")
     if args.tokens:
         sentences = sentences_from_tokens(read_input(args.input))
     elif args.input:
@@ -167,9 +166,7 @@ def cmd_tag(args) -> int:
 
 
 def cmd_classify(args) -> int:
-    from attnkit.tasks.classification import Classifier
-
-    classifier = Classifier.load(args.model_dir, args.device)
+    classifier = attnkit.load(args.model_dir, args.device, task="classification")
     results = classifier.classify(read_input(args.input))
     empty = results.count(None)
     if empty:
@@ -179,9 +176,7 @@ def cmd_classify(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from attnkit.tasks.language_model import LanguageModel
-
-    lm = LanguageModel.load(args.model_dir, args.device)
+    lm = attnkit.load(args.model_dir, args.device, task="language_model")
     g = lm.cfg.generation
     pick = lambda value, default: default if value is None else value  # noqa: E731
     max_tokens = pick(args.max_tokens, g.max_tokens)
@@ -201,9 +196,7 @@ def cmd_generate(args) -> int:
 def cmd_embed(args) -> int:
     from attnkit.checkpoint import atomic_write
     from attnkit.data.conllu import read_conllu
-    from attnkit.tasks.bilm import Contextual, embed
-
-    ctx = Contextual.load(args.model_dir, freeze=True, device=args.device)
+    ctx = attnkit.load(args.model_dir, args.device, task="bilm")
     if args.input and Path(args.input).name.removesuffix(".gz").endswith(".conllu"):
         sentences = [s.forms for s in read_conllu(args.input)]
     else:
@@ -212,7 +205,7 @@ def cmd_embed(args) -> int:
     to_file = args.output is not None and args.output.endswith(".safetensors")
     if layer == "all" and not to_file:
         raise UserError("--layer all writes every layer of every word: give --output FILE.safetensors")
-    vectors = embed(ctx.embedder.bilm, ctx.chars, sentences, layer, args.batch_size)
+    vectors = ctx.embed(sentences, layer, args.batch_size)
     if to_file:
         from safetensors.torch import save_file
 
@@ -228,9 +221,8 @@ def cmd_embed(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from attnkit.translator import load_model_dir
 
-    translator = load_model_dir(args.model_dir, args.device, args.engine)
+    translator = attnkit.load(args.model_dir, args.device, args.engine, task="translation")
     lines = read_input(args.input)
     if args.trace:
         return translate_traced(translator, lines, args)
@@ -319,9 +311,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_caption(args) -> int:
     from attnkit.data.images import load_image
-    from attnkit.tasks.captioning import Captioner
-
-    captioner = Captioner.load(args.model_dir, args.device)
+    captioner = attnkit.load(args.model_dir, args.device, task="captioning")
     im = captioner.cfg.image
     pixels = []
     for path in args.images:
@@ -335,7 +325,7 @@ def cmd_caption(args) -> int:
     if args.attention_dir:
         from attnkit.overlay import save_attention
 
-        alpha, _ = captioner.attention(pixels, [c.tokens for c in captions])  # (B, T, h, w)
+        alpha, _ = captioner.cell_attention(pixels, [c.tokens for c in captions])  # (B, T, h, w)
         used: set[str] = set()
         for i, (path, c) in enumerate(zip(args.images, captions)):
             stem = Path(path).stem
@@ -361,7 +351,6 @@ DEMO_EXAMPLES_SECONDS = 5  # beam 5 over the four examples, even from a barely t
 def cmd_demo(args) -> int:
     from importlib import resources
 
-    from attnkit.translator import load_model_dir
 
     config = Path(str(resources.files("attnkit") / "resources" / "demo.yaml"))
     out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("demo-%Y%m%d-%H%M%S")
@@ -372,7 +361,7 @@ def cmd_demo(args) -> int:
     run_minutes = max(args.minutes - DEMO_EXAMPLES_SECONDS / 60, args.minutes / 2)
     summary = run_training(config, out, device_override(args.device), False, 0, run_minutes, _progress(args))
     report(summary, out)
-    translator = load_model_dir(out, args.device or "auto")
+    translator = attnkit.load(out, args.device or "auto")
     print("\nexamples (beam 5):")
     for src, hyp in zip(DEMO_SENTENCES, translator.translate(DEMO_SENTENCES, beam=5)):
         print(f"  en: {src}\n  de: {hyp[0].text}\n")
@@ -431,9 +420,8 @@ def cmd_bench_train(args) -> int:
 
 def cmd_bench_translate(args) -> int:
     from attnkit.runtime import device_of
-    from attnkit.translator import load_model_dir
 
-    translator = load_model_dir(args.model_dir, args.device, args.engine)
+    translator = attnkit.load(args.model_dir, args.device, args.engine, task="translation")
     lines = read_lines(args.src)
     if args.limit:
         lines = lines[: args.limit]

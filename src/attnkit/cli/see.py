@@ -11,6 +11,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+import attnkit
 from attnkit.errors import UserError
 
 log = logging.getLogger("attnkit")
@@ -268,10 +269,9 @@ def cmd_plot_by_length(args: argparse.Namespace) -> int:
 
 def cmd_plot_beam(args: argparse.Namespace) -> int:
     from attnkit.plotting import beam_figure, check_path, save
-    from attnkit.translator import load_model_dir
 
     check_path(args.out)
-    translator = load_model_dir(args.model_dir, args.device)
+    translator = attnkit.load(args.model_dir, args.device, task="translation")
     beam = args.beam or translator.cfg.decoding.beam
     translations, steps = translator.trace(args.text, beam)
     title = f"{'greedy' if beam == 1 else f'beam {beam}'}: {args.text}  ->  {translations[0].text}"

@@ -70,6 +70,7 @@ class Task:
     verbs: ClassVar[tuple[str, ...]] = ()  # the attnkit commands that use its models, besides evaluate
     engines: ClassVar[tuple[str, ...]] = ("torch",)  # what runs its models (--engine): ctranslate2 for an export
     lengths: ClassVar[bool] = False  # whether evaluate scores by source length (--by-length, --join)
+    inspects: ClassVar[bool] = False  # whether its loaded model has an inspector (plot attention, serve)
 
     def prepare(self, cfg, out: Path, resume: bool) -> Prepared | Fitted:
         """Read the data, build (or reload) the vocabularies and the model, for ``attnkit.train``."""
@@ -85,10 +86,18 @@ class Task:
         """Score the trained model directory ``path`` (``attnkit evaluate``)."""
         raise UserError(f"{path}: holds {self.what}, which evaluate does not score")
 
+    def load(self, path: Path, device: str = "auto", engine: str = "torch") -> Any:
+        """The trained model of ``path`` on ``device`` (auto: the GPU when there is one), as the object
+        with this task's verbs (``attnkit.load``): a Translator, Tagger, Classifier, LanguageModel,
+        Contextual, WordVectors or Captioner."""
+        raise UserError(f"{path}: holds {self.what}, which has no model to load")
+
     def inspector(self, path: Path, device: str = "auto") -> Inspector:
         """The model of ``path`` on ``device``, ready to be looked into (``attnkit plot attention``,
         ``attnkit serve``)."""
-        raise UserError(f"{path}: holds {self.what}, which has nothing to inspect")
+        if not self.inspects:
+            raise UserError(f"{path}: holds {self.what}, which has nothing to inspect")
+        return self.load(path, device).inspector()
 
 
 def src_file(request: EvaluateRequest) -> str:

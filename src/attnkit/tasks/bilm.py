@@ -27,6 +27,7 @@ from attnkit.data.conllu import read_conllu
 from attnkit.data.text import read_lines
 from attnkit.data.vocab import ListTokenizer
 from attnkit.errors import UserError
+from attnkit.inspection import Inspectable
 from attnkit.model_dir import load_best_weights
 from attnkit.models.bilm import BidirectionalLM, ContextualEmbedder
 from attnkit.runtime import device_of, pick_device, to_device
@@ -130,8 +131,9 @@ def prepare(cfg: BiLMTaskConfig, out: Path, resume: bool) -> Prepared:
     )
 
 
-class Contextual:
-    """A trained bidirectional LM for a downstream model: its character vocabulary and an embedder."""
+class Contextual(Inspectable):
+    """A trained bidirectional LM for a downstream model (its character vocabulary and an embedder), or
+    for ``embed`` (``attnkit.load``, ``attnkit embed``)."""
 
     def __init__(self, chars: ListTokenizer, embedder: ContextualEmbedder):
         self.chars, self.embedder = chars, embedder
@@ -166,6 +168,13 @@ class Contextual:
 
     def chars_of(self, sentences: list[list[str]]) -> Tensor:
         return char_tensor(self.chars, sentences)
+
+    def embed(self, sentences: list[list[str] | str], layer: str | int = "average",
+              batch_size: int = 32) -> list[Tensor]:
+        """Every word's contextual vector, (T_i, 2D) per sentence (``layer``: see ``select_layer``); a
+        sentence is a list of words or a text split at spaces."""
+        words = [s.split() if isinstance(s, str) else list(s) for s in sentences]
+        return embed(self.embedder.bilm, self.chars, words, layer, batch_size)
 
 
 def select_layer(layers: Tensor, layer: str | int) -> Tensor:
@@ -209,6 +218,9 @@ class BiLMTask(Task):
     verbs = ("embed",)
 
     prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
+
+    def load(self, path: Path, device: str = "auto", engine: str = "torch") -> Contextual:
+        return Contextual.load(path, freeze=True, device=device)
 
 
 TASK = BiLMTask()

@@ -29,11 +29,20 @@ from attnkit.config import CaptioningConfig, resolve_path
 from attnkit.data.batching import Batch, pad
 from attnkit.data.captions import read_caption_set
 from attnkit.data.digit_scenes import Digit, digit_splits
-from attnkit.data.images import ImageFolder, fit_image, to_tensor
+from attnkit.data.images import ImageFolder, fit_image, load_image, to_tensor
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.decoding.search import beam_search, greedy
 from attnkit.errors import UserError
-from attnkit.inspection import AttentionMap, CaptionResult, Inspection, Inspector, Options, first_row, read_image
+from attnkit.inspection import (
+    AttentionMap,
+    CaptionResult,
+    Inspectable,
+    Inspection,
+    Inspector,
+    Options,
+    first_row,
+    read_image,
+)
 from attnkit.limits import require_search_memory
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq
@@ -97,8 +106,9 @@ class Caption:
     score: float
 
 
-class Captioner:
-    """A captioning model with its vocabulary: captions, attention maps and scores."""
+class Captioner(Inspectable):
+    """A captioning model with its vocabulary: captions, attention maps and scores. Images are (H, W, C)
+    uint8 arrays at the model's size, or image files (converted as ``attnkit caption`` converts them)."""
 
     def __init__(self, model: Seq2Seq, tok: Tokenizer, cfg: CaptioningConfig):
         self.model, self.tok, self.cfg = model.eval(), tok, cfg
@@ -116,9 +126,17 @@ class Captioner:
     def normalise(self, text: str) -> str:
         return " ".join((text.lower() if self.cfg.vocab.lowercase else text).split())
 
+    def pixels(self, image: np.ndarray | str | Path) -> np.ndarray:
+        """An image file as the (H, W, C) uint8 array the model reads; an array as it is."""
+        if isinstance(image, (str, Path)):
+            im = self.cfg.image
+            return load_image(image, im.height, im.width, im.channels)[0]
+        return image
+
     @torch.no_grad()
-    def caption(self, images: Sequence[np.ndarray], beam: int | None = None) -> list[Caption]:
-        """The best caption of every image (each (H, W, C) uint8 at the model's size)."""
+    def caption(self, images: Sequence[np.ndarray | str | Path], beam: int | None = None) -> list[Caption]:
+        """The best caption of every image."""
+        images = [self.pixels(image) for image in images]
         d = self.cfg.decoding
         beam = beam or d.beam
         limit = d.max_len if self.model.max_positions is None else min(d.max_len, self.model.max_positions - 1)
@@ -136,8 +154,16 @@ class Captioner:
             out += [Caption(self.tok.decode(h[0].tokens), h[0].tokens, h[0].score) for h in hyps]
         return out
 
+    def inspector(self) -> CaptioningInspector:
+        return CaptioningInspector(self)
+
+    def inspect(self, image: str | Path | bytes, **options) -> Inspection:
+        """The caption of one image file (its path or bytes) and the attention over its cells."""
+        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        return self.inspector().inspect_image(data, Options(**options))
+
     @torch.no_grad()
-    def attention(self, images: Sequence[np.ndarray], tokens: list[list[int]]) -> tuple[Tensor, Tensor]:
+    def cell_attention(self, images: Sequence[np.ndarray], tokens: list[list[int]]) -> tuple[Tensor, Tensor]:
         """Teacher-forced pass over ``tokens`` (without BOS/EOS): the attention of each output step
         (B, T, h, w), step t being the one that writes token t (T = longest + 1, the last writes EOS),
         and the summed negative log-likelihood per image (B,), both on the CPU. The same numbers the
@@ -163,7 +189,7 @@ class Captioner:
         for start in range(0, len(data), batch):
             rows = range(start, min(start + batch, len(data)))
             ids = [self.tok.encode(refs[i][0]) for i in rows]
-            alpha, nll = self.attention([data.images[i] for i in rows], ids)
+            alpha, nll = self.cell_attention([data.images[i] for i in rows], ids)
             loss += float(nll.sum())
             tokens += sum(len(t) + 1 for t in ids)
             if data.digits is not None and self.tok.kind == "word":
@@ -271,9 +297,8 @@ def prepare(cfg: CaptioningConfig, out: Path, resume: bool) -> Prepared:
 class CaptioningInspector(Inspector):
     task, options, input = "captioning", frozenset({"beam"}), "image"
 
-    def __init__(self, path: Path, device: str = "auto"):
-        self.captioner = Captioner.load(path, device)
-        self.cfg = self.captioner.cfg
+    def __init__(self, captioner: Captioner):
+        self.captioner, self.cfg = captioner, captioner.cfg
 
     def count_tokens(self, text: str) -> int:
         return 0
@@ -298,7 +323,7 @@ class CaptioningInspector(Inspector):
 
 class CaptioningTask(Task):
     name, config, what = "captioning", CaptioningConfig, "a captioner"
-    verbs = ("caption",)
+    verbs, inspects = ("caption",), True
 
     prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
 
@@ -323,8 +348,8 @@ class CaptioningTask(Task):
                  f"{scores['images']} images, beam {beam}, {scores['images_per_s']} images/s"]
         return Evaluation(scores, lines, [c.text for c in captions])
 
-    def inspector(self, path: Path, device: str = "auto") -> CaptioningInspector:
-        return CaptioningInspector(path, device)
+    def load(self, path: Path, device: str = "auto", engine: str = "torch") -> Captioner:
+        return Captioner.load(path, device)
 
 
 TASK = CaptioningTask()

@@ -22,6 +22,7 @@ from attnkit.inspection import (
     TITLES,
     AttentionMap,
     ClassificationResult,
+    Inspectable,
     Inspection,
     Inspector,
     LabelProbability,
@@ -217,8 +218,8 @@ def prepare(cfg: ClassificationConfig, out: Path, resume: bool) -> Prepared:
     )
 
 
-class Classifier:
-    """A trained classifier directory, ready to classify."""
+class Classifier(Inspectable):
+    """A trained classifier directory, ready to classify (and to ``inspect``, ``attnkit.inspection``)."""
 
     def __init__(self, model: torch.nn.Module, enc: Encoder, cfg: ClassificationConfig):
         self.model, self.enc, self.cfg = model.eval(), enc, cfg
@@ -252,13 +253,15 @@ class Classifier:
         check_labelled(path, data, self.enc.labels, d.label_column)
         return accuracy(self.model, self.enc, data), len(data.labels)
 
+    def inspector(self) -> ClassificationInspector:
+        return ClassificationInspector(self)
+
 
 class ClassificationInspector(Inspector):
     task = "classification"
 
-    def __init__(self, path: Path, device: str = "auto"):
-        self.classifier = Classifier.load(path, device)
-        self.cfg = self.classifier.cfg
+    def __init__(self, classifier: Classifier):
+        self.classifier, self.cfg = classifier, classifier.cfg
 
     def count_tokens(self, text: str) -> int:
         return len(self.classifier.enc.ids(text))
@@ -285,7 +288,7 @@ class ClassificationInspector(Inspector):
 
 class ClassificationTask(Task):
     name, config, what = "classification", ClassificationConfig, "a classifier"
-    verbs = ("classify",)
+    verbs, inspects = ("classify",), True
 
     prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
 
@@ -295,8 +298,8 @@ class ClassificationTask(Task):
         scores = {"accuracy": acc, "texts": n}
         return Evaluation(scores, plain_lines(scores))
 
-    def inspector(self, path: Path, device: str = "auto") -> ClassificationInspector:
-        return ClassificationInspector(path, device)
+    def load(self, path: Path, device: str = "auto", engine: str = "torch") -> Classifier:
+        return Classifier.load(path, device)
 
 
 TASK = ClassificationTask()

@@ -27,7 +27,15 @@ from attnkit.data.text import read_lines
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.decoding.search import beam_decode, greedy_decode, sample_decode
 from attnkit.errors import UserError
-from attnkit.inspection import AttentionMap, ContinuationResult, Inspection, Inspector, Options, first_row
+from attnkit.inspection import (
+    AttentionMap,
+    ContinuationResult,
+    Inspectable,
+    Inspection,
+    Inspector,
+    Options,
+    first_row,
+)
 from attnkit.limits import require_batch_memory, require_search_memory
 from attnkit.model_dir import WEIGHTS, load_best_weights, open_model_dir, require_files
 from attnkit.models.base import EncoderOutput
@@ -217,8 +225,9 @@ def fit_ngram(cfg: LanguageModelConfig, out: Path, train: list[str], valid: list
     return summary
 
 
-class LanguageModel:
-    """A trained language model directory: perplexity of text and continuations of prompts."""
+class LanguageModel(Inspectable):
+    """A trained language model directory: perplexity of text and continuations of prompts (and
+    ``inspect``, ``attnkit.inspection``)."""
 
     def __init__(self, cfg: LanguageModelConfig, model: torch.nn.Module | None, tok: Tokenizer | None,
                  ngram: KneserNeyLM | None):
@@ -291,6 +300,9 @@ class LanguageModel:
                                     generator=gen)[0][0]
         return context, hyp.tokens
 
+    def inspector(self) -> LanguageModelInspector:
+        return LanguageModelInspector(self)
+
 
 class NgramDecoder:
     """The n-gram LM behind the decoder contract, so the same searches drive it: ids are the special
@@ -335,9 +347,8 @@ class NgramDecoder:
 class LanguageModelInspector(Inspector):
     task, options = "language_model", frozenset({"beam", "method", "max_tokens", "temperature", "seed"})
 
-    def __init__(self, path: Path, device: str = "auto"):
-        self.lm = LanguageModel.load(path, device)
-        self.cfg = self.lm.cfg
+    def __init__(self, lm: LanguageModel):
+        self.lm, self.cfg = lm, lm.cfg
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) if self.lm.ngram is not None else len(self.lm.tok.encode(text)) + 1
@@ -366,7 +377,7 @@ class LanguageModelInspector(Inspector):
 
 class LanguageModelTask(Task):
     name, config, what = "language_model", LanguageModelConfig, "a language model"
-    verbs = ("generate",)
+    verbs, inspects = ("generate",), True
 
     prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
 
@@ -377,8 +388,8 @@ class LanguageModelTask(Task):
                   "lines": len(lines)}
         return Evaluation(scores, plain_lines(scores))
 
-    def inspector(self, path: Path, device: str = "auto") -> LanguageModelInspector:
-        return LanguageModelInspector(path, device)
+    def load(self, path: Path, device: str = "auto", engine: str = "torch") -> LanguageModel:
+        return LanguageModel.load(path, device)
 
 
 TASK = LanguageModelTask()

@@ -22,6 +22,7 @@ from attnkit.checkpoint import atomic_write
 from attnkit.config import StaticVectorsConfig
 from attnkit.data.embeddings import VECTORS_FILE, load_vectors, vectors_file
 from attnkit.errors import UserError
+from attnkit.inspection import Inspectable
 from attnkit.tasks.base import Fitted, Task
 from attnkit.tasks.bilm import read_unlabelled
 
@@ -123,8 +124,28 @@ def nearest_words(words: list[str], matrix: torch.Tensor, word: str, k: int = 8)
     return [(words[i], round(float(sims[i]), 3)) for i in best if words[i] != word][:k]
 
 
+class WordVectors(Inspectable):
+    """A static_vectors run's vectors (``attnkit.load``): one per word type, whatever its sentence."""
+
+    def __init__(self, words: list[str], matrix: torch.Tensor):
+        self.words, self.matrix = words, matrix  # (len(words), dim)
+        self.index = {w: i for i, w in enumerate(words)}
+
+    def vector(self, word: str) -> torch.Tensor | None:
+        """The word's vector (dim,), or None for a word without one."""
+        i = self.index.get(word)
+        return None if i is None else self.matrix[i]
+
+    def nearest(self, word: str, k: int = 8) -> list[tuple[str, float]]:
+        """The ``k`` words closest to ``word`` (cosine), with the similarity; [] for a word without a vector."""
+        return nearest_words(self.words, self.matrix, word, k)
+
+
 class StaticVectorsTask(Task):
     name, config, what = "static_vectors", StaticVectorsConfig, "static word vectors"
+
+    def load(self, path: Path, device: str = "auto", engine: str = "torch") -> WordVectors:
+        return WordVectors(*read_vectors(path))
 
     def prepare(self, cfg: StaticVectorsConfig, out: Path, resume: bool) -> Fitted:
         train = read_unlabelled(cfg.data.train)  # read now: a file's error comes before any work

@@ -20,7 +20,16 @@ from attnkit.data.conllu import Sentence, read_conllu
 from attnkit.data.text import read_utf8
 from attnkit.data.vocab import ListTokenizer
 from attnkit.errors import UserError
-from attnkit.inspection import TITLES, AttentionMap, Inspection, Inspector, Options, TaggingResult, encoder_attention
+from attnkit.inspection import (
+    TITLES,
+    AttentionMap,
+    Inspectable,
+    Inspection,
+    Inspector,
+    Options,
+    TaggingResult,
+    encoder_attention,
+)
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models.bilm import WithContextualEmbeddings
 from attnkit.runtime import device_of, pick_device, to_device
@@ -237,8 +246,8 @@ def prepare(cfg: TaggingConfig, out: Path, resume: bool) -> Prepared:
     )
 
 
-class Tagger:
-    """A trained tagger directory, ready to tag."""
+class Tagger(Inspectable):
+    """A trained tagger directory, ready to tag (and to ``inspect``, ``attnkit.inspection``)."""
 
     def __init__(self, model: torch.nn.Module, vocabs: Vocabularies, cfg: TaggingConfig):
         self.model, self.vocabs, self.cfg = model.eval(), vocabs, cfg
@@ -253,16 +262,21 @@ class Tagger:
         load_best_weights(model, path)
         return cls(model.to(where), vocabs, cfg)
 
-    def tag(self, sentences: list[Sentence]) -> list[list[str]]:
+    def tag(self, sentences: list[Sentence | str | list[str]]) -> list[list[str]]:
+        """The tags of each sentence: a CoNLL-U ``Sentence``, a list of words, or a text split at spaces."""
+        sentences = [s if isinstance(s, Sentence) else Sentence(s.split() if isinstance(s, str) else list(s), {})
+                     for s in sentences]
         return predict(self.model, self.vocabs, sentences)
+
+    def inspector(self) -> TaggingInspector:
+        return TaggingInspector(self)
 
 
 class TaggingInspector(Inspector):
     task = "tagging"
 
-    def __init__(self, path: Path, device: str = "auto"):
-        self.tagger = Tagger.load(path, device)
-        self.cfg = self.tagger.cfg
+    def __init__(self, tagger: Tagger):
+        self.tagger, self.cfg = tagger, tagger.cfg
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -282,7 +296,7 @@ class TaggingInspector(Inspector):
 
 class TaggingTask(Task):
     name, config, what = "tagging", TaggingConfig, "a tagger"
-    verbs = ("tag",)
+    verbs, inspects = ("tag",), True
 
     prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
 
@@ -297,8 +311,8 @@ class TaggingTask(Task):
         scores = {tag + "_accuracy": accuracy(predicted, gold, tag), "sentences": len(gold)}
         return Evaluation(scores, plain_lines(scores))
 
-    def inspector(self, path: Path, device: str = "auto") -> TaggingInspector:
-        return TaggingInspector(path, device)
+    def load(self, path: Path, device: str = "auto", engine: str = "torch") -> Tagger:
+        return Tagger.load(path, device)
 
 
 TASK = TaggingTask()

@@ -236,9 +236,8 @@ def exposure(translator: Translator, data: Parallel) -> dict:
 class TranslationInspector(Inspector):
     task, options = "translation", frozenset({"beam", "nbest"})
 
-    def __init__(self, path: Path, device: str = "auto"):
-        self.translator = load_model_dir(path, device)
-        self.cfg = self.translator.cfg
+    def __init__(self, translator: Translator):
+        self.translator, self.cfg = translator, translator.cfg
 
     def count_tokens(self, text: str) -> int:
         return len(self.translator.src_tok.encode(text)) + 1  # + EOS
@@ -280,7 +279,7 @@ class TranslationTask(Task):
     name, config, what = "translation", TranslationConfig, "a translation model"
     verbs = ("translate", "bench translate")
     engines = ("torch", "ctranslate2")  # an export (attnkit export --to ctranslate2) runs in CTranslate2
-    lengths = True
+    lengths, inspects = True, True
 
     prepare = staticmethod(prepare)  # the module's: data, vocabularies, model, for attnkit.train
     binarize = staticmethod(binarize)  # attnkit prepare
@@ -324,8 +323,8 @@ class TranslationTask(Task):
                          f"{sf['mean_accuracy']}% (gap {x['accuracy_gap']})")
         return Evaluation(scores, lines, hyps)
 
-    def inspector(self, path: Path, device: str = "auto") -> TranslationInspector:
-        return TranslationInspector(path, device)
+    def load(self, path: Path, device: str = "auto", engine: str = "torch") -> Translator:
+        return load_model_dir(path, device, engine)
 
 
 TASK = TranslationTask()
