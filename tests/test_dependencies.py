@@ -105,6 +105,13 @@ def test_training_knows_no_task_and_no_interface(path):
                              "attnkit.plotting", "attnkit.inspection")) == []
 
 
+@pytest.mark.parametrize("path", files("hf", "export.py"), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_moving_models_between_libraries_needs_no_trainer_and_no_interface(path):
+    """Import and export read and write model directories: nothing of the trainer, the CLI or the server."""
+    assert violations(path, ("attnkit.training", "attnkit.train", "attnkit.cli", "attnkit.server",
+                             "attnkit.plotting")) == []
+
+
 def test_inspection_is_below_the_tasks():
     """The tasks' inspectors build on inspection.py; it knows none of them (no import cycle)."""
     assert violations(PACKAGE / "inspection.py", ("attnkit.tasks", "attnkit.train", "attnkit.training")) == []

@@ -207,6 +207,12 @@ def test_what_attnkit_cannot_represent_is_a_one_line_error(tmp_path):
         assert not (tmp_path / "out").exists()
     with pytest.raises(UserError, match="not a transformers model directory"):
         import_hf(str(tmp_path / "nothing-here"), tmp_path / "out")
+    no_spm = tmp_path / "no-spm"  # a MarianMT without its SentencePiece models
+    transformers.MarianMTModel(transformers.MarianConfig(
+        vocab_size=50, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32)).save_pretrained(no_spm)
+    with pytest.raises(UserError, match="no Marian SentencePiece tokenizer"):
+        import_hf(str(no_spm), tmp_path / "out")
     (tmp_path / "out").mkdir()
     with pytest.raises(UserError, match="already exists"):
         import_hf(cases[0][0], tmp_path / "out")

@@ -47,6 +47,7 @@ def translation(data: Path) -> dict:
         write_parallel(data, split, toy_pairs(n, seed))
     raw = run_config(data, "transformer")
     raw["model"].update(num_heads=4, encoder_layers=2, decoder_layers=2, dropout=0.0, attention_dropout=0.0)
+    raw["vocab"] = {"level": "subword", "size": 40, "joint": True}  # as the real config: export --to hf needs it
     raw["decoding"].update(batch_size=100)
     return raw
 

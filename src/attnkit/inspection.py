@@ -1,7 +1,7 @@
 """Look inside a trained model: its output for one input, and every attention it computed on the way.
 
-``attnkit.tasks.load_inspector(DIR)`` reads a model directory and returns the inspector of its task;
-``inspector.inspect(text, options)`` runs the model once with ``need_weights=True`` and returns an
+``attnkit.load(DIR).inspect(text)`` (or ``attnkit.tasks.load_inspector(DIR)``, then
+``inspector.inspect(text, options)``) runs the model once with ``need_weights=True`` and returns an
 :class:`Inspection`: the task's result (translation n-best, tags, class probabilities, an LM
 continuation) and the attention weights the model itself returned, each an :class:`AttentionMap`
 of shape (layers, heads, rows, cols) with the tokens of both axes. The plots
@@ -13,8 +13,9 @@ the row is labelled with the token it predicts: row ``y_i`` of the encoder-decod
 where the decoder looked while producing ``y_i``, and the columns of decoder self-attention are the
 decoder's inputs (``<s> y_1 ... y_T``), so the causal mask shows as a lower triangle.
 
-Each task's inspector is a small subclass of :class:`Inspector` in ``tasks/<name>.py``, which its
-``Task.inspector`` returns; this module holds what they share.
+Each task's inspector is a small subclass of :class:`Inspector` beside its loaded model's class (in
+``tasks/<name>.py``; the translator's in ``translator.py``), made from the loaded model; every loaded
+model is :class:`Inspectable` (``inspect``, ``attention``). This module holds what they share.
 """
 
 from __future__ import annotations

@@ -21,7 +21,18 @@ from attnkit.data.vocab import Tokenizer, load_tokenizer
 from attnkit.decoding.search import Hypothesis, beam_search, best_finished, greedy, length_penalty, max_lengths
 from attnkit.decoding.trace import SearchTrace, readable
 from attnkit.errors import UserError
-from attnkit.inspection import Inspectable
+from attnkit.inspection import (
+    TITLES,
+    AttentionMap,
+    Inspectable,
+    Inspection,
+    Inspector,
+    Options,
+    ScoredTranslation,
+    SearchCandidate,
+    TranslationResult,
+    first_row,
+)
 from attnkit.limits import require_search_memory
 from attnkit.model_dir import load_best_weights, open_model_dir
 from attnkit.models import Seq2Seq
@@ -101,10 +112,50 @@ class Translator(Inspectable):
                 progress.update(len(rows))
         return results
 
-    def inspector(self):
-        from attnkit.tasks.translation import TranslationInspector  # (the task module imports this one)
-
+    def inspector(self) -> TranslationInspector:
         return TranslationInspector(self)
+
+
+class TranslationInspector(Inspector):
+    """A translator's best translations of one text and every attention of the teacher-forced pass over
+    the best one (``attnkit plot attention``, ``attnkit serve``)."""
+    task, options = "translation", frozenset({"beam", "nbest"})
+
+    def __init__(self, translator: Translator):
+        self.translator, self.cfg = translator, translator.cfg
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.translator.src_tok.encode(text)) + 1  # + EOS
+
+    def run(self, text: str, options: Options) -> Inspection:
+        t = self.translator
+        beam = options.beam or self.cfg.decoding.beam
+        nbest = options.nbest or 1
+        if nbest > beam:  # the translator's one-line error, as on the CLI
+            raise UserError(f"nbest {nbest} cannot exceed the beam size {beam}")
+        hyps, steps = t.trace(text, beam)
+        hyps = hyps[:nbest]
+        src_ids = t.encode_source(text)
+        best = hyps[0].tokens
+        device = device_of(t.model)
+        src = pad([src_ids]).to(device)  # (1, S)
+        tgt_in = pad([[BOS] + best]).to(device)  # (1, T): <s> y_1 .. y_n
+        out = t.model(src, tgt_in, need_weights=True)  # the teacher-forced pass over the best hypothesis
+        source = t.src_tok.pieces(src_ids)
+        produced = t.tgt_tok.pieces(best + [EOS])  # what each decoder position predicts
+        inputs = t.tgt_tok.pieces([BOS] + best)
+        axes = {"encoder": (source, source, "source", "source"),
+                "self": (produced, inputs, "target (predicted)", "target (decoder input)"),
+                "cross": (produced, source, "target", "source")}
+        maps = []
+        for name in ("encoder", "self", "cross"):
+            if out.attention.get(name) is not None:
+                rows, cols, row_axis, col_axis = axes[name]
+                maps.append(AttentionMap(name, TITLES[name], rows, cols, first_row(out.attention[name]),
+                                         row_axis, col_axis))
+        result = TranslationResult(nbest=[ScoredTranslation(text=h.text, score=round(h.score, 4)) for h in hyps],
+                                   search=[[SearchCandidate(**c) for c in step] for step in steps])
+        return Inspection(self.task, source, result, maps)
 
 
 class CTranslate2Translator(Translator):

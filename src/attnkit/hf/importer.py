@@ -105,8 +105,16 @@ def import_hf(source: str, out: str | Path) -> Path:
         raise UserError(f"{source}: not a transformers model directory or a Hub model that can be reached "
                         f"({str(err).splitlines()[0]})") from None
     check_config(hf_cfg, source)
-    hf = transformers.MarianMTModel.from_pretrained(source).float().eval()
-    tok = transformers.MarianTokenizer.from_pretrained(source)
+    try:
+        hf = transformers.MarianMTModel.from_pretrained(source).float().eval()
+    except (OSError, ValueError, RuntimeError) as err:
+        raise UserError(f"{source}: its weights do not load ({str(err).splitlines()[0]})") from None
+    try:
+        tok = transformers.MarianTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError, KeyError, AssertionError) as err:
+        raise UserError(f"{source}: no Marian SentencePiece tokenizer (source.spm, target.spm, vocab.json: "
+                        f"{str(err).splitlines()[0] if str(err) else type(err).__name__}); attnkit imports "
+                        "SentencePiece vocabularies only") from None
     generation = getattr(hf, "generation_config", None)
 
     start_id = hf_cfg.decoder_start_token_id

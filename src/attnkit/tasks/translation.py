@@ -13,27 +13,15 @@ from tqdm import tqdm
 
 from attnkit.build import build_model
 from attnkit.config import TranslationConfig, resolve_path
-from attnkit.data.batching import make_batch, pad, token_batches
+from attnkit.data.batching import make_batch, token_batches
 from attnkit.data.corpus import CHUNK, SideWriter, open_corpus, source_stamp, write_manifest
 from attnkit.data.text import Parallel, read_parallel
 from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 from attnkit.diagnostics import exposure_bias
 from attnkit.errors import UserError
 from attnkit.evaluation import join_lines, score_by_length, score_corpus
-from attnkit.inspection import (
-    TITLES,
-    AttentionMap,
-    Inspection,
-    Inspector,
-    Options,
-    ScoredTranslation,
-    SearchCandidate,
-    TranslationResult,
-    first_row,
-)
 from attnkit.limits import require_batch_memory
 from attnkit.runtime import autocast, device_of, to_device
-from attnkit.specials import BOS, EOS
 from attnkit.tasks.base import (
     EvaluateRequest,
     Evaluation,
@@ -231,48 +219,6 @@ def exposure(translator: Translator, data: Parallel) -> dict:
     ids = encode(data, translator.src_tok, translator.tgt_tok, limit, what="exposure-diagnostic")
     with autocast(translator.cfg.training.precision, device_of(translator.model)):
         return exposure_bias(translator.model, ids.src, ids.tgt)
-
-
-class TranslationInspector(Inspector):
-    task, options = "translation", frozenset({"beam", "nbest"})
-
-    def __init__(self, translator: Translator):
-        self.translator, self.cfg = translator, translator.cfg
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.translator.src_tok.encode(text)) + 1  # + EOS
-
-    def run(self, text: str, options: Options) -> Inspection:
-        t = self.translator
-        beam = options.beam or self.cfg.decoding.beam
-        nbest = options.nbest or 1
-        if nbest > beam:  # the translator's one-line error, as on the CLI
-            raise UserError(f"nbest {nbest} cannot exceed the beam size {beam}")
-        hyps, steps = t.trace(text, beam)
-        hyps = hyps[:nbest]
-        src_ids = t.encode_source(text)
-        best = hyps[0].tokens
-        device = device_of(t.model)
-        src = pad([src_ids]).to(device)  # (1, S)
-        tgt_in = pad([[BOS] + best]).to(device)  # (1, T): <s> y_1 .. y_n
-        out = t.model(src, tgt_in, need_weights=True)  # the teacher-forced pass over the best hypothesis
-        source = t.src_tok.pieces(src_ids)
-        produced = t.tgt_tok.pieces(best + [EOS])  # what each decoder position predicts
-        inputs = t.tgt_tok.pieces([BOS] + best)
-        axes = {"encoder": (source, source, "source", "source"),
-                "self": (produced, inputs, "target (predicted)", "target (decoder input)"),
-                "cross": (produced, source, "target", "source")}
-        maps = []
-        for name in ("encoder", "self", "cross"):
-            if out.attention.get(name) is not None:
-                rows, cols, row_axis, col_axis = axes[name]
-                maps.append(AttentionMap(name, TITLES[name], rows, cols, first_row(out.attention[name]),
-                                         row_axis, col_axis))
-        result = TranslationResult(nbest=[ScoredTranslation(text=h.text, score=round(h.score, 4)) for h in hyps],
-                                   search=[[SearchCandidate(**c) for c in step] for step in steps])
-        return Inspection(self.task, source, result, maps)
-
-
 
 
 class TranslationTask(Task):
