@@ -75,7 +75,9 @@ def main() -> None:
     ct2.cfg = ours.cfg
     hf = transformers.MarianMTModel.from_pretrained(source).eval()
     tok = transformers.MarianTokenizer.from_pretrained(source)
-    limit = lambda batch: int(max(len(ours.encode_source(s)) for s in batch) * d.max_len_a + d.max_len_b)  # noqa: E731
+    def limit(batch: list[str]) -> int:  # the batch's longest output limit, within the model's positions
+        longest = max(len(ours.encode_source(s)) for s in batch)
+        return min(int(longest * d.max_len_a + d.max_len_b), hf.config.max_position_embeddings - 1)
 
     def run_hf(beam: int) -> list[str]:
         out = []
