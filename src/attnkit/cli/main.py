@@ -32,6 +32,39 @@ class Parser(argparse.ArgumentParser):
         return super().format_help()
 
 
+def add_transfer_parsers(sub) -> None:
+    """attnkit export (to CTranslate2 or transformers) and attnkit import (from transformers)."""
+    from attnkit.cli import commands as c
+    from attnkit.export import QUANTIZATIONS
+
+    x = sub.add_parser("export", help="export a trained Transformer translation model to CTranslate2 or transformers",
+                       description="ctranslate2: write a trained Transformer translation model as a CTranslate2 "
+                                   "model (model.bin and its vocabularies) with attnkit's config and tokenizers "
+                                   "beside it, for 'attnkit translate OUT --engine ctranslate2' or CTranslate2 "
+                                   "itself (docs/BENCHMARKS.md). hf: write it as a Hugging Face transformers model "
+                                   "(MarianMT if post-norm, Pegasus if pre-norm) with its tokenizer and a model "
+                                   "card, for AutoModelForSeq2SeqLM.from_pretrained(OUT). RNN models cannot be "
+                                   "exported: neither has an RNN decoder.")
+    x.add_argument("model_dir", metavar="DIR", help="a trained translation model directory")
+    x.add_argument("--to", choices=("ctranslate2", "hf"), required=True, help="the format (ctranslate2, hf)")
+    x.add_argument("--quantization", choices=QUANTIZATIONS, default="float32",
+                   help="ctranslate2: the weights' type in the exported model (default: float32)")
+    x.add_argument("--out", required=True, metavar="OUT", help="the directory to write (new)")
+    x.set_defaults(func=c.cmd_export)
+
+    im = sub.add_parser("import", help="bring in a translator from another library (hf: a MarianMT / OPUS-MT model)",
+                        description="Write a model of another library as an attnkit model directory, which every "
+                                    "command then reads as if attnkit had trained it (translate, evaluate, plot, "
+                                    "serve, export, and training.init_from to fine-tune it). hf: a MarianMT model "
+                                    "of Hugging Face transformers, such as the OPUS-MT translators "
+                                    "(Helsinki-NLP/opus-mt-*): a local directory, or a Hub name when the Hub is "
+                                    "reachable (transformers downloads it).")
+    im.add_argument("library", choices=("hf",), help="hf: Hugging Face transformers")
+    im.add_argument("source", metavar="SOURCE", help="a transformers model directory, or a Hub name")
+    im.add_argument("--out", required=True, metavar="OUT", help="the directory to write (new)")
+    im.set_defaults(func=c.cmd_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from attnkit.cli import commands as c
     from attnkit.cli import see
@@ -50,7 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
         output_file,
     )
     from attnkit.config import DecodingConfig, GenerationConfig, TrainingConfig
-    from attnkit.export import QUANTIZATIONS
 
     beam = like(DecodingConfig, "beam")
     batch_size = like(DecodingConfig, "batch_size")
@@ -116,32 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_device(tr)
     tr.set_defaults(func=c.cmd_translate)
 
-    x = sub.add_parser("export", help="export a trained Transformer translation model to CTranslate2 or transformers",
-                       description="ctranslate2: write a trained Transformer translation model as a CTranslate2 "
-                                   "model (model.bin and its vocabularies) with attnkit's config and tokenizers "
-                                   "beside it, for 'attnkit translate OUT --engine ctranslate2' or CTranslate2 "
-                                   "itself (docs/BENCHMARKS.md). hf: write it as a Hugging Face transformers model "
-                                   "(MarianMT if post-norm, Pegasus if pre-norm) with its tokenizer and a model "
-                                   "card, for AutoModelForSeq2SeqLM.from_pretrained(OUT). RNN models cannot be "
-                                   "exported: neither has an RNN decoder.")
-    x.add_argument("model_dir", metavar="DIR", help="a trained translation model directory")
-    x.add_argument("--to", choices=("ctranslate2", "hf"), required=True, help="the format (ctranslate2, hf)")
-    x.add_argument("--quantization", choices=QUANTIZATIONS, default="float32",
-                   help="ctranslate2: the weights' type in the exported model (default: float32)")
-    x.add_argument("--out", required=True, metavar="OUT", help="the directory to write (new)")
-    x.set_defaults(func=c.cmd_export)
-
-    im = sub.add_parser("import", help="bring in a translator from another library (hf: a MarianMT / OPUS-MT model)",
-                        description="Write a model of another library as an attnkit model directory, which every "
-                                    "command then reads as if attnkit had trained it (translate, evaluate, plot, "
-                                    "serve, export, and training.init_from to fine-tune it). hf: a MarianMT model "
-                                    "of Hugging Face transformers, such as the OPUS-MT translators "
-                                    "(Helsinki-NLP/opus-mt-*): a local directory, or a Hub name when the Hub is "
-                                    "reachable (transformers downloads it).")
-    im.add_argument("library", choices=("hf",), help="hf: Hugging Face transformers")
-    im.add_argument("source", metavar="SOURCE", help="a transformers model directory, or a Hub name")
-    im.add_argument("--out", required=True, metavar="OUT", help="the directory to write (new)")
-    im.set_defaults(func=c.cmd_import)
+    add_transfer_parsers(sub)
 
     e = sub.add_parser("evaluate", help="score a trained model on a test file",
                        description="Score a model on a test file. Translation: translate --src and score the "
