@@ -10,8 +10,10 @@ attempt has logged a random number of updates, or after a random time (uniform o
 run's wall time, start-up and the closing scores included). After every kill the checkpoints on disk
 must read back (whole, checksums verified), and the run continues with ``attnkit train CONFIG --out
 OUT --resume`` (or a fresh ``train`` when the kill came before the run directory was marked).
-``--ranks 2`` runs every attempt under torchrun (two gloo ranks) and kills the whole job. The quick
-form runs in ``make test`` (tests/test_faults.py).
+``--ranks 2`` runs every attempt under torchrun (two gloo ranks) and kills the whole job. With one rank
+it ends with a kill inside the first write of each checkpoint of a run whose limit came from the command
+line alone (issue 37): resumed without it, the run must keep that limit. The quick form runs in
+``make test`` (tests/test_faults.py, tests/test_strangers.py).
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ sys.exit(main(sys.argv[3:]))
 """
 
 
-def command(cfg: Path, out: Path, ranks: int, resume: bool, die_in_write: tuple[str, int] | None = None) -> list[str]:
+def command(cfg: Path, out: Path, ranks: int, resume: bool, die_in_write: tuple[str, int] | None = None,
+            extra: tuple[str, ...] = ()) -> list[str]:
     if die_in_write is not None:
         launcher = [sys.executable, "-c", DIE_IN_WRITE, die_in_write[0], str(die_in_write[1])]
     elif ranks > 1:
@@ -113,7 +116,7 @@ def command(cfg: Path, out: Path, ranks: int, resume: bool, die_in_write: tuple[
                     "-m", "attnkit.cli.main"]
     else:
         launcher = [sys.executable, "-m", "attnkit"]
-    return [*launcher, "-q", "train", str(cfg), "--out", str(out), *(["--resume"] if resume else [])]
+    return [*launcher, "-q", "train", str(cfg), "--out", str(out), *(["--resume"] if resume else []), *extra]
 
 
 def resumable(out: Path) -> bool:
@@ -122,9 +125,10 @@ def resumable(out: Path) -> bool:
     return (out / LAST).is_file() or (out / STARTING).is_file()
 
 
-def start(cfg: Path, out: Path, ranks: int, die_in_write: tuple[str, int] | None = None) -> subprocess.Popen:
+def start(cfg: Path, out: Path, ranks: int, die_in_write: tuple[str, int] | None = None,
+          extra: tuple[str, ...] = ()) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1" if ranks > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
-    return subprocess.Popen(command(cfg, out, ranks, resumable(out), die_in_write), stdout=subprocess.DEVNULL,
+    return subprocess.Popen(command(cfg, out, ranks, resumable(out), die_in_write, extra), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env, start_new_session=True)
 
 
@@ -286,6 +290,29 @@ def campaign(cfg: Path, ref: Path, out: Path, ranks: int, kills: list[tuple[str,
     return record
 
 
+def first_writes(cfg: Path, root: Path, steps: int) -> dict[str, dict]:
+    """A kill half-way through the first write of each checkpoint, in a run whose limit was given on the
+    command line only (``--max-steps``, none in the config): ``--resume`` without it finds no checkpoint,
+    starts afresh with the limit the mark of the starting run kept, and must end as the run left alone."""
+    raw = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    raw["training"].pop("max_steps")
+    bare = cfg.with_name(cfg.stem + "-no-limit.yaml")
+    bare.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    limit = ("--max-steps", str(steps))
+    ref = root / "first-writes-reference"
+    finished(start(bare, ref, 1, extra=limit))
+    results = {}
+    for name in WRITES:
+        out = root / f"first-write-of-{name}"
+        proc = start(bare, out, 1, die_in_write=(name, 1), extra=limit)
+        proc.communicate()
+        killed = proc.returncode == -signal.SIGKILL
+        finished(start(bare, out, 1))  # --resume, no limit given
+        results[name] = {"killed_in_write": killed, "steps": json.loads((out / "summary.json").read_text())["steps"],
+                         **compare(ref, out)}
+    return results
+
+
 def reference(cfg: Path, root: Path, ranks: int) -> tuple[Path, float]:
     """The uninterrupted run, and its wall time."""
     ref = root / "reference"
@@ -320,11 +347,19 @@ def main() -> None:
             print(f"run {len(campaigns)}: {len(c.kills)} kills ({', '.join(c.kills) or 'none'}), "
                   f"{c.attempts} attempts; " + (f"DIFFERENT: {', '.join(differ)}" if differ else
                                                  f"the same as uninterrupted: {', '.join(c.same)}"), flush=True)
+        firsts = first_writes(cfg, root, args.steps) if args.ranks == 1 else {}
+        for name, r in firsts.items():
+            print(f"killed in the first write of {name}: {'yes' if r['killed_in_write'] else 'NO'}; resumed without "
+                  f"--max-steps to step {r['steps']} of {args.steps}; "
+                  + ("the same as uninterrupted" if all(v for k, v in r.items() if k != "steps") else "DIFFERENT"),
+                  flush=True)
     kills = [k for c in campaigns for k in c.kills]
     result = {"ranks": args.ranks, "arch": args.arch, "steps": args.steps, "seed": args.seed,
               "kills": len(kills), "kills_in_writes": sum(k.startswith("writing") for k in kills),
               "attempts": sum(c.attempts for c in campaigns),
-              "runs": len(campaigns), "all_same": all(all(c.same.values()) for c in campaigns),
+              "runs": len(campaigns), "first_writes": firsts,
+              "all_same": all(all(c.same.values()) for c in campaigns)
+              and all(v for r in firsts.values() for k, v in r.items() if k != "steps"),
               "seconds": round(time.monotonic() - t0, 1), "campaigns": [asdict(c) for c in campaigns]}
     print(json.dumps({k: v for k, v in result.items() if k != "campaigns"}))
     if args.json:

@@ -1,15 +1,18 @@
 """The server under load (issue 26): ``attnkit serve MODEL`` on loopback, N concurrent clients for T
 seconds mixing good requests (Multi30k validation sentences, beam 1 to 5) with bad ones (broken JSON,
 unknown fields, over-long text, a beam of 0, nbest above the beam, bytes that are not UTF-8, a body over
-the limit, unknown paths and methods), and uploads that stall halfway. It stops by itself and reports
+the limit, unknown paths and methods), uploads that stall halfway, and (issue 37) connections that send
+half their headers and then a byte every half second, one reopened as soon as the server closes each
+(slowloris). It stops by itself and reports
 requests/s, the latency of the good requests (p50, p99), the answers by status, what became of the
-stalled uploads, and the server's resident memory after a warm-up (150 requests one at a time, beams
+stalled uploads and half-open connections, and the server's resident memory after a warm-up (150 requests one at a time, beams
 1 to 5, on sentences the load does not send), every 5 seconds, and at the end.
 
-    python bench/load.py MODEL_DIR [--clients 16] [--seconds 60] [--stalled 8] [--json FILE]
+    python bench/load.py MODEL_DIR [--clients 16] [--seconds 60] [--stalled 8] [--half-open 32] [--json FILE]
 
 It fails (exit 1) on any 5xx answer, any good request not answered 200, any bad request not answered
-4xx, a stalled upload the server still holds after its body timeout, or memory growth of 10% or more.
+4xx, a stalled upload or half-open connection the server still holds long after its timeout, or memory
+growth of 10% or more.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 from attnkit.config import resolve_path
-from attnkit.server import BODY_SECONDS, MAX_BODY_BYTES, MAX_CHARS
+from attnkit.server import BODY_SECONDS, HEADER_SECONDS, MAX_BODY_BYTES, MAX_CHARS
 
 JSON = {"Content-Type": "application/json"}
 WARM_UP = 150  # requests, one at a time, before the memory at start is read
@@ -132,6 +135,26 @@ def stall(port: int, held: list[float]) -> None:
         held.append(float("inf"))
 
 
+def half_open(port: int, held: list[float], stop: threading.Event) -> None:
+    """Until ``stop``: open a connection, send the request line and half the headers, then a byte every
+    half second (slowloris); note how long the server keeps it, and open the next one at once, so that
+    one such connection is always held against the server."""
+    while not stop.is_set():
+        t0 = time.monotonic()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"POST /api/inspect HTTP/1.1\r\nHost: x\r\nContent-Type: applic")
+                while time.monotonic() - t0 < HEADER_SECONDS * 6:
+                    try:
+                        if not s.recv(4096):
+                            break
+                    except TimeoutError:
+                        s.sendall(b"a")
+            held.append(time.monotonic() - t0)
+        except OSError:  # reset by the server after its 408
+            held.append(time.monotonic() - t0)
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
@@ -143,6 +166,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--stalled", type=int, default=8, help="uploads that stall halfway (default 8)")
+    parser.add_argument("--half-open", type=int, default=32,
+                        help="connections that send half their headers and then trickle (default 32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
@@ -161,8 +186,11 @@ def main() -> None:
         clients = [Client(port, sentences, bad_requests(), args.seed + i, stop) for i in range(args.clients)]
         held: list[float] = []
         stallers = [threading.Thread(target=stall, args=(port, held), daemon=True) for _ in range(args.stalled)]
+        trickled: list[float] = []
+        tricklers = [threading.Thread(target=half_open, args=(port, trickled, stop), daemon=True)
+                     for _ in range(args.half_open)]
         t0 = time.monotonic()
-        for t in clients + stallers:
+        for t in clients + stallers + tricklers:
             t.start()
         samples = []  # the server's resident memory every 5 s: a plateau or a climb
         while time.monotonic() - t0 < args.seconds:
@@ -174,6 +202,8 @@ def main() -> None:
         elapsed = time.monotonic() - t0
         for t in stallers:
             t.join(BODY_SECONDS * 7)
+        for t in tricklers:
+            t.join(HEADER_SECONDS * 7)
         rss_end = rss_mib(server.pid)
     finally:
         os.killpg(server.pid, signal.SIGINT)
@@ -195,6 +225,8 @@ def main() -> None:
         "failed_good": sum(r[1] != 200 for r in good), "bad_not_4xx": sum(not 400 <= r[1] < 500 for r in bad),
         "5xx": sum(r[1] >= 500 for r in records),
         "stalled": args.stalled, "stalled_closed_within_s": round(max(held), 1) if held else None,
+        "half_open": args.half_open, "half_open_connections": len(trickled),
+        "half_open_closed_within_s": round(max(trickled), 1) if trickled else None,
         "rss_start_mib": round(rss_start, 1), "rss_end_mib": round(rss_end, 1),
         "rss_growth": round(rss_end / rss_start - 1, 3) if rss_start else None, "rss_every_5s_mib": samples,
     }
@@ -207,6 +239,8 @@ def main() -> None:
               if bad_value]
     if held and max(held) > BODY_SECONDS * 3:
         failed.append("stalled uploads held open")
+    if trickled and max(trickled) > HEADER_SECONDS * 3:
+        failed.append("half-open connections held open")
     if result["rss_growth"] is not None and result["rss_growth"] >= 0.10:
         failed.append("memory grew 10% or more")
     if failed:

@@ -73,7 +73,7 @@ def test_a_run_killed_after_its_first_best_model_and_before_its_first_last_resum
         out = tmp_path / how
         train(cfg, out, max_steps=3, progress=False)
         (out / LAST).unlink()  # what the kill left: no last, a best model, the mark, metrics of steps 1-3
-        (out / STARTING).write_text("")
+        (out / STARTING).write_text(json.dumps({"max_steps": 3, "max_minutes": 0.0}))
         (out / "summary.json").unlink(missing_ok=True)
         if how == "resume":
             summary = train(None, out, resume=True, max_steps=6, progress=False)

@@ -52,7 +52,7 @@ def test_training_state_that_does_not_fit_is_refused_with_the_arithmetic(monkeyp
 def test_a_beam_too_wide_for_the_machine_is_refused_with_the_arithmetic(tiny_runs):
     from attnkit.translator import load_model_dir
 
-    with pytest.raises(UserError, match=r"^beam 100000: needs [\d,.]+ [GM]iB \(64 sentence\(s\) x beam 100000 x "
+    with pytest.raises(UserError, match=r"^beam 100000: needs [\d,.]+ [GM]iB \(64 sentence\(s\) x beam 100000 x \("
                                         r"[\d,]+ words x 4 float32 tables a step"):
         require_search_memory(64, 100_000, 8000)
     require_search_memory(64, 5, 8000)  # the usual beam fits

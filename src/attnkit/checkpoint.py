@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from attnkit import FORMAT_VERSION, __version__
-from attnkit.errors import UserError
+from attnkit.errors import UserError, quoted
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,11 @@ def load_weights(model: nn.Module, tensors: dict[str, Tensor], aliases: dict[str
     if not isinstance(aliases, dict) or not all(isinstance(name, str) and name in tensors
                                                 for name in aliases.values()):
         raise UserError(f"{source}: damaged: its aliases (tied weights) name tensors it does not hold")
+    bad = next((name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())),
+               None)
+    if bad is not None:
+        raise UserError(f"{source}: damaged: its tensor {quoted(bad)} holds values that are not finite (NaN or "
+                        "infinity)")
     full = dict(tensors)
     for alias, name in aliases.items():
         full[alias] = tensors[name]

@@ -24,6 +24,7 @@ so ``attnkit translate OUT --engine ctranslate2`` reads it like a model director
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -32,10 +33,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from attnkit.digests import check_digests, digests
 from attnkit.errors import UserError
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "float16", "bf16")
 CT2_MODEL = "model.bin"  # the file CTranslate2 writes, the mark of an exported directory
+CHECKSUMS = "checksums.json"  # SHA-256 of every file of an export, checked before it is read
 
 
 def _ct2():
@@ -154,6 +157,8 @@ def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str
         for file in [path / CONFIG, *tokenizer_files(path, "src", cfg.vocab.level),
                      *tokenizer_files(path, "tgt", cfg.vocab.level)]:
             shutil.copyfile(file, scratch / file.name)
+        names = [f.name for f in scratch.iterdir() if f.is_file()]
+        (scratch / CHECKSUMS).write_text(json.dumps(digests(scratch, names), indent=2) + "\n", encoding="utf-8")
         os.replace(scratch, out)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -169,8 +174,27 @@ def _vocabulary(tok, path: Path, name: str) -> list[str]:
     return pieces
 
 
+def check_export(path: Path) -> None:
+    """Refuse an export whose files differ from the checksums ``export`` wrote (a truncated model.bin,
+    a cut vocabulary, a changed config.json), before CTranslate2 or a tokenizer reads them."""
+    listed = path / CHECKSUMS
+    if not listed.is_file():
+        raise UserError(f"{path}: {CHECKSUMS} is missing, so its files cannot be checked (not written by "
+                        "attnkit export, or before exports carried checksums); export the model again")
+    try:
+        recorded = json.loads(listed.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise UserError(f"{listed}: damaged, not JSON; export the model again") from None
+    check_digests(path, recorded, str(listed))
+
+
 def load_ctranslate2(path: Path, device: torch.device):
-    """CTranslate2's translator of an exported directory, on ``device``, with torch's thread count."""
+    """CTranslate2's translator of an exported directory (checked first), on ``device``, with torch's
+    thread count."""
     ct2 = _ct2()
-    return ct2.Translator(str(path), device=device.type, device_index=device.index or 0,
-                          intra_threads=torch.get_num_threads() if device.type == "cpu" else 0)
+    try:
+        return ct2.Translator(str(path), device=device.type, device_index=device.index or 0,
+                              intra_threads=torch.get_num_threads() if device.type == "cpu" else 0)
+    except (RuntimeError, ValueError, OSError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{path}: CTranslate2 cannot read this export ({reason[:200]})") from None

@@ -3,6 +3,7 @@ refused before the allocation, with the arithmetic, instead of swapping for minu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -50,14 +51,45 @@ def require_memory(what: str, need: int, arithmetic: str, fraction: float = 1.0,
         raise UserError(f"{what}: needs {gib(need)} ({arithmetic}); {there}{share}")
 
 
-def require_search_memory(sentences: int, beam: int, vocab: int) -> None:
-    """Refuse a beam search whose scores over the vocabulary would take more than half the machine:
-    each step holds about four (sentences x beam, vocab) float32 tables (the log-probabilities, the
-    candidates' scores, their top-k, a copy)."""
-    if beam > 1:
-        require_memory(f"beam {beam}", 16 * sentences * beam * vocab,
-                       f"{sentences} sentence(s) x beam {beam} x {vocab:,} words x 4 float32 tables a step; lower "
-                       "the beam or the batch size", fraction=0.5)
+def tensor_bytes(obj: object) -> int:
+    """Bytes of the distinct tensors in ``obj`` (a tensor, or dataclasses, tuples, lists and dicts of them;
+    a storage two tensors share counts once): what a decoder's state holds."""
+    storages: dict[int, int] = {}
+
+    def walk(x: object) -> None:
+        if isinstance(x, torch.Tensor):
+            storages[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
+        elif dataclasses.is_dataclass(x) and not isinstance(x, type):
+            for f in dataclasses.fields(x):
+                walk(getattr(x, f.name))
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+
+    walk(obj)
+    return sum(storages.values())
+
+
+def search_bytes(sentences: int, beam: int, vocab: int, state_bytes: int = 0) -> tuple[int, str]:
+    """The peak memory of a search over ``sentences`` with ``beam`` hypotheses each, and how it was
+    counted: at each step about four (rows, vocab) float32 tables (the logits, the log-probabilities,
+    the candidates' scores, their top-k; two for greedy search), and the decoder states of every row
+    (``state_bytes`` each at the length limit: a Transformer's cache grows with the output), twice:
+    a step and a reorder each build the new states while the old ones are alive."""
+    rows = sentences * beam
+    tables, states = (16 if beam > 1 else 8) * rows * vocab, 2 * rows * state_bytes
+    return tables + states, (f"{sentences} sentence(s) x beam {beam} x ({vocab:,} words x "
+                             f"{4 if beam > 1 else 2} float32 tables a step + two decoder states of "
+                             f"{gib(state_bytes)} at the length limit); lower the beam or the batch size")
+
+
+def require_search_memory(sentences: int, beam: int, vocab: int, state_bytes: int = 0) -> None:
+    """Refuse a search (:func:`search_bytes`) that would take more than half the machine."""
+    need, arithmetic = search_bytes(sentences, beam, vocab, state_bytes)
+    require_memory(f"beam {beam}", need, arithmetic, fraction=0.5)
 
 
 def require_batch_memory(batch_tokens: int, vocab: int) -> None:

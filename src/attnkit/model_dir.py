@@ -10,10 +10,17 @@ from torch import nn
 
 from attnkit.checkpoint import load_weights, read_checkpoint
 from attnkit.config import AnyConfig, load_config
-from attnkit.errors import UserError
+from attnkit.digests import check_digests
+from attnkit.errors import UserError, quoted
 
 CONFIG = "config.yaml"
 WEIGHTS = "model.safetensors"
+# the files besides config and weights that the tasks' loaders read: tokenizers, label and tag lists,
+# and (bilm/) the bidirectional LM a tagger or classifier embeds
+READ_SUFFIXES = (".spm", ".pieces.txt", ".vocab.txt")
+READ_NAMES = frozenset({"labels.txt", "tags.txt"})
+# what only training reads of a model section: a config may change it after training
+TRAINING_ONLY = frozenset({"dropout", "attention_dropout", "torchvision_weights", "freeze_backbone", "carry_state"})
 
 
 def require_files(path: Path, *names: str) -> None:
@@ -39,9 +46,41 @@ def open_model_dir(path: str | Path, task: str | None = None, what: str = "",
     return path, cfg
 
 
+def architecture(model_cfg) -> dict:
+    """What a checkpoint records of the model section it was trained with (``doc["architecture"]``):
+    every field but those only training reads. Fields that change no shape (heads, norm placement,
+    activation, positions' kind) would otherwise load into a model that computes something else."""
+    return {k: v for k, v in model_cfg.model_dump(mode="json").items() if k not in TRAINING_ONLY}
+
+
+def check_architecture(path: Path, doc: dict) -> None:
+    """Refuse a directory whose config.yaml disagrees with what its weights were trained with (a
+    checkpoint written before they recorded it is not checked)."""
+    recorded = doc.get("architecture")
+    if not isinstance(recorded, dict) or not (path / CONFIG).is_file():
+        return
+    now = architecture(load_config(path / CONFIG).model)
+    for key in sorted(recorded.keys() & now.keys()):  # a field added since takes its default
+        if recorded[key] != now[key]:
+            raise UserError(f"{path / CONFIG}: model.{key} is {quoted(now[key])}, but {WEIGHTS} was trained with "
+                            f"{quoted(recorded[key])}; a config and its weights must agree")
+
+
+def read_files(path: Path) -> list[str]:
+    """The names (relative to ``path``) of the files of a model directory its loaders read besides
+    config.yaml and the weights; each checkpoint records their checksums (``doc["files"]``)."""
+    return sorted(f.relative_to(path).as_posix() for f in path.rglob("*")
+                  if f.is_file() and (f.name.endswith(READ_SUFFIXES) or f.name in READ_NAMES
+                                      or f.relative_to(path).parts[0] == "bilm"))
+
+
 def load_best_weights(model: nn.Module, path: Path) -> dict:
-    """Load the directory's best weights into ``model``; returns the checkpoint's document (step,
-    validation scores)."""
+    """Load the directory's best weights into ``model``, once its config and its other files (the
+    tokenizers) are known to be those they were trained with; returns the checkpoint's document
+    (step, validation scores)."""
     groups, doc = read_checkpoint(path / WEIGHTS)
+    check_architecture(path, doc)
+    if "files" in doc:  # (checkpoints written before they recorded them are not checked)
+        check_digests(path, doc["files"], str(path / WEIGHTS))
     load_weights(model, groups["model"], doc.get("aliases", {}), path / WEIGHTS)
     return doc

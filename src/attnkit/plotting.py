@@ -40,8 +40,8 @@ def save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write ``fig`` as PNG or SVG, by the extension of ``path``. SVG text stays text (not paths),
     so the tokens can be searched and read back."""
     path = check_path(path)
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(path, dpi=dpi)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # renamed into place: never half an image
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower()))
     return path
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 import socket
 import threading
@@ -58,6 +59,7 @@ MAX_TOKENS = 120  # tokens of input, as the model reads them (a heatmap wider th
 MAX_BODY_BYTES = 16 * 1024
 MAX_IMAGE_BODY_BYTES = 4 * 1024 * 1024  # for a captioning model: a base64 image of up to 3 MiB
 MAX_BEAM, MAX_NEW_TOKENS = 16, 100
+HEADER_SECONDS = 5.0  # a connection's request line and headers must have arrived whole by then (slowloris)
 BODY_SECONDS = 10.0  # a request body must have arrived whole by then (a stalled upload holds no connection)
 MAX_QUEUE = 32  # requests waiting for the model, beyond which the server answers 503 at once
 WAIT_SECONDS = 30.0  # the longest a request waits for the model before it is answered 503
@@ -287,8 +289,9 @@ def make_app(inspector: Inspector, name: str, max_body_bytes: int | None = None,
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, err: Exception) -> JSONResponse:
-        log.exception("request %s failed", request.url.path)
-        return JSONResponse({"error": f"internal error: {type(err).__name__}: {err}"}, 500)
+        log.exception("request %s failed", request.url.path)  # the details in the server's log, not to the client
+        return JSONResponse({"error": f"internal error ({type(err).__name__}); the server's log has the details"},
+                            500)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -353,11 +356,15 @@ def course_file(page: str):
     course folder, is a 404."""
     import markdown
 
-    path = (COURSE / page).resolve()
-    if path.is_dir():
-        path = path / "README.md"
-    if not COURSE.is_dir() or COURSE.resolve() not in path.parents or not path.is_file():
-        raise HTTPException(404, f"/course/{page}: no such course page")
+    missing = HTTPException(404, f"/course/{page[:80]}: no such course page")  # (no path of the machine)
+    try:  # a NUL, a name too long for the file system, a symlink loop: no page either
+        path = (COURSE / page).resolve()
+        if path.is_dir():
+            path = path / "README.md"
+        if not COURSE.is_dir() or COURSE.resolve() not in path.parents or not path.is_file():
+            raise missing
+    except (ValueError, OSError, RuntimeError):
+        raise missing from None
     if path.suffix == ".md":
         text = path.read_text(encoding="utf-8")
         title = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("# ")), page)
@@ -366,7 +373,7 @@ def course_file(page: str):
         return HTMLResponse(COURSE_PAGE.format(lang=lang, title=title, body=body))
     if path.suffix in (".png", ".svg"):
         return FileResponse(str(path))
-    raise HTTPException(404, f"/course/{page}: no such course page")
+    raise missing
 
 
 def check_port(host: str, port: int) -> None:
@@ -393,5 +400,50 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, devi
     shown = f"[{host}]" if ":" in host else host
     log.info("serving the %s model %s on %s at http://%s:%d/ (API: /docs; Ctrl-C stops)", inspector.task,
              model_dir, where, shown, port)
-    # idle keep-alive connections close after 5 s; beyond 256 connections at once, 503
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5, limit_concurrency=256)
+    # idle keep-alive connections close after 5 s, as do those whose request line and headers are not whole
+    # by then (408); beyond 256 connections at once, 503
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5, limit_concurrency=256,
+                http=header_deadline_protocol())
+
+
+def header_deadline_protocol(seconds: float = HEADER_SECONDS) -> type:
+    """uvicorn's h11 protocol with a deadline for each request's line and headers. uvicorn times out
+    an idle keep-alive connection and (here, ``BodyDeadline``) a stalled body, but not a client that
+    sends half its headers and then a byte now and then (slowloris): each such connection would be
+    held, until the 256 allowed are all taken. The deadline starts when the connection opens and
+    again after each response; if no whole request has arrived by then, 408 and the connection closes."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    body = json.dumps({"error": f"the request line and headers did not arrive within {seconds:g} s"}).encode()
+    late = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body))
+
+    class HeaderDeadline(H11Protocol):
+        deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.start_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.start_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+            super().connection_lost(exc)
+
+        def start_deadline(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+            self.deadline = self.loop.call_later(seconds, self.headers_late)
+
+        def headers_late(self) -> None:
+            self.deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():  # no whole request yet
+                self.transport.write(late)
+                self.transport.close()
+
+    return HeaderDeadline

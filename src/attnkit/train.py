@@ -3,11 +3,13 @@ the final scores."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -15,8 +17,9 @@ import torch
 from attnkit.checkpoint import atomic_write_text
 from attnkit.config import AnyConfig, TrainingConfig, dump_config, load_config, parse_config, resolve_path
 from attnkit.errors import UserError
+from attnkit.digests import digests
 from attnkit.limits import require_memory
-from attnkit.model_dir import load_best_weights
+from attnkit.model_dir import architecture, load_best_weights, read_files
 from attnkit.runtime import deterministic, settle
 from attnkit.tasks import TASKS
 from attnkit.tasks.base import Fitted
@@ -37,22 +40,38 @@ def own_job(out: Path) -> bool:
     return (out / JOB).is_file() and (out / JOB).read_text().strip() == os.environ.get("TORCHELASTIC_RUN_ID")
 
 
-def resumes(out: Path, resume: bool, config: str | Path | None) -> tuple[bool, str | Path | None]:
-    """Whether a run continues from its ``last`` checkpoint, and the config it starts from otherwise.
+def resumes(out: Path, resume: bool, config: str | Path | None, max_steps: int | None = None,
+            max_minutes: float | None = None) -> tuple[bool, str | Path | None, int | None, float | None]:
+    """Whether a run continues from its ``last`` checkpoint, the config it starts from otherwise, and
+    its limits (``max_steps``, ``max_minutes``: None, the run's own).
 
     It does with ``--resume``, unless the run stopped before its first checkpoint (a kill, a crash):
-    that one starts afresh, from the config given or the one it saved. A worker that torchrun restarted
-    after a rank failed (``--max-restarts``) resumes in the run directory its own job made once that has
-    a checkpoint. (A directory the job did not make is treated as the command says.)"""
+    that one starts afresh, from the config given or the one it saved, with the limits its first
+    attempt was given (the mark of a starting run keeps them) unless given anew. A worker that torchrun
+    restarted after a rank failed (``--max-restarts``) resumes in the run directory its own job made
+    once that has a checkpoint. (A directory the job did not make is treated as the command says.)"""
     if restarted() and own_job(out):
-        return (out / LAST).is_file(), config
+        return (out / LAST).is_file(), config, max_steps, max_minutes
     if resume and starting(out):
         log.warning("%s: the run stopped before its first checkpoint: starting it afresh", out)
         if config is None and not (out / CONFIG).is_file():
             raise UserError(f"{out}: nothing to resume (the run stopped before it saved {CONFIG}); start it "
                             f"again with attnkit train CONFIG --out {out}")
-        return False, config if config is not None else out / CONFIG
-    return resume, config
+        kept = first_limits(out)
+        return (False, config if config is not None else out / CONFIG,
+                kept.max_steps if max_steps is None else max_steps,
+                kept.max_minutes if max_minutes is None else max_minutes)
+    return resume, config, max_steps, max_minutes
+
+
+def first_limits(out: Path) -> Limits:
+    """The limits a run was started with, from the mark it has until its first checkpoint."""
+    try:
+        doc = json.loads((out / STARTING).read_text(encoding="utf-8"))
+        return Limits(int(doc["max_steps"]), float(doc["max_minutes"]))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise UserError(f"{out / STARTING}: damaged, so the limits the run was started with are unknown; start it "
+                        f"again with attnkit train CONFIG --out {out} and its --max-steps / --max-minutes") from None
 
 
 def starting(out: Path) -> bool:
@@ -60,7 +79,9 @@ def starting(out: Path) -> bool:
     return (out / STARTING).is_file() and not (out / LAST).is_file()
 
 
-def prepare_out_dir(out: Path, resume: bool) -> None:
+def prepare_out_dir(out: Path, resume: bool, limits: Limits | None = None) -> None:
+    """Make ``out`` ready for a run; a fresh one is marked as starting, the mark keeping its ``limits``
+    (what a --resume that finds no checkpoint yet starts again with)."""
     if resume:
         check_resumable(out)
     elif (out / LAST).exists():
@@ -73,7 +94,7 @@ def prepare_out_dir(out: Path, resume: bool) -> None:
         stale.unlink()
     if not resume:  # what a run stopped before its first checkpoint left goes; the mark says one is starting
         (out / BEST).unlink(missing_ok=True)
-        (out / STARTING).write_text("a fresh run that has not written its first checkpoint yet\n", encoding="utf-8")
+        atomic_write_text(out / STARTING, json.dumps(asdict(limits or Limits())) + "\n")
     if "TORCHELASTIC_RUN_ID" in os.environ:  # this job now owns the directory (a restart of it resumes here)
         (out / JOB).write_text(os.environ["TORCHELASTIC_RUN_ID"] + "\n", encoding="utf-8")
 
@@ -109,7 +130,7 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     so). None: a resumed run keeps the limit it was started with, a fresh run has none."""
     start = time.monotonic()
     out = Path(out)
-    resume, config = resumes(out, resume, config)
+    resume, config, max_steps, max_minutes = resumes(out, resume, config, max_steps, max_minutes)
     world = join()
     if restarted() and own_job(out):
         if world.main:
@@ -119,7 +140,7 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
         if resume:  # the limits its first attempt set (given anew, --max-minutes would count from now)
             max_steps = max_minutes = None
     if world.main:
-        prepare_out_dir(out, resume)
+        prepare_out_dir(out, resume, Limits(max_steps or 0, max_minutes or 0.0))
     if resume:
         cfg = load_config(out / CONFIG, overrides)
         log.info("resuming %s with its saved config", out)
@@ -151,8 +172,10 @@ def train(config: str | Path | None, out: Path, overrides: list[str] | None = No
     model = prepared.model.to(setup.device)
     if world.rank:  # each rank its own dropout masks and samples (the weights are rank 0's, from DDP)
         torch.manual_seed(cfg.training.seed + world.rank)
+    # checked on load: the config's model section, and the tokenizers' and lists' checksums
+    meta = {**prepared.meta, "architecture": architecture(cfg.model), "files": digests(out, read_files(out))}
     trainer = Trainer(model, prepared.strategy, cfg.training, out, prepared.epoch_batches, prepared.make_batch,
-                      prepared.validate, prepared.meta, progress=progress and world.main, metric=prepared.metric,
+                      prepared.validate, meta, progress=progress and world.main, metric=prepared.metric,
                       higher_is_better=prepared.higher_is_better, started=start, world=world, setup=setup)
     if not resume and world.main:  # records of an earlier attempt here killed before its first checkpoint
         dropped = trainer.metrics.truncate(0)

@@ -18,7 +18,15 @@ from attnkit.build import build_model
 from attnkit.config import TranslationConfig
 from attnkit.data.batching import inference_batches, pad
 from attnkit.data.vocab import Tokenizer, load_tokenizer
-from attnkit.decoding.search import Hypothesis, beam_search, best_finished, greedy, length_penalty, max_lengths
+from attnkit.decoding.search import (
+    Hypothesis,
+    beam_search,
+    best_finished,
+    greedy,
+    length_penalty,
+    max_lengths,
+    state_bytes,
+)
 from attnkit.decoding.trace import SearchTrace, readable
 from attnkit.errors import UserError
 from attnkit.inspection import (
@@ -69,6 +77,18 @@ class Translator(Inspectable):
         return ids
 
     @torch.no_grad()
+    def hypothesis_bytes(self, src_len: int) -> int:
+        """Bytes of the decoder state of one hypothesis for a source of ``src_len`` tokens at its length
+        limit (:func:`decoding.search.state_bytes`)."""
+        if not src_len:
+            return 0
+        d, device = self.cfg.decoding, device_of(self.model)
+        src = torch.full((1, src_len), len(self.src_tok) - 1, dtype=torch.long, device=device)
+        limit = int(max_lengths(src, d.max_len_a, d.max_len_b, self.max_positions)[0])
+        with autocast(self.cfg.training.precision, device):
+            return state_bytes(self.model, src, limit)
+
+    @torch.no_grad()
     def search(self, sources: list[list[int]], beam: int, nbest: int,
                trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
         """The ``nbest`` best hypotheses of each EOS-terminated source, by greedy (beam 1) or beam search;
@@ -101,7 +121,8 @@ class Translator(Inspectable):
             raise UserError(f"nbest {nbest} cannot exceed the beam size {beam}")
         encoded = [self.encode_source(line, i + 1) if line.strip() else None for i, line in enumerate(lines)]
         todo = [i for i, ids in enumerate(encoded) if ids is not None]
-        require_search_memory(min(batch_size, len(todo)), beam, len(self.tgt_tok))
+        longest = max((len(encoded[i]) for i in todo), default=0)
+        require_search_memory(min(batch_size, len(todo)), beam, len(self.tgt_tok), self.hypothesis_bytes(longest))
         results: list[list[Translation]] = [[Translation("", 0.0, [])] * nbest for _ in lines]
         for batch in inference_batches([len(encoded[i]) for i in todo], batch_size):
             rows = [todo[j] for j in batch]
@@ -188,6 +209,9 @@ class CTranslate2Translator(Translator):
     def inspector(self):
         raise UserError("CTranslate2 returns no attention weights: load the model directory with engine torch")
 
+    def hypothesis_bytes(self, src_len: int) -> int:
+        return 0  # CTranslate2 keeps its own states (not counted: only the score tables are)
+
     def search(self, sources: list[list[int]], beam: int, nbest: int,
                trace: SearchTrace | None = None) -> list[list[Hypothesis]]:
         """The batch in one call at its longest limit; a sentence whose search came near its own limit
@@ -253,7 +277,7 @@ def load_model_dir(path: str | Path, device: str = "auto", engine: str = "torch"
 
 
 def _load_ctranslate2(path: str | Path, device: str) -> CTranslate2Translator:
-    from attnkit.export import CT2_MODEL, load_ctranslate2
+    from attnkit.export import CT2_MODEL, check_export, load_ctranslate2
 
     where = pick_device(device)
     path = Path(path)
@@ -261,6 +285,7 @@ def _load_ctranslate2(path: str | Path, device: str) -> CTranslate2Translator:
         raise UserError(f"{path}: not a CTranslate2 model ({CT2_MODEL} is missing); make one with "
                         f"attnkit export {path} --to ctranslate2 --out OUT, and translate OUT")
     path, cfg = open_model_dir(path, "translation", "a translation model", files=(CT2_MODEL,))
+    check_export(path)
     src_tok = load_tokenizer(path, "src", cfg.vocab.level)
     tgt_tok = load_tokenizer(path, "tgt", cfg.vocab.level)
     return CTranslate2Translator(load_ctranslate2(path, where), src_tok, tgt_tok, cfg)

@@ -40,8 +40,14 @@ def read_input(path: str | None) -> list[str]:
 
 
 def write_output(path: str | None, lines: list[str]) -> None:
+    """``lines`` to stdout, or to the file ``path`` through a temporary file renamed over it (an
+    interrupted command leaves the file as it was; a device such as /dev/stdout is written as is)."""
+    from attnkit.checkpoint import atomic_write_text
+
     text = "".join(line + "\n" for line in lines)
-    if path:
+    if path and (not Path(path).exists() or Path(path).is_file()):
+        atomic_write_text(Path(path), text)
+    elif path:
         Path(path).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
@@ -64,11 +70,11 @@ def run_training(config, out: Path, overrides, resume, max_steps, max_minutes, p
     from attnkit.checkpoint import atomic_write_text
     from attnkit.train import prepare_out_dir, resumes, train
     from attnkit.training.distributed import join
-    from attnkit.training.trainer import BEST, LAST
+    from attnkit.training.trainer import BEST, LAST, Limits
 
     # also a torchrun restart (--max-restarts) of a run with a checkpoint; a run stopped before its first
     # checkpoint starts afresh
-    resume, config = resumes(out, resume, config)
+    resume, config, max_steps, max_minutes = resumes(out, resume, config, max_steps, max_minutes)
     world = join()
     if not world.main:  # another rank of a torchrun job: rank 0 owns the run directory and its logs
         from attnkit.training.distributed import peer_lost
@@ -82,7 +88,7 @@ def run_training(config, out: Path, overrides, resume, max_steps, max_minutes, p
             raise UserError(f"rank {world.rank}: the job ended under it (rank 0 stopped or another rank died: the "
                             "first error above says why)") from None
     created = not out.exists()
-    prepare_out_dir(out, resume)
+    prepare_out_dir(out, resume, Limits(max_steps or 0, max_minutes or 0.0))
     handler = _file_log(out)
     try:
         summary = train(config, out, overrides, resume, max_steps, max_minutes, progress)

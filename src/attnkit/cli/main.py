@@ -7,7 +7,7 @@ import logging
 import sys
 
 from attnkit import __version__
-from attnkit.errors import UserError
+from attnkit.errors import UserError, one_line
 from attnkit.runtime import tune_malloc
 
 
@@ -310,9 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.quiet)
     tune_malloc()
     try:
+        from attnkit.cli.options import refuse_overwrites
+
+        refuse_overwrites(args)
         return args.func(args) or 0
     except UserError as err:
-        print(f"attnkit: error: {err}", file=sys.stderr)
+        print(f"attnkit: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("attnkit: interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from attnkit.config import TrainingConfig, key_type, resolve_path
+from attnkit.errors import UserError
 
 Count = Annotated[int, Field(ge=1)]  # steps, sentences, layers, heads: at least one
 NonNegative = Annotated[int, Field(ge=0)]
@@ -121,3 +122,33 @@ def output_file(text: str) -> str:
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: folder {path.parent} not found")
     return str(path)
+
+
+# what a command reads (files, model directories) and what it writes (files), by argparse's names
+INPUT_FILES = ("input", "src", "ref", "images", "config")
+INPUT_DIRS = ("model_dir", "run_dir", "run_dirs")
+OUTPUT_FILES = ("output", "out")
+REPLACEABLE = frozenset({".png", ".svg"})  # a plot attnkit drew before may be drawn again, in a model directory too
+
+
+def refuse_overwrites(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output that resolves (symlinks followed) to one of the command's
+    input files, or to a file of a model directory it reads (its weights, config, tokenizers): an
+    ``--output`` pointed at the ``--input`` would replace the text with its translations. A plot may
+    replace a plot, and an output may be a new file in a model directory (``RUN_DIR/curves.png``)."""
+    def named(keys: tuple[str, ...]) -> list[Path]:
+        found = []
+        for key in keys:
+            value = getattr(args, key, None)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and item and item != "-":
+                    found.append(Path(item).expanduser().resolve())
+        return found
+
+    inputs, dirs = named(INPUT_FILES), named(INPUT_DIRS)
+    for out in named(OUTPUT_FILES):
+        if out in inputs:
+            raise UserError(f"{out}: is also an input of this command; write the output to another file")
+        inside = next((d for d in dirs if out.is_relative_to(d) and out != d), None)
+        if inside is not None and out.is_file() and out.suffix.lower() not in REPLACEABLE:
+            raise UserError(f"{out}: a file of the model directory {inside}; write the output elsewhere")

@@ -64,7 +64,7 @@ from attnkit.config.tasks import (
     TaggingConfig,
     TranslationConfig,
 )
-from attnkit.errors import UserError
+from attnkit.errors import UserError, quoted
 
 __all__ = [
     "AnyConfig", "BagOfEmbeddingsConfig", "BiLMConfig", "BiLMTaskConfig", "CaptionTransformerConfig",
@@ -101,7 +101,7 @@ def _format_error(source: str, err: ValidationError) -> str:
         tag = first["ctx"].get("discriminator", "").strip("'")
         expected = first["ctx"].get("expected_tags", "").replace("'", "")
         where = f"{key}.{tag}" if key != "(top level)" else tag
-        got = f" (got {first['ctx'].get('tag')!r})" if kind == "union_tag_invalid" else ""
+        got = f" (got {quoted(first['ctx'].get('tag'))})" if kind == "union_tag_invalid" else ""
         msg = (f"missing key '{where}'" if kind == "union_tag_not_found"
                else f"key '{where}': expected one of {expected}{got}")
     elif kind == "extra_forbidden":
@@ -111,7 +111,7 @@ def _format_error(source: str, err: ValidationError) -> str:
     elif isinstance(first.get("input"), dict):  # a whole section: too long to repeat on one line
         msg = f"key '{key}': {text}"
     else:
-        msg = f"key '{key}': {text} (got {first.get('input')!r})"
+        msg = f"key '{key}': {text} (got {quoted(first.get('input'))})"
     more = len(err.errors()) - 1
     return f"{source}: {msg}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 
@@ -132,23 +132,41 @@ def apply_overrides(raw: dict, overrides: list[str], source: str = "--set") -> d
     raw = copy.deepcopy(raw)
     for item in overrides:
         if "=" not in item:
-            raise UserError(f"{source} {item!r}: expected section.key=value")
+            raise UserError(f"{source} {quoted(item)}: expected section.key=value")
         dotted, _, text = item.partition("=")
         keys = dotted.strip().split(".")
         try:
-            value = yaml.safe_load(text)
+            value = yaml.load(text, Loader=PlainLoader)
         except yaml.YAMLError:
             value = text
         node = raw
         for key in keys[:-1]:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
-                raise UserError(f"{source} {item!r}: '{key}' is not a section")
+                raise UserError(f"{source} {quoted(item)}: '{quoted(key)}' is not a section")
         node[keys[-1]] = value
     return raw
 
 
 MAX_CONFIG_BYTES = 1 << 20
+
+
+class PlainLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: ``*name`` repeats a node, so a 2 KB file of aliases nested
+    nine deep (a "billion laughs") expands into billions of values, built before anything could check
+    them. A config spells each value out; an alias is refused where the parser meets it."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "an alias (*name): attnkit reads no YAML aliases or "
+                                              "merge keys, write the value out", mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml_text(text: str):
+    """The value of a YAML document, aliases refused (:class:`PlainLoader`)."""
+    return yaml.load(text, Loader=PlainLoader)
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -158,14 +176,16 @@ def read_yaml(path: str | Path) -> dict:
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UserError(f"{path}: {path.stat().st_size:,} bytes, not a config (at most {MAX_CONFIG_BYTES:,})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml_text(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = str(getattr(err, "problem", None) or err).strip().splitlines()[0]
-        raise UserError(f"{path}:{where} invalid YAML: {problem}") from None
+        raise UserError(f"{path}:{where} invalid YAML: {problem[:200]}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not valid UTF-8") from None
+    except RecursionError:
+        raise UserError(f"{path}: invalid YAML: nested too deeply to be a config") from None
     return raw if raw is not None else {}
 
 

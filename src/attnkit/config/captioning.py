@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from attnkit.config.base import MAX_BEAM, MAX_TOKENS
 from attnkit.config.sections import Section, TrainingConfig
 
 DATA_SOURCES = ("digits", "files")  # the tags of the data union (config error messages drop them)
@@ -21,12 +22,12 @@ class DigitScenesData(Section):
     seed: int = Field(0, description="scenes and the split of the digit images follow from it")
     min_digits: int = Field(1, ge=1, le=4)
     max_digits: int = Field(4, ge=1, le=4)
-    train_scenes: int = Field(50_000, ge=1)
-    valid_scenes: int = Field(500, ge=1)
-    test_scenes: int = Field(1000, ge=1)
+    train_scenes: int = Field(50_000, ge=1, le=10_000_000)
+    valid_scenes: int = Field(500, ge=1, le=10_000_000)
+    test_scenes: int = Field(1000, ge=1, le=10_000_000)
     digit_split: list[float] = Field([0.7, 0.15, 0.15], description="fractions of the 1797 digit images "
                                      "for train, valid and test scenes (disjoint)")
-    max_len: int = Field(40, ge=2, description="longest caption in words")
+    max_len: int = Field(40, ge=2, le=MAX_TOKENS, description="longest caption in words")
 
     @field_validator("max_digits")
     @classmethod
@@ -57,27 +58,27 @@ class CaptionFilesData(Section):
     train: CaptionSplit
     valid: CaptionSplit
     test: CaptionSplit | None = None
-    max_len: int = Field(50, ge=2, description="training captions longer than this (in words) are skipped")
+    max_len: int = Field(50, ge=2, le=MAX_TOKENS, description="training captions longer than this (in words) are skipped")
 
 
 class ImageConfig(Section):
     """What the model reads: every image is resized to height x width and converted to grayscale
     (channels 1) or RGB (channels 3), with a note."""
 
-    height: int = Field(48, ge=8)
-    width: int = Field(48, ge=8)
+    height: int = Field(48, ge=8, le=4096)
+    width: int = Field(48, ge=8, le=4096)
     channels: Literal[1, 3] = 1
 
 
 class CaptionTrainingConfig(TrainingConfig):
-    batch_size: int = Field(32, ge=1, description="images per batch (batch_tokens is not used)")
+    batch_size: int = Field(32, ge=1, le=1 << 16, description="images per batch (batch_tokens is not used)")
     doubly_stochastic: float = Field(1.0, ge=0.0, description="lambda of the attention regulariser "
                                      "lambda * sum_i (1 - sum_t alpha_ti)^2 (Xu et al. 2015); 0: off")
 
 
 class CaptionDecodingConfig(Section):
-    beam: int = Field(3, ge=1)
+    beam: int = Field(3, ge=1, le=MAX_BEAM)
     length_penalty: float = Field(1.0, ge=0.0, description="alpha of ((5+len)/6)^alpha; 0: raw log-probs")
-    max_len: int = Field(40, ge=1, description="longest caption generated, in tokens")
-    min_len: int = Field(1, ge=0)
-    batch_size: int = Field(64, ge=1, description="images per batch when captioning")
+    max_len: int = Field(40, ge=1, le=MAX_TOKENS, description="longest caption generated, in tokens")
+    min_len: int = Field(1, ge=0, le=MAX_TOKENS)
+    batch_size: int = Field(64, ge=1, le=1 << 16, description="images per batch when captioning")

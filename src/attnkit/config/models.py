@@ -7,20 +7,21 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from attnkit.config.base import MAX_HEADS, MAX_LAYERS, MAX_POSITIONS, MAX_TOKENS, MAX_WIDTH
 from attnkit.config.sections import Section
 
 
 class TransformerBlocks(Section):
     """What every Transformer stack shares."""
 
-    d_model: int = Field(256, ge=1)
-    num_heads: int = Field(4, ge=1)
-    ff_dim: int = Field(1024, ge=1)
+    d_model: int = Field(256, ge=1, le=MAX_WIDTH)
+    num_heads: int = Field(4, ge=1, le=MAX_HEADS)
+    ff_dim: int = Field(1024, ge=1, le=MAX_WIDTH)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     attention_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     positional: Literal["sinusoidal", "learned"] = "sinusoidal"
     norm: Literal["pre", "post"] = "pre"
-    max_positions: int = Field(512, ge=2)
+    max_positions: int = Field(512, ge=2, le=MAX_POSITIONS)
 
     @field_validator("num_heads")
     @classmethod
@@ -34,14 +35,14 @@ class TransformerBlocks(Section):
 class RNNConfig(Section):
     arch: Literal["rnn"] = "rnn"
     cell: Literal["lstm", "gru"] = "lstm"
-    embed_dim: int = Field(256, ge=1)
-    encoder_hidden: int = Field(256, ge=1, description="per direction")
-    decoder_hidden: int = Field(512, ge=1)
+    embed_dim: int = Field(256, ge=1, le=MAX_WIDTH)
+    encoder_hidden: int = Field(256, ge=1, le=MAX_WIDTH, description="per direction")
+    decoder_hidden: int = Field(512, ge=1, le=MAX_WIDTH)
     bidirectional: bool = True
-    encoder_layers: int = Field(2, ge=1)
-    decoder_layers: int = Field(2, ge=1)
+    encoder_layers: int = Field(2, ge=1, le=MAX_LAYERS)
+    decoder_layers: int = Field(2, ge=1, le=MAX_LAYERS)
     context: Literal["none", "mean", "dot", "general", "additive"] = "additive"
-    attention_dim: int = Field(256, ge=1, description="hidden size of the additive score")
+    attention_dim: int = Field(256, ge=1, le=MAX_WIDTH, description="hidden size of the additive score")
     input_feeding: bool = True
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     tie_embeddings: bool = False
@@ -60,8 +61,8 @@ class RNNConfig(Section):
 
 class TransformerConfig(TransformerBlocks):
     arch: Literal["transformer"] = "transformer"
-    encoder_layers: int = Field(3, ge=1)
-    decoder_layers: int = Field(3, ge=1)
+    encoder_layers: int = Field(3, ge=1, le=MAX_LAYERS)
+    decoder_layers: int = Field(3, ge=1, le=MAX_LAYERS)
     tie_embeddings: bool = True
     share_src_tgt_embeddings: bool = False
     activation: Literal["relu", "gelu", "silu"] = Field(
@@ -74,16 +75,16 @@ class TransformerConfig(TransformerBlocks):
 class CharFeatures(Section):
     """What every tagger reads of a word's spelling: a character BiLSTM's vector of it."""
 
-    char_dim: int = Field(32, ge=0, description="0: no character features")
-    char_hidden: int = Field(64, ge=1, description="per direction of the character BiLSTM")
+    char_dim: int = Field(32, ge=0, le=MAX_WIDTH, description="0: no character features")
+    char_hidden: int = Field(64, ge=1, le=MAX_WIDTH, description="per direction of the character BiLSTM")
 
 
 class RNNTaggerConfig(CharFeatures):
     arch: Literal["rnn_tagger"] = "rnn_tagger"
     cell: Literal["lstm", "gru"] = "lstm"
-    embed_dim: int = Field(128, ge=1)
-    hidden: int = Field(256, ge=1, description="per direction")
-    num_layers: int = Field(2, ge=1)
+    embed_dim: int = Field(128, ge=1, le=MAX_WIDTH)
+    hidden: int = Field(256, ge=1, le=MAX_WIDTH, description="per direction")
+    num_layers: int = Field(2, ge=1, le=MAX_LAYERS)
     dropout: float = Field(0.33, ge=0.0, lt=1.0)
 
 
@@ -91,33 +92,33 @@ class TransformerTaggerConfig(TransformerBlocks, CharFeatures):
     """The character vector is projected to d_model and added to the word's embedding."""
 
     arch: Literal["transformer_tagger"] = "transformer_tagger"
-    num_layers: int = Field(4, ge=1)
+    num_layers: int = Field(4, ge=1, le=MAX_LAYERS)
 
 
 # -- classification ---------------------------------------------------------------------------------
 class BagOfEmbeddingsConfig(Section):
     arch: Literal["bag_of_embeddings"] = "bag_of_embeddings"
-    embed_dim: int = Field(300, ge=1)
-    hidden: int = Field(256, ge=1)
+    embed_dim: int = Field(300, ge=1, le=MAX_WIDTH)
+    hidden: int = Field(256, ge=1, le=MAX_WIDTH)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
 
 
 class RNNClassifierConfig(Section):
     arch: Literal["rnn_classifier"] = "rnn_classifier"
     cell: Literal["lstm", "gru"] = "lstm"
-    embed_dim: int = Field(300, ge=1)
-    hidden: int = Field(256, ge=1, description="per direction")
-    num_layers: int = Field(1, ge=1)
+    embed_dim: int = Field(300, ge=1, le=MAX_WIDTH)
+    hidden: int = Field(256, ge=1, le=MAX_WIDTH, description="per direction")
+    num_layers: int = Field(1, ge=1, le=MAX_LAYERS)
     pooling: Literal["last", "mean", "attention"] = "attention"
-    attention_dim: int = Field(128, ge=1)
+    attention_dim: int = Field(128, ge=1, le=MAX_WIDTH)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
 
 
 class TransformerClassifierConfig(TransformerBlocks):
     arch: Literal["transformer_classifier"] = "transformer_classifier"
-    num_layers: int = Field(2, ge=1)
+    num_layers: int = Field(2, ge=1, le=MAX_LAYERS)
     pooling: Literal["mean", "attention"] = "attention"
-    attention_dim: int = Field(128, ge=1)
+    attention_dim: int = Field(128, ge=1, le=MAX_WIDTH)
 
 
 # -- language models --------------------------------------------------------------------------------
@@ -133,12 +134,12 @@ class Word2VecConfig(Section):
 
     arch: Literal["word2vec"] = "word2vec"
     algorithm: Literal["skipgram", "cbow"] = "skipgram"
-    dim: int = Field(100, ge=2)
-    window: int = Field(5, ge=1, description="words on each side that count as context")
+    dim: int = Field(100, ge=2, le=MAX_WIDTH)
+    window: int = Field(5, ge=1, le=MAX_TOKENS, description="words on each side that count as context")
     min_count: int = Field(5, ge=1, description="rarer words get no vector")
-    negative: int = Field(5, ge=1, description="negative samples per positive pair")
-    epochs: int = Field(5, ge=1)
-    workers: int = Field(1, ge=1, description="gensim's threads; 1 gives the same vectors on every run")
+    negative: int = Field(5, ge=1, le=1000, description="negative samples per positive pair")
+    epochs: int = Field(5, ge=1, le=10_000)
+    workers: int = Field(1, ge=1, le=1024, description="gensim's threads; 1 gives the same vectors on every run")
 
 
 class FastTextConfig(Word2VecConfig):
@@ -146,8 +147,8 @@ class FastTextConfig(Word2VecConfig):
     n-grams' (min_n to max_n characters), so words share what their spelling shares."""
 
     arch: Literal["fasttext"] = "fasttext"
-    min_n: int = Field(3, ge=1)
-    max_n: int = Field(6, ge=1)
+    min_n: int = Field(3, ge=1, le=64)
+    max_n: int = Field(6, ge=1, le=64)
 
     @model_validator(mode="after")
     def _ngram_range(self) -> FastTextConfig:
@@ -165,16 +166,16 @@ class AdaptiveSoftmaxOption(Section):
     @field_validator("adaptive_softmax")
     @classmethod
     def _increasing(cls, cutoffs: list[int]) -> list[int]:
-        if any(c <= 0 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])):
-            raise ValueError("the cutoffs must be positive and increasing")
+        if any(c <= 0 for c in cutoffs) or any(a >= b for a, b in zip(cutoffs, cutoffs[1:])) or len(cutoffs) > 8:
+            raise ValueError("the cutoffs must be positive and increasing, at most 8 of them")
         return cutoffs
 
 
 class LSTMLMConfig(AdaptiveSoftmaxOption):
     arch: Literal["lstm_lm"] = "lstm_lm"
-    embed_dim: int = Field(650, ge=1)
-    hidden: int = Field(650, ge=1)
-    num_layers: int = Field(2, ge=1)
+    embed_dim: int = Field(650, ge=1, le=MAX_WIDTH)
+    hidden: int = Field(650, ge=1, le=MAX_WIDTH)
+    num_layers: int = Field(2, ge=1, le=MAX_LAYERS)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     tie_embeddings: bool = True
     carry_state: bool = Field(True, description=(
@@ -185,16 +186,16 @@ class LSTMLMConfig(AdaptiveSoftmaxOption):
 
 class TransformerLMConfig(TransformerBlocks):
     arch: Literal["transformer_lm"] = "transformer_lm"
-    num_layers: int = Field(4, ge=1)
+    num_layers: int = Field(4, ge=1, le=MAX_LAYERS)
     tie_embeddings: bool = True
 
 
 class BiLMConfig(AdaptiveSoftmaxOption):
     arch: Literal["bilm"] = "bilm"
-    char_dim: int = Field(32, ge=1)
-    char_hidden: int = Field(128, ge=1)
-    dim: int = Field(256, ge=1)
-    num_layers: int = Field(2, ge=1)
+    char_dim: int = Field(32, ge=1, le=MAX_WIDTH)
+    char_hidden: int = Field(128, ge=1, le=MAX_WIDTH)
+    dim: int = Field(256, ge=1, le=MAX_WIDTH)
+    num_layers: int = Field(2, ge=1, le=MAX_LAYERS)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
@@ -223,8 +224,8 @@ class ImageGridEncoder(Section):
     @field_validator("channels")
     @classmethod
     def _stages(cls, channels: list[int]) -> list[int]:
-        if not channels or min(channels) < 1:
-            raise ValueError("expected a non-empty list of positive channel counts")
+        if not channels or min(channels) < 1 or max(channels) > MAX_WIDTH or len(channels) > 8:
+            raise ValueError(f"expected 1 to 8 channel counts from 1 to {MAX_WIDTH}")
         return channels
 
 
@@ -232,13 +233,13 @@ class ShowAttendTellConfig(ImageGridEncoder):
     """CNN grid encoder + LSTM decoder with attention over the cells (Xu et al. 2015)."""
 
     arch: Literal["show_attend_tell"] = "show_attend_tell"
-    feature_dim: int = Field(128, ge=1, description="D, the size of each annotation vector a_i")
+    feature_dim: int = Field(128, ge=1, le=MAX_WIDTH, description="D, the size of each annotation vector a_i")
     cell: Literal["lstm", "gru"] = "lstm"
-    embed_dim: int = Field(64, ge=1)
-    hidden: int = Field(256, ge=1)
-    num_layers: int = Field(1, ge=1)
+    embed_dim: int = Field(64, ge=1, le=MAX_WIDTH)
+    hidden: int = Field(256, ge=1, le=MAX_WIDTH)
+    num_layers: int = Field(1, ge=1, le=MAX_LAYERS)
     attention: Literal["dot", "general", "additive"] = "additive"
-    attention_dim: int = Field(128, ge=1, description="hidden size of the additive score")
+    attention_dim: int = Field(128, ge=1, le=MAX_WIDTH, description="hidden size of the additive score")
     input_feeding: bool = True
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     tie_embeddings: bool = False
@@ -256,5 +257,5 @@ class CaptionTransformerConfig(TransformerBlocks, ImageGridEncoder):
     """CNN grid encoder + Transformer decoder whose encoder-decoder attention looks at the cells."""
 
     arch: Literal["caption_transformer"] = "caption_transformer"
-    decoder_layers: int = Field(3, ge=1)
+    decoder_layers: int = Field(3, ge=1, le=MAX_LAYERS)
     tie_embeddings: bool = True

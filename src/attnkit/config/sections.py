@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from attnkit.config.base import Section
+from attnkit.config.base import MAX_BATCH_TOKENS, MAX_BEAM, MAX_TOKENS, MAX_VOCAB, Section
 from attnkit.config.strategies import StrategyConfig, TeacherForcingConfig
 
 __all__ = ["DecodingConfig", "FilePair", "GenerationConfig", "LabelledData", "ParallelData", "Section", "TaggedData",
@@ -27,7 +27,7 @@ class ParallelData(Section):
     test: FilePair | None = None
     src_lang: str = "src"
     tgt_lang: str = "tgt"
-    max_len: int = Field(128, ge=2, description="training pairs longer than this (in tokens) are skipped")
+    max_len: int = Field(128, ge=2, le=MAX_TOKENS, description="training pairs longer than this (in tokens) are skipped")
     prepared: str | None = Field(
         None, description="a corpus directory made by attnkit prepare from this config: training memory-maps "
                           "its token ids and takes its tokenizers instead of reading and encoding data.train")
@@ -40,7 +40,7 @@ class TaggedData(Section):
     valid: str
     test: str | None = None
     tag: Literal["upos", "xpos"] = "upos"
-    max_len: int = Field(256, ge=2, description="training sentences longer than this (in words) are skipped")
+    max_len: int = Field(256, ge=2, le=MAX_TOKENS, description="training sentences longer than this (in words) are skipped")
 
 
 class LabelledData(Section):
@@ -52,7 +52,7 @@ class LabelledData(Section):
     text_column: int = Field(0, ge=0)
     label_column: int = Field(1, ge=0)
     header: bool = True
-    max_len: int = Field(256, ge=2, description="longer training texts (in tokens) are cut")
+    max_len: int = Field(256, ge=2, le=MAX_TOKENS, description="longer training texts (in tokens) are cut")
 
 
 class TextData(Section):
@@ -61,7 +61,7 @@ class TextData(Section):
     train: str | list[str]
     valid: str
     test: str | None = None
-    max_len: int = Field(256, ge=2, description="longer training lines (in tokens) are skipped")
+    max_len: int = Field(256, ge=2, le=MAX_TOKENS, description="longer training lines (in tokens) are skipped")
 
 
 # -- vocabulary -----------------------------------------------------------------------------------
@@ -70,7 +70,7 @@ class VocabConfig(Section):
         "subword", description="spm_vocab: the tokenizers of an imported model (attnkit import hf), SentencePiece "
                                "pieces numbered by a list of their own; they are not trained")
     joint: bool = True
-    size: int = Field(8000, ge=16, description="subword vocabulary size; at word level the most frequent")
+    size: int = Field(8000, ge=16, le=MAX_VOCAB, description="subword vocabulary size; at word level the most frequent")
     subword_model: Literal["unigram", "bpe"] = "unigram"
     min_freq: int = Field(1, ge=1, description="word/char level: rarer tokens become <unk>")
     character_coverage: float = Field(1.0, gt=0.0, le=1.0)
@@ -80,8 +80,8 @@ class VocabConfig(Section):
 # -- training, decoding ---------------------------------------------------------------------------
 class TrainingConfig(Section):
     seed: int = 1
-    batch_tokens: int = Field(4096, ge=1, description="target tokens per batch (per micro-batch with accumulate)")
-    accumulate: int = Field(1, ge=1, description="micro-batches summed into one update: an update sees batches "
+    batch_tokens: int = Field(4096, ge=1, le=MAX_BATCH_TOKENS, description="target tokens per batch (per micro-batch with accumulate)")
+    accumulate: int = Field(1, ge=1, le=4096, description="micro-batches summed into one update: an update sees batches "
                                                  "accumulate times as large, in accumulate forward/backward passes")
     max_steps: int = Field(0, ge=0, description="0: no limit")
     max_epochs: int = Field(0, ge=0, description="0: no limit")
@@ -105,7 +105,7 @@ class TrainingConfig(Section):
         0.0, ge=0.0, lt=1.0, description="validate and keep a moving average of the weights, which covers about "
                                          "the last 1 / (1 - ema_decay) updates; 0: the weights themselves")
     valid_every: int = Field(1000, ge=1, description="steps between validations")
-    valid_beam: int = Field(1, ge=1, description="beam used to compute validation BLEU")
+    valid_beam: int = Field(1, ge=1, le=MAX_BEAM, description="beam used to compute validation BLEU")
     early_stopping: Literal["auto", "bleu", "loss", "accuracy", "perplexity"] = Field(
         "auto", description="the validation score that picks the best model; auto: the task's main score")
     patience: int = Field(10, ge=0, description="validations without improvement before stopping; 0: never")
@@ -155,26 +155,26 @@ class TrainingConfig(Section):
 
 
 class DecodingConfig(Section):
-    beam: int = Field(5, ge=1)
-    nbest: int = Field(1, ge=1)
+    beam: int = Field(5, ge=1, le=MAX_BEAM)
+    nbest: int = Field(1, ge=1, le=MAX_BEAM)
     length_penalty: float = Field(1.0, ge=0.0, description="alpha of ((5+len)/6)^alpha; 0: raw log-probs")
-    max_len_a: float = Field(1.5, ge=0.0)
-    max_len_b: int = Field(10, ge=1)
-    min_len: int = Field(1, ge=0)
-    batch_size: int = Field(64, ge=1, description="sentences per batch when translating")
+    max_len_a: float = Field(1.5, ge=0.0, le=100.0)
+    max_len_b: int = Field(10, ge=1, le=MAX_TOKENS)
+    min_len: int = Field(1, ge=0, le=MAX_TOKENS)
+    batch_size: int = Field(64, ge=1, le=1 << 16, description="sentences per batch when translating")
 
 
 class GenerationConfig(Section):
     """Language-model continuation (``attnkit generate``)."""
 
     method: Literal["greedy", "beam", "sample"] = "sample"
-    beam: int = Field(5, ge=1)
+    beam: int = Field(5, ge=1, le=MAX_BEAM)
     temperature: float = Field(1.0, gt=0.0)
-    top_k: int = Field(0, ge=0, description="sample among the k most probable tokens; 0: all")
+    top_k: int = Field(0, ge=0, le=MAX_VOCAB, description="sample among the k most probable tokens; 0: all")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus: the smallest set with this mass; 1: all")
-    min_tokens: int = Field(1, ge=0, description="new tokens before the line may end (0: an empty continuation "
+    min_tokens: int = Field(1, ge=0, le=MAX_TOKENS, description="new tokens before the line may end (0: an empty continuation "
                                                  "is allowed, which beam search, ranking by probability, often picks)")
-    max_tokens: int = Field(50, ge=1)
+    max_tokens: int = Field(50, ge=1, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _min_below_max(self):

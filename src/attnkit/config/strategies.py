@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from attnkit.config.base import Section
+from attnkit.config.base import MAX_LAYERS, MAX_WIDTH, Section
 
 
 class TeacherForcingConfig(Section):
@@ -63,7 +63,7 @@ class ParallelScheduledSamplingConfig(MixingConfig):
     scheduled sampling for Transformers of Mihaylova and Martins (2019); ``passes: 1`` is teacher forcing."""
 
     name: Literal["parallel_scheduled_sampling"]
-    passes: int = Field(2, ge=1, description="decoder passes; the first reads the gold prefix")
+    passes: int = Field(2, ge=1, le=16, description="decoder passes; the first reads the gold prefix")
 
 
 class ProfessorForcingConfig(Section):
@@ -75,10 +75,10 @@ class ProfessorForcingConfig(Section):
                           description="of the adversarial cost (one per sequence) beside the sequence's summed NLL")
     feed: Literal["greedy", "sample"] = Field("sample", description="how the free-running pass picks its inputs")
     temperature: float = Field(1.0, gt=0.0)
-    disc_hidden: int = Field(256, ge=1, description="the discriminator's GRU size per direction")
-    disc_layers: int = Field(1, ge=1)
+    disc_hidden: int = Field(256, ge=1, le=MAX_WIDTH, description="the discriminator's GRU size per direction")
+    disc_layers: int = Field(1, ge=1, le=MAX_LAYERS)
     disc_lr: float = Field(1e-3, gt=0.0)
-    disc_steps: int = Field(1, ge=1, description="discriminator updates per model update")
+    disc_steps: int = Field(1, ge=1, le=100, description="discriminator updates per model update")
     generator_min_accuracy: float = Field(
         0.75, ge=0.0, le=1.0, description="the model learns from the discriminator only while its accuracy is this")
     discriminator_max_accuracy: float = Field(

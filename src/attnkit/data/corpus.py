@@ -3,7 +3,9 @@
 A corpus directory holds, for each side, every sentence's token ids one after another in a flat
 little-endian int32 file (``train.src.bin``) and where each sentence starts in an int64 ``.npy``
 array of n + 1 offsets, plus ``corpus.json`` saying what was binarized how (the data files, the
-vocabulary settings, the length limit) and the tokenizers that made the ids. Training memory-maps
+vocabulary settings, the length limit, the vocabulary sizes, every file's SHA-256) and the tokenizers
+that made the ids; opening it checks the checksums and that every id is below its vocabulary's size,
+once, so a damaged corpus is a one-line error before training instead of an ``IndexError`` mid-run. Training memory-maps
 the ``.bin`` files: the pages come from the operating system's cache, shared by every rank on a
 machine, instead of each process holding the corpus as Python lists; batches are formed from the
 lengths (offset differences) alone.
@@ -18,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from attnkit.errors import UserError
+from attnkit.digests import check_digests
+from attnkit.errors import UserError, quoted
 
 MANIFEST = "corpus.json"
-FORMAT = 1
+FORMAT = 2  # 2: the manifest records the vocabulary sizes and every file's checksum
+SIDES = ("src", "tgt")
 CHUNK = 100_000  # sentence pairs encoded at a time
 
 
@@ -105,18 +109,41 @@ def write_manifest(directory: Path, doc: dict) -> None:
     (directory / MANIFEST).write_text(json.dumps({"format": FORMAT, **doc}, indent=2) + "\n", encoding="utf-8")
 
 
+def side_files(side: str) -> list[str]:
+    return [f"train.{side}.bin", f"train.{side}.offsets.npy"]
+
+
 def open_corpus(directory: Path, expected: dict) -> tuple[Binarized, dict]:
     """The corpus in ``directory``, checked against what the config would binarize (``expected``: the
-    manifest's keys with the config's values); a difference is a one-line error naming the key."""
+    manifest's keys with the config's values; a difference is a one-line error naming the key), against
+    its checksums, and its ids against its vocabulary sizes."""
     manifest = directory / MANIFEST
     if not manifest.is_file():
         raise UserError(f"data.prepared: {directory} holds no prepared corpus ({MANIFEST} is missing); make one "
                         f"with attnkit prepare CONFIG --out {directory}")
-    doc = json.loads(manifest.read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"{manifest}: damaged, not a corpus manifest ({type(err).__name__}); prepare it again") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{manifest}: damaged, a JSON {type(doc).__name__}, not a corpus manifest; prepare it again")
     if doc.get("format") != FORMAT:
-        raise UserError(f"{manifest}: corpus format {doc.get('format')}, this attnkit reads {FORMAT}; prepare it again")
+        raise UserError(f"{manifest}: corpus format {quoted(doc.get('format'))}, this attnkit reads {FORMAT}; "
+                        "prepare it again")
     for key, value in expected.items():
         if doc.get(key) != value:
-            raise UserError(f"data.prepared: {directory} was prepared with {key} {json.dumps(doc.get(key))}, the "
-                            f"config has {json.dumps(value)}; prepare it again (attnkit prepare)")
-    return Binarized(read_side(directory / "train.src"), read_side(directory / "train.tgt")), doc
+            raise UserError(f"data.prepared: {directory} was prepared with {key} {quoted(doc.get(key))}, the "
+                            f"config has {quoted(value)}; prepare it again (attnkit prepare)")
+    check_digests(directory, doc.get("files"), str(manifest))
+    sizes = doc.get("vocab_size")
+    if not isinstance(sizes, dict) or not all(type(sizes.get(side)) is int for side in SIDES):
+        raise UserError(f"{manifest}: damaged, no vocabulary sizes; prepare it again")
+    sides = {side: read_side(directory / f"train.{side}") for side in SIDES}
+    for side, read in sides.items():
+        if len(read.ids) and (int(read.ids.min()) < 0 or int(read.ids.max()) >= sizes[side]):
+            raise UserError(f"{directory}/train.{side}.bin: token ids outside its vocabulary of {sizes[side]:,}; "
+                            "prepare it again")
+    if len(sides["src"]) != len(sides["tgt"]):
+        raise UserError(f"{directory}: {len(sides['src']):,} source sentences and {len(sides['tgt']):,} target "
+                        "sentences; prepare it again")
+    return Binarized(sides["src"], sides["tgt"]), doc

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from attnkit.decoding.trace import SearchTrace, ranked_finished
+from attnkit.limits import tensor_bytes
 from attnkit.models.base import Decoder, Seq2Seq
 from attnkit.specials import BOS, EOS, PAD
 
@@ -63,6 +64,18 @@ def max_lengths(src: Tensor, a: float, b: int, limit: int | None) -> Tensor:
 def start_tokens(src: Tensor) -> Tensor:
     """(B,) BOS tokens: what a seq2seq decoder reads first."""
     return torch.full((src.size(0),), BOS, dtype=torch.long, device=src.device)
+
+
+@torch.no_grad()
+def state_bytes(model: Seq2Seq, src: Tensor, steps: int) -> int:
+    """Bytes of the decoder state of one hypothesis for the source ``src`` (1, S) after ``steps`` steps,
+    from two steps of a probe: what the state holds after one, and what a step adds (a Transformer's
+    cache grows by the step's keys and values in every layer, an RNN's state not at all)."""
+    decoder = model.decoder
+    _, first = decoder.step(start_tokens(src), decoder.init_state(model.encode(src)))
+    _, second = decoder.step(start_tokens(src), first)
+    one, two = tensor_bytes(first), tensor_bytes(second)
+    return one + max(0, two - one) * (steps - 1)
 
 
 @torch.no_grad()

@@ -92,7 +92,8 @@ def import_hf(source: str, out: str | Path) -> Path:
     from attnkit.checkpoint import save_checkpoint
     from attnkit.config import dump_config, parse_config
     from attnkit.data.vocab import PieceListTokenizer, save_tokenizer
-    from attnkit.model_dir import CONFIG, WEIGHTS
+    from attnkit.digests import digests
+    from attnkit.model_dir import CONFIG, WEIGHTS, architecture, read_files
 
     out = Path(out)
     if out.exists():
@@ -150,7 +151,9 @@ def import_hf(source: str, out: str | Path) -> Path:
         (scratch / CONFIG).write_text(dump_config(cfg), encoding="utf-8")
         save_tokenizer(src_tok, scratch, "src")
         save_tokenizer(tgt_tok, scratch, "tgt")
-        save_checkpoint(scratch / WEIGHTS, model, {"step": 0, "imported_from": str(source)})
+        save_checkpoint(scratch / WEIGHTS, model, {"step": 0, "imported_from": str(source),
+                                                   "architecture": architecture(cfg.model),
+                                                   "files": digests(scratch, read_files(scratch))})
         (scratch / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         os.replace(scratch, out)
     except BaseException:

@@ -14,10 +14,11 @@ from tqdm import tqdm
 from attnkit.build import build_model
 from attnkit.config import TranslationConfig, resolve_path
 from attnkit.data.batching import make_batch, token_batches
-from attnkit.data.corpus import CHUNK, SideWriter, open_corpus, source_stamp, write_manifest
+from attnkit.data.corpus import CHUNK, SideWriter, open_corpus, side_files, source_stamp, write_manifest
 from attnkit.data.text import Parallel, read_parallel
-from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
+from attnkit.data.vocab import Tokenizer, load_tokenizer, save_tokenizer, tokenizer_files, train_tokenizer
 from attnkit.diagnostics import exposure_bias
+from attnkit.digests import digests
 from attnkit.errors import UserError
 from attnkit.evaluation import join_lines, score_by_length, score_corpus
 from attnkit.limits import require_batch_memory
@@ -136,7 +137,10 @@ def binarize(cfg: TranslationConfig, directory: Path) -> dict:
     if pairs < len(train):
         log.warning("skipped %d training pair(s) of %d tokens or more (data.max_len, or the model's max_positions)",
                     len(train) - pairs, max_len)
+    files = [*side_files("src"), *side_files("tgt"),
+             *(f.name for side in ("src", "tgt") for f in tokenizer_files(directory, side, cfg.vocab.level))]
     doc = {**corpus_keys(cfg), "pairs": pairs, "skipped": len(train) - pairs, "tokens": tokens,
+           "vocab_size": {"src": len(src_tok), "tgt": len(tgt_tok)}, "files": digests(directory, files),
            "seconds": round(time.monotonic() - start, 1)}
     write_manifest(directory, doc)
     return doc
@@ -158,6 +162,9 @@ def prepare(cfg: TranslationConfig, out: Path, resume: bool) -> Prepared:
     if binarized is not None and not resume:  # the tokenizers that made the corpus's ids
         src_tok = load_tokenizer(resolve_path(cfg.data.prepared), "src", cfg.vocab.level)
         tgt_tok = load_tokenizer(resolve_path(cfg.data.prepared), "tgt", cfg.vocab.level)
+        if [len(src_tok), len(tgt_tok)] != [doc["vocab_size"]["src"], doc["vocab_size"]["tgt"]]:
+            raise UserError(f"data.prepared: {cfg.data.prepared}: its tokenizers do not have the vocabulary sizes "
+                            "its corpus.json records; prepare it again")
         save_tokenizer(src_tok, out, "src")
         save_tokenizer(tgt_tok, out, "tgt")
     elif resume or init:  # a fine-tuned model keeps the tokenizers of the model it starts from

@@ -152,9 +152,10 @@ def peer_lost(err: BaseException) -> bool:
                                                                       "Connection closed")))
 
 
-def lost_rank(world: World, step: int, err: BaseException) -> UserError:
-    """The one-line error of a rank whose collective failed because another rank ended or hung."""
-    if any(words in str(err).lower() for words in ("timed out", "timing out", "timeout")):  # gloo, NCCL
+def lost_rank(world: World, step: int, err: BaseException, waited: bool = False) -> UserError:
+    """The one-line error of a rank whose collective failed because another rank ended or hung (``waited``:
+    the step had waited for the others as long as the timeout allows)."""
+    if waited or any(words in str(err).lower() for words in ("timed out", "timing out", "timeout")):  # gloo, NCCL
         return UserError(f"rank {world.rank}: another rank of the job did not answer within "
                          f"training.collective_timeout at step {step + 1}; --resume continues from the run's last "
                          "checkpoint, if it wrote one")

@@ -352,13 +352,16 @@ class Trainer:
     def on_lost_rank(self):
         """A collective that failed because another rank died or hung becomes one line (torchrun ends the
         job)."""
+        self.step_started = time.monotonic()
         try:
             yield
         except RuntimeError as err:
             if self.world.size == 1 or not peer_lost(err):
                 raise
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's own SIGTERM must not cut the line short
-            raise lost_rank(self.world, self.state.step, err) from None
+            # a wait as long as the timeout is one, whatever words the backend chose for it
+            waited = time.monotonic() - self.step_started >= 0.9 * 60 * self.cfg.collective_timeout
+            raise lost_rank(self.world, self.state.step, err, waited) from None
 
     def budget(self, max_steps: int, deadline: float | None) -> Callable[[int, float], float] | None:
         """For a schedule that decays over the budget: (step, now) -> the fraction of it spent, the larger
@@ -428,7 +431,7 @@ class Trainer:
                     break
                 batches = self.updates(st.epoch)
                 while st.batch_in_epoch < len(batches):
-                    t0 = time.monotonic()
+                    t0 = self.step_started = time.monotonic()
                     if budget:
                         self.schedule.progress = budget(st.step, t0)
                     if self.world.size > 1:  # rank 0's clock and validations set every rank's learning rate
