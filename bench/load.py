@@ -3,10 +3,10 @@ seconds mixing good requests (Multi30k validation sentences, beam 1 to 5) with b
 unknown fields, over-long text, a beam of 0, nbest above the beam, bytes that are not UTF-8, a body over
 the limit, unknown paths and methods), uploads that stall halfway, and (issue 37) connections that send
 half their headers and then a byte every half second, one reopened as soon as the server closes each
-(slowloris). It stops by itself and reports
-requests/s, the latency of the good requests (p50, p99), the answers by status, what became of the
-stalled uploads and half-open connections, and the server's resident memory after a warm-up (150 requests one at a time, beams
-1 to 5, on sentences the load does not send), every 5 seconds, and at the end.
+(slowloris). It stops by itself and reports requests/s, the latency of the good requests (p50, p99),
+the answers by status, what became of the stalled uploads and half-open connections, and the
+server's resident memory after a warm-up (150 requests one at a time, beams 1 to 5, on sentences the
+load does not send), every 5 seconds, and at the end.
 
     python bench/load.py MODEL_DIR [--clients 16] [--seconds 60] [--stalled 8] [--half-open 32] [--json FILE]
 

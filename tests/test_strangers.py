@@ -83,7 +83,7 @@ def test_a_config_of_nested_aliases_is_refused_before_it_expands(model, levels):
     (model / "config.yaml").write_text(billion_laughs(levels))
     start = time.monotonic()
     line = refused(attnkit("translate", str(model), stdin="ab cd\n"), "config.yaml", "line 2", "alias")
-    assert time.monotonic() - start < SECONDS and len(line) < 200
+    assert time.monotonic() - start < SECONDS and len(line) < 250
     assert {f: h for f, h in snapshot(model).items() if f.name != "config.yaml"} == \
         {f: h for f, h in before.items() if f.name != "config.yaml"}
 
@@ -337,7 +337,10 @@ def test_half_sent_headers_are_answered_408_and_the_connection_closed(tiny_runs)
                 try:
                     chunk = slow.recv(4096)
                 except TimeoutError:
-                    slow.sendall(b"X")  # a byte now and then keeps no connection alive
+                    try:
+                        slow.sendall(b"X")  # a byte now and then keeps no connection alive
+                    except OSError:  # closed meanwhile
+                        break
                     continue
                 if not chunk:
                     break

@@ -28,6 +28,7 @@ from attnkit.config import (
     TransformerLMConfig,
     TransformerTaggerConfig,
 )
+from attnkit.errors import UserError
 from attnkit.limits import require_memory
 from attnkit.models.base import Seq2Seq
 from attnkit.models.bilm import BidirectionalLM
@@ -80,7 +81,8 @@ BUILDERS = {"rnn": build_rnn, "transformer": build_transformer}
 @within_memory
 def build_model(cfg: RNNConfig | TransformerConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     if getattr(cfg, "share_src_tgt_embeddings", False) and src_vocab != tgt_vocab:
-        raise ValueError("share_src_tgt_embeddings needs a joint vocabulary")
+        raise UserError(f"model.share_src_tgt_embeddings needs one vocabulary for both sides (the source has "
+                        f"{src_vocab:,} tokens, the target {tgt_vocab:,})")
     return BUILDERS[cfg.arch](cfg, src_vocab, tgt_vocab)
 
 

@@ -147,6 +147,20 @@ def read_checkpoint(path: Path) -> tuple[dict[str, dict[str, Tensor]], dict]:
     return groups, doc
 
 
+def read_document(path: Path) -> dict:
+    """The metadata document of a checkpoint, without reading its tensors (not verified against them:
+    :func:`read_checkpoint` does that)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            doc = json.loads((f.metadata() or {}).get("attnkit", "null"))
+    except (SafetensorError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: not a readable attnkit checkpoint ({reason[:200]})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: not an attnkit checkpoint (no attnkit metadata)")
+    return doc
+
+
 def load_weights(model: nn.Module, tensors: dict[str, Tensor], aliases: dict[str, str], source: Path) -> None:
     if not isinstance(aliases, dict) or not all(isinstance(name, str) and name in tensors
                                                 for name in aliases.values()):

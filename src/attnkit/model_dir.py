@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from attnkit.checkpoint import load_weights, read_checkpoint
+from attnkit.checkpoint import load_weights, read_checkpoint, read_document
 from attnkit.config import AnyConfig, load_config
 from attnkit.digests import check_digests
 from attnkit.errors import UserError, quoted
@@ -41,6 +41,8 @@ def open_model_dir(path: str | Path, task: str | None = None, what: str = "",
         raise UserError(f"{path}: model directory not found")
     require_files(path, CONFIG, *files)
     cfg = load_config(path / CONFIG)
+    if WEIGHTS in files:
+        check_model_dir(path, cfg)
     if task is not None and cfg.task != task:
         raise UserError(f"{path}: holds a {cfg.task} model, not {what or 'a ' + task + ' model'}")
     return path, cfg
@@ -53,17 +55,21 @@ def architecture(model_cfg) -> dict:
     return {k: v for k, v in model_cfg.model_dump(mode="json").items() if k not in TRAINING_ONLY}
 
 
-def check_architecture(path: Path, doc: dict) -> None:
-    """Refuse a directory whose config.yaml disagrees with what its weights were trained with (a
-    checkpoint written before they recorded it is not checked)."""
+def check_model_dir(path: Path, cfg: AnyConfig, doc: dict | None = None) -> None:
+    """Refuse a model directory whose config disagrees with what its weights were trained with, or
+    whose tokenizers or lists differ from those they were trained with (as the checkpoint, or its
+    document ``doc``, recorded them; one written before it recorded them is not checked).
+    ``open_model_dir`` calls it before anything is built, ``load_best_weights`` again."""
+    doc = read_document(path / WEIGHTS) if doc is None else doc
     recorded = doc.get("architecture")
-    if not isinstance(recorded, dict) or not (path / CONFIG).is_file():
-        return
-    now = architecture(load_config(path / CONFIG).model)
-    for key in sorted(recorded.keys() & now.keys()):  # a field added since takes its default
-        if recorded[key] != now[key]:
-            raise UserError(f"{path / CONFIG}: model.{key} is {quoted(now[key])}, but {WEIGHTS} was trained with "
-                            f"{quoted(recorded[key])}; a config and its weights must agree")
+    if isinstance(recorded, dict) and getattr(cfg, "model", None) is not None:
+        now = architecture(cfg.model)
+        for key in sorted(recorded.keys() & now.keys()):  # a field added since takes its default
+            if recorded[key] != now[key]:
+                raise UserError(f"{path / CONFIG}: model.{key} is {quoted(now[key])}, but {WEIGHTS} was trained "
+                                f"with {quoted(recorded[key])}; a config and its weights must agree")
+    if "files" in doc:
+        check_digests(path, doc["files"], str(path / WEIGHTS))
 
 
 def read_files(path: Path) -> list[str]:
@@ -75,12 +81,10 @@ def read_files(path: Path) -> list[str]:
 
 
 def load_best_weights(model: nn.Module, path: Path) -> dict:
-    """Load the directory's best weights into ``model``, once its config and its other files (the
-    tokenizers) are known to be those they were trained with; returns the checkpoint's document
-    (step, validation scores)."""
+    """Load the directory's best weights into ``model``, once the directory is checked
+    (:func:`check_model_dir`); returns the checkpoint's document (step, validation scores)."""
     groups, doc = read_checkpoint(path / WEIGHTS)
-    check_architecture(path, doc)
-    if "files" in doc:  # (checkpoints written before they recorded them are not checked)
-        check_digests(path, doc["files"], str(path / WEIGHTS))
+    if (path / CONFIG).is_file():
+        check_model_dir(path, load_config(path / CONFIG), doc)
     load_weights(model, groups["model"], doc.get("aliases", {}), path / WEIGHTS)
     return doc

@@ -17,6 +17,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from attnkit.checkpoint import atomic_write
 from attnkit.decoding.trace import ranked_finished
 from attnkit.errors import UserError
 from attnkit.inspection import AttentionMap

@@ -16,8 +16,8 @@ import torch
 
 from attnkit.checkpoint import atomic_write_text
 from attnkit.config import AnyConfig, TrainingConfig, dump_config, load_config, parse_config, resolve_path
-from attnkit.errors import UserError
 from attnkit.digests import digests
+from attnkit.errors import UserError
 from attnkit.limits import require_memory
 from attnkit.model_dir import architecture, load_best_weights, read_files
 from attnkit.runtime import deterministic, settle

@@ -58,7 +58,8 @@ class CaptionFilesData(Section):
     train: CaptionSplit
     valid: CaptionSplit
     test: CaptionSplit | None = None
-    max_len: int = Field(50, ge=2, le=MAX_TOKENS, description="training captions longer than this (in words) are skipped")
+    max_len: int = Field(50, ge=2, le=MAX_TOKENS,
+                         description="training captions longer than this (in words) are skipped")
 
 
 class ImageConfig(Section):

@@ -27,7 +27,8 @@ class ParallelData(Section):
     test: FilePair | None = None
     src_lang: str = "src"
     tgt_lang: str = "tgt"
-    max_len: int = Field(128, ge=2, le=MAX_TOKENS, description="training pairs longer than this (in tokens) are skipped")
+    max_len: int = Field(128, ge=2, le=MAX_TOKENS,
+                         description="training pairs longer than this (in tokens) are skipped")
     prepared: str | None = Field(
         None, description="a corpus directory made by attnkit prepare from this config: training memory-maps "
                           "its token ids and takes its tokenizers instead of reading and encoding data.train")
@@ -40,7 +41,8 @@ class TaggedData(Section):
     valid: str
     test: str | None = None
     tag: Literal["upos", "xpos"] = "upos"
-    max_len: int = Field(256, ge=2, le=MAX_TOKENS, description="training sentences longer than this (in words) are skipped")
+    max_len: int = Field(256, ge=2, le=MAX_TOKENS,
+                         description="training sentences longer than this (in words) are skipped")
 
 
 class LabelledData(Section):
@@ -80,9 +82,11 @@ class VocabConfig(Section):
 # -- training, decoding ---------------------------------------------------------------------------
 class TrainingConfig(Section):
     seed: int = 1
-    batch_tokens: int = Field(4096, ge=1, le=MAX_BATCH_TOKENS, description="target tokens per batch (per micro-batch with accumulate)")
-    accumulate: int = Field(1, ge=1, le=4096, description="micro-batches summed into one update: an update sees batches "
-                                                 "accumulate times as large, in accumulate forward/backward passes")
+    batch_tokens: int = Field(4096, ge=1, le=MAX_BATCH_TOKENS,
+                              description="target tokens per batch (per micro-batch with accumulate)")
+    accumulate: int = Field(1, ge=1, le=4096,
+                            description="micro-batches summed into one update: an update sees batches "
+                                        "accumulate times as large, in accumulate forward/backward passes")
     max_steps: int = Field(0, ge=0, description="0: no limit")
     max_epochs: int = Field(0, ge=0, description="0: no limit")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
@@ -172,8 +176,9 @@ class GenerationConfig(Section):
     temperature: float = Field(1.0, gt=0.0)
     top_k: int = Field(0, ge=0, le=MAX_VOCAB, description="sample among the k most probable tokens; 0: all")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus: the smallest set with this mass; 1: all")
-    min_tokens: int = Field(1, ge=0, le=MAX_TOKENS, description="new tokens before the line may end (0: an empty continuation "
-                                                 "is allowed, which beam search, ranking by probability, often picks)")
+    min_tokens: int = Field(1, ge=0, le=MAX_TOKENS,
+                            description="new tokens before the line may end (0: an empty continuation "
+                                        "is allowed, which beam search, ranking by probability, often picks)")
     max_tokens: int = Field(50, ge=1, le=MAX_TOKENS)
 
     @model_validator(mode="after")

@@ -124,7 +124,8 @@ def open_corpus(directory: Path, expected: dict) -> tuple[Binarized, dict]:
     try:
         doc = json.loads(manifest.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
-        raise UserError(f"{manifest}: damaged, not a corpus manifest ({type(err).__name__}); prepare it again") from None
+        raise UserError(f"{manifest}: damaged, not a corpus manifest ({type(err).__name__}); "
+                        "prepare it again") from None
     if not isinstance(doc, dict):
         raise UserError(f"{manifest}: damaged, a JSON {type(doc).__name__}, not a corpus manifest; prepare it again")
     if doc.get("format") != FORMAT:
