@@ -105,7 +105,7 @@ def test_a_corpus_that_does_not_match_its_config_is_one_line(setup):
     with open(corpus / "train.tgt.bin", "r+b") as f:  # a damaged corpus
         f.truncate(8)
     done = attnkit("train", str(cfg), "--out", str(tmp_path / "run"), "--set", f"data.prepared={corpus}")
-    assert done.returncode == 2 and "train.tgt.bin: does not match its offsets" in done.stderr
+    assert done.returncode == 2 and "train.tgt.bin: damaged: does not match the checksum" in done.stderr
     done = attnkit("train", str(cfg), "--out", str(tmp_path / "run"), "--set", f"data.prepared={tmp_path}")
     assert done.returncode == 2 and "holds no prepared corpus" in done.stderr
     (tmp_path / "data" / "train.src").unlink()  # the text the corpus was made from

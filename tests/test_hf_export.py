@@ -4,6 +4,7 @@ transformers (MarianMT when post-norm, Pegasus when pre-norm) and computes what 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,6 +103,20 @@ def test_greedy_generate_equals_attnkits_greedy(exported):
     assert len(lengths) > 8  # ended by </s> at many lengths
 
 
+def unrecorded(source: Path, target: Path) -> None:
+    """``source``'s weights without the architecture and file checksums a checkpoint records (as one
+    written before it recorded them), so that an edited config reaches the exporter's own checks."""
+    from safetensors.torch import save_file
+
+    from attnkit.checkpoint import checksum, read_checkpoint
+
+    groups, doc = read_checkpoint(source)
+    tensors = {f"{group}.{k}": v for group, part in groups.items() for k, v in part.items()}
+    doc = {k: v for k, v in doc.items() if k not in ("architecture", "files")}
+    doc["checksum"] = checksum(tensors)
+    save_file(tensors, str(target), metadata={"attnkit": json.dumps(doc)})
+
+
 def test_what_transformers_cannot_hold_is_a_one_line_error(exported, tmp_path):
     from attnkit.errors import UserError
     from attnkit.hf.exporter import export_hf
@@ -126,7 +141,7 @@ def test_what_transformers_cannot_hold_is_a_one_line_error(exported, tmp_path):
         else:
             c[change[0]][change[1]] = change[2]
         (bad / "config.yaml").write_text(yaml.safe_dump(c))
-        (bad / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes())
+        unrecorded(run / "model.safetensors", bad / "model.safetensors")
         with pytest.raises(UserError, match=message):
             export_hf(bad, tmp_path / "never")
         assert not (tmp_path / "never").exists()

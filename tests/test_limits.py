@@ -22,7 +22,7 @@ from attnkit.tasks.classification import read_tsv
 
 
 def test_a_model_too_large_for_the_machine_is_refused_before_any_allocation():
-    cfg = TransformerConfig(d_model=200000, num_heads=4, ff_dim=1024, encoder_layers=3, decoder_layers=3)
+    cfg = TransformerConfig(d_model=65536, num_heads=4, ff_dim=65536, encoder_layers=3, decoder_layers=3)  # bounds
     with pytest.raises(UserError, match=r"^model: needs [\d,.]+ [GM]iB \([\d,]+ parameters of 4 bytes; lower the sizes "
                                         r"in its config\); this machine has [\d,.]+ [GM]iB$"):
         build_model(cfg, 8000, 8000)
@@ -123,12 +123,15 @@ def test_an_empty_sentencepiece_file_is_refused(tmp_path):
         load_tokenizer(tmp_path, "src", "subword")
 
 
-def test_a_training_batch_too_large_for_the_machine_is_refused_with_the_arithmetic(tmp_path, toy_config):
+def test_a_training_batch_too_large_for_the_machine_is_refused_with_the_arithmetic(tmp_path, toy_config,
+                                                                                   monkeypatch):
+    import attnkit.limits
     from attnkit.train import train
 
-    with pytest.raises(UserError, match=r"^training.batch_tokens 1,000,000,000,000: needs [\d,.]+ [GM]iB "
-                                        r"\(1,000,000,000,000 tokens x \d+ words x 4 bytes x 3"):
-        train(toy_config("transformer", training={"batch_tokens": 10**12}), tmp_path / "run", max_steps=1,
+    monkeypatch.setattr(attnkit.limits, "machine_memory", lambda: 1 << 30)  # the largest batch the schema allows
+    with pytest.raises(UserError, match=r"^training.batch_tokens 16,000,000: needs [\d,.]+ [GM]iB "
+                                        r"\(16,000,000 tokens x \d+ words x 4 bytes x 3"):
+        train(toy_config("transformer", training={"batch_tokens": 16_000_000}), tmp_path / "run", max_steps=1,
               progress=False)
 
 

@@ -19,6 +19,7 @@ from helpers import (
 from attnkit.build import build_model
 from attnkit.config import RNNConfig, TransformerConfig
 from attnkit.data.batching import pad
+from attnkit.errors import UserError
 from attnkit.specials import EOS, PAD
 
 RNN_VARIANTS = [
@@ -189,7 +190,7 @@ def test_tied_and_shared_embeddings():
     untied = build_model(tiny_transformer(), 13, 17)
     assert untied.encoder.embed is not untied.decoder.embed
     assert untied.decoder.W_out.weight.shape == (17, 16)
-    with pytest.raises(ValueError, match="joint"):
+    with pytest.raises(UserError, match="one vocabulary for both sides"):
         build_model(tiny_transformer(share_src_tgt_embeddings=True), 13, 17)
 
 

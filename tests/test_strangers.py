@@ -380,7 +380,9 @@ estimate, _ = search_bytes(sentences, beam, V, state_bytes(model, src[:1], T))
 beam_search(model, src[:1], 2, torch.full((1,), 4))  # the kernels' own memory, before the baseline
 before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
 beam_search(model, src, beam, torch.full((sentences,), T), min_len=T)  # every row to its limit
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+# VmHWM, the peak of this process's own memory map (ru_maxrss would carry over the forking parent's)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+peak = int(hwm.split()[1]) * 1024 - before
 print(json.dumps({"estimate": estimate, "peak": peak}))
 """
 
