@@ -1,6 +1,7 @@
 """A trained model directory: ``config.yaml``, the best weights ``model.safetensors`` and the task's own
 files (tokenizers, labels). Every loader opens one here, so each reports the same one-line errors:
-the directory is missing, a file is missing, or it holds another task's model."""
+the directory is missing, a file is missing, it holds another task's model, or (a stranger's
+directory) its config or tokenizers are not those its weights were trained with."""
 
 from __future__ import annotations
 
@@ -41,10 +42,10 @@ def open_model_dir(path: str | Path, task: str | None = None, what: str = "",
         raise UserError(f"{path}: model directory not found")
     require_files(path, CONFIG, *files)
     cfg = load_config(path / CONFIG)
-    if WEIGHTS in files:
-        check_model_dir(path, cfg)
     if task is not None and cfg.task != task:
         raise UserError(f"{path}: holds a {cfg.task} model, not {what or 'a ' + task + ' model'}")
+    if WEIGHTS in files:
+        check_model_dir(path, cfg)
     return path, cfg
 
 
