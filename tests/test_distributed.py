@@ -252,3 +252,17 @@ def test_a_parameter_no_rank_used_keeps_no_gradient():
         assert unused.grad is None and model.weight.grad is not None
     finally:
         dist.destroy_process_group()
+
+
+def test_gloos_words_for_a_hung_peer_are_recognised():
+    """Where the wait ends decides gloo's words: in a backward's all-reduce, a stopped peer is "Application
+    timeout caused pair closure" (seen in CI), elsewhere "Timed out waiting ... for recv"."""
+    from attnkit.training.distributed import World, lost_rank, peer_lost
+
+    for words in ("Application timeout caused pair closure", "[gloo/transport/tcp/unbound_buffer.cc:81] Timed out "
+                  "waiting 6000ms for recv operation to complete"):
+        assert peer_lost(RuntimeError(words))
+        assert "did not answer within training.collective_timeout at step 4" in str(lost_rank(World(0, 2), 3,
+                                                                                               RuntimeError(words)))
+    assert not peer_lost(RuntimeError("CUDA out of memory"))
+    assert "ended at step 4" in str(lost_rank(World(0, 2), 3, RuntimeError("Connection reset by peer")))

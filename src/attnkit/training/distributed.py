@@ -147,9 +147,12 @@ def replicate(module: nn.Module, world: World, device: torch.device) -> nn.Modul
 def peer_lost(err: BaseException) -> bool:
     """Whether ``err`` is a collective that failed because another rank went away (gloo reports it as a
     RuntimeError naming itself, NCCL as a DistBackendError)."""
+    # gloo's words vary with where the wait ends: in a backward's all-reduce a hung peer is "Application
+    # timeout caused pair closure", with no "gloo" in it
     return isinstance(err, dist.DistError) or (
         isinstance(err, RuntimeError) and any(s in str(err) for s in ("gloo", "NCCL", "Connection reset",
-                                                                      "Connection closed")))
+                                                                      "Connection closed", "pair closure",
+                                                                      "Timed out", "timed out")))
 
 
 def lost_rank(world: World, step: int, err: BaseException, waited: bool = False) -> UserError:
