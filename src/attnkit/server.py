@@ -411,7 +411,8 @@ def header_deadline_protocol(seconds: float = HEADER_SECONDS) -> type:
     an idle keep-alive connection and (here, ``BodyDeadline``) a stalled body, but not a client that
     sends half its headers and then a byte now and then (slowloris): each such connection would be
     held, until the 256 allowed are all taken. The deadline starts when the connection opens and
-    again after each response; if no whole request has arrived by then, 408 and the connection closes."""
+    again after each response; if no whole request has arrived by then, the connection closes, with a
+    408 if part of one had."""
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -421,6 +422,11 @@ def header_deadline_protocol(seconds: float = HEADER_SECONDS) -> type:
 
     class HeaderDeadline(H11Protocol):
         deadline: asyncio.TimerHandle | None = None
+        started = False  # whether a request has begun to arrive since the deadline was set
+
+        def data_received(self, data: bytes) -> None:
+            self.started = True
+            super().data_received(data)
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -438,12 +444,13 @@ def header_deadline_protocol(seconds: float = HEADER_SECONDS) -> type:
         def start_deadline(self) -> None:
             if self.deadline is not None:
                 self.deadline.cancel()
-            self.deadline = self.loop.call_later(seconds, self.headers_late)
+            self.deadline, self.started = self.loop.call_later(seconds, self.headers_late), False
 
         def headers_late(self) -> None:
             self.deadline = None
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():  # no whole request yet
-                self.transport.write(late)
+                if self.started:  # half a request: say why (an idle connection is closed without a word)
+                    self.transport.write(late)
                 self.transport.close()
 
     return HeaderDeadline
