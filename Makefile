@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # (the value reaches the shell unquoted: write a version range as TORCH="'torch>=2.3'")
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test notebooks clean
 
 $(BIN)/attnkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# every notebook of the course (notebooks/), English and Russian, run at full budget, outputs kept
+notebooks: setup
+	$(BIN)/python notebooks/build.py --execute
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -7,6 +7,8 @@ The Python API is one call, ``attnkit.load``; what it returns has the verbs of t
     m.translate(["A dog runs."], beam=5, nbest=2)   # [[Translation(text, score, tokens), ...]]
     maps = m.attention("A dog runs.")               # every attention map, weights and token labels
 
+    m = attnkit.fit("configs/multi30k-transformer.yaml", "runs/mine", max_steps=500)  # train, then load
+
 (``tag``, ``classify``, ``generate``, ``embed``, ``caption``, ``nearest`` on the other tasks' models).
 """
 
@@ -52,3 +54,44 @@ def load(path: str | Path, device: str = "auto", engine: str = "torch", task: st
     if engine not in handler.engines:
         raise UserError(f"--engine {engine}: {path} holds {handler.what}, which runs in {', '.join(handler.engines)}")
     return handler.load(path, device, engine)
+
+
+def fit(config: str | Path, out: str | Path, overrides: dict[str, Any] | None = None, *, max_steps: int | None = None,
+        max_minutes: float | None = None, reuse: bool = False, device: str = "auto", progress: bool = False) -> Any:
+    """Train ``config`` (a YAML file, or ``attnkit:NAME`` for one in the package) into the run directory
+    ``out`` as ``attnkit train CONFIG --out OUT`` does, print what it scored, and return the trained model
+    as :func:`load` returns it (on ``device``).
+
+    ``overrides`` are ``--set``'s keys and values as a dict (``{"training.lr": 1e-3, "model.context":
+    "dot"}``); ``max_steps`` and ``max_minutes`` are ``--max-steps`` and ``--max-minutes``. ``reuse=True``:
+    where ``out`` already holds a finished run (its ``summary.json``), load it instead of training again,
+    as a notebook run a second time wants. ``progress``: a progress bar (the log says how training goes
+    either way). Every error is an :class:`attnkit.errors.UserError` with the
+    CLI's one-line message."""
+    import json
+    import logging
+    import sys
+
+    from attnkit.config import resolve_path
+    from attnkit.train import run, summary_lines
+
+    out = Path(out)
+    if not (reuse and (out / "summary.json").is_file()):
+        sets = [f"{key}={json.dumps(value)}" for key, value in (overrides or {}).items()]  # JSON is YAML
+        if device != "auto":
+            sets.append(f"training.device={device}")
+        said = logging.getLogger("attnkit")
+        console = None
+        if not said.handlers and not logging.getLogger().handlers:  # a notebook: say the progress there
+            console = logging.StreamHandler(sys.stdout)
+            console.setFormatter(logging.Formatter("attnkit: %(message)s"))
+            said.addHandler(console)
+            said.setLevel(logging.INFO)
+        try:
+            summary = run(resolve_path(str(config)), out, sets, False, max_steps, max_minutes, progress)
+        finally:
+            if console is not None:
+                said.removeHandler(console)
+                said.setLevel(logging.NOTSET)
+        print("\n".join(summary_lines(summary, out)))
+    return load(out, device)

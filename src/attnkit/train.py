@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from attnkit.runtime import deterministic, settle
 from attnkit.tasks import TASKS
 from attnkit.tasks.base import Fitted
 from attnkit.training.deadline import DeadlineReached, time_limit
-from attnkit.training.distributed import collective_timeout, join, leave, restarted, wait_for_main
+from attnkit.training.distributed import collective_timeout, join, leave, peer_lost, restarted, wait_for_main
 from attnkit.training.trainer import BEST, LAST, STARTING, Limits, Trainer, check_resumable
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,66 @@ def absolute_data_paths(cfg: AnyConfig) -> AnyConfig:
     if raw["training"].get("init_from") is not None:
         raw["training"]["init_from"] = fix(raw["training"]["init_from"])
     return parse_config(raw)
+
+
+def run(config: str | Path | None, out: Path, overrides: list[str] | None = None, resume: bool = False,
+        max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True) -> dict:
+    """A training run as ``attnkit train`` makes it: the run directory marked and logged
+    (``train.log``), :func:`train`, then ``summary.json``; a run that fails before its first checkpoint
+    leaves nothing behind. Another rank of a torchrun job trains beside rank 0 and writes nothing."""
+    # also a torchrun restart (--max-restarts) of a run with a checkpoint; a run stopped before its first
+    # checkpoint starts afresh
+    resume, config, max_steps, max_minutes = resumes(out, resume, config, max_steps, max_minutes)
+    world = join()
+    if not world.main:  # another rank of a torchrun job: rank 0 owns the run directory and its logs
+        return _follow(config, out, overrides, resume, max_steps, max_minutes, world.rank)
+    created = not out.exists()
+    prepare_out_dir(out, resume, Limits(max_steps or 0, max_minutes or 0.0))
+    handler = logging.FileHandler(out / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        summary = train(config, out, overrides, resume, max_steps, max_minutes, progress)
+    except BaseException:
+        if created and not any((out / name).exists() for name in (BEST, LAST)):
+            shutil.rmtree(out, ignore_errors=True)  # a run that failed before its first checkpoint leaves nothing
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def summary_lines(summary: dict, out: Path) -> list[str]:
+    """What a finished run says: why it stopped, its best validation, its test scores."""
+    scores = lambda d: "  ".join(f"{k} {v}" for k, v in d.items() if not k.endswith(("signature", "detail")))  # noqa: E731
+    line = f"run: {out}  stopped: {summary['stopped']}"
+    if "steps" in summary:
+        line += (f" after {summary['steps']} steps ({summary['train_seconds']:.0f} s training, "
+                 f"{summary['train_tokens_per_s']:.0f} tokens/s)")
+    lines = [line]
+    if summary.get("valid"):
+        best = f", best at step {summary['best_step']}" if "best_step" in summary else ""
+        lines.append(f"valid{best}: {scores(summary['valid'])}")
+    if "test" in summary:
+        t = summary["test"]
+        lines.append(f"test: {scores(t)}" + (f"  [{t['bleu_signature']}]" if "bleu_signature" in t else ""))
+    elif "test_skipped" in summary:
+        lines.append(f"test: not scored ({summary['test_skipped']})")
+    return lines
+
+
+def _follow(config, out: Path, overrides, resume: bool, max_steps, max_minutes, rank: int) -> dict:
+    """Another rank's share of a torchrun job: it trains and says only what went wrong."""
+    logging.getLogger().handlers[0].setLevel(logging.WARNING)
+    try:
+        return train(config, out, overrides, resume, max_steps, max_minutes, False)
+    except RuntimeError as err:  # rank 0 stopped (a bad config, a run directory in use): it says why
+        if not peer_lost(err):
+            raise
+        raise UserError(f"rank {rank}: the job ended under it (rank 0 stopped or another rank died: the "
+                        "first error above says why)") from None
 
 
 def train(config: str | Path | None, out: Path, overrides: list[str] | None = None, resume: bool = False,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
 import time
 from datetime import datetime
@@ -59,72 +58,15 @@ def device_override(device: str | None) -> list[str]:
     return [f"training.device={device}"] if device else []
 
 
-def _file_log(out: Path) -> logging.Handler:
-    handler = logging.FileHandler(out / "train.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
-
-
-def run_training(config, out: Path, overrides, resume, max_steps, max_minutes, progress) -> dict:
-    from attnkit.checkpoint import atomic_write_text
-    from attnkit.train import prepare_out_dir, resumes, train
-    from attnkit.training.distributed import join
-    from attnkit.training.trainer import BEST, LAST, Limits
-
-    # also a torchrun restart (--max-restarts) of a run with a checkpoint; a run stopped before its first
-    # checkpoint starts afresh
-    resume, config, max_steps, max_minutes = resumes(out, resume, config, max_steps, max_minutes)
-    world = join()
-    if not world.main:  # another rank of a torchrun job: rank 0 owns the run directory and its logs
-        from attnkit.training.distributed import peer_lost
-
-        logging.getLogger().handlers[0].setLevel(logging.WARNING)
-        try:
-            return train(config, out, overrides, resume, max_steps, max_minutes, False)
-        except RuntimeError as err:  # rank 0 stopped (a bad config, a run directory in use): it says why
-            if not peer_lost(err):
-                raise
-            raise UserError(f"rank {world.rank}: the job ended under it (rank 0 stopped or another rank died: the "
-                            "first error above says why)") from None
-    created = not out.exists()
-    prepare_out_dir(out, resume, Limits(max_steps or 0, max_minutes or 0.0))
-    handler = _file_log(out)
-    try:
-        summary = train(config, out, overrides, resume, max_steps, max_minutes, progress)
-    except BaseException:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-        if created and not any((out / name).exists() for name in (BEST, LAST)):
-            shutil.rmtree(out, ignore_errors=True)  # a run that failed before its first checkpoint leaves nothing
-        raise
-    logging.getLogger().removeHandler(handler)
-    handler.close()
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return summary
-
-
-def _scores(scores: dict) -> str:
-    return "  ".join(f"{k} {v}" for k, v in scores.items() if not k.endswith(("signature", "detail")))
-
-
 def report(summary: dict, out: Path) -> None:
-    line = f"run: {out}  stopped: {summary['stopped']}"
-    if "steps" in summary:
-        line += (f" after {summary['steps']} steps ({summary['train_seconds']:.0f} s training, "
-                 f"{summary['train_tokens_per_s']:.0f} tokens/s)")
-    print(line)
-    if summary.get("valid"):
-        best = f", best at step {summary['best_step']}" if "best_step" in summary else ""
-        print(f"valid{best}: {_scores(summary['valid'])}")
-    if "test" in summary:
-        t = summary["test"]
-        print(f"test: {_scores(t)}" + (f"  [{t['bleu_signature']}]" if "bleu_signature" in t else ""))
-    elif "test_skipped" in summary:
-        print(f"test: not scored ({summary['test_skipped']})")
+    from attnkit.train import summary_lines
+
+    print("\n".join(summary_lines(summary, out)))
 
 
 def cmd_train(args) -> int:
+    from attnkit.train import run
+
     if not args.config and not args.resume:
         raise UserError("train: give a CONFIG file (or --resume with --out)")
     if args.out:
@@ -133,8 +75,8 @@ def cmd_train(args) -> int:
         out = Path("runs") / Path(args.config).stem
     else:
         raise UserError("train --resume: give the run directory with --out")
-    summary = run_training(args.config, out, args.overrides + device_override(args.device), args.resume,
-                           args.max_steps, args.max_minutes, _progress(args))
+    summary = run(args.config, out, args.overrides + device_override(args.device), args.resume,
+                  args.max_steps, args.max_minutes, _progress(args))
     if "rank" in summary:  # another rank of a torchrun job: rank 0 reports
         return 0
     report(summary, out)
@@ -357,6 +299,8 @@ DEMO_EXAMPLES_SECONDS = 5  # beam 5 over the four examples, even from a barely t
 def cmd_demo(args) -> int:
     from importlib import resources
 
+    from attnkit.train import run
+
 
     config = Path(str(resources.files("attnkit") / "resources" / "demo.yaml"))
     out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("demo-%Y%m%d-%H%M%S")
@@ -365,7 +309,7 @@ def cmd_demo(args) -> int:
           f"minutes -> {out}")
     # the run (training, validation, test) ends by the deadline less the few seconds the examples take
     run_minutes = max(args.minutes - DEMO_EXAMPLES_SECONDS / 60, args.minutes / 2)
-    summary = run_training(config, out, device_override(args.device), False, 0, run_minutes, _progress(args))
+    summary = run(config, out, device_override(args.device), False, 0, run_minutes, _progress(args))
     report(summary, out)
     translator = attnkit.load(out, args.device or "auto")
     print("\nexamples (beam 5):")
