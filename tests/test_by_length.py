@@ -87,9 +87,84 @@ def test_plot_by_length_draws_a_line_per_model(model_dir, tiny_runs, test_files,
     printed = capsys.readouterr().out
     assert "| model |" in printed and "3 test sentences joined" in printed
     curves = json.loads(numbers.read_text())
-    assert set(curves) == {"1", "3"} and set(curves["1"]) == {str(model_dir), str(rnn)}
+    assert set(curves) == {"1", "3", "labels"} and set(curves["1"]) == {str(model_dir), str(rnn)}
+    assert curves["labels"] == {str(model_dir): "Transformer", str(rnn): "RNN, context additive"}  # from the configs
     assert [sum(r["sentences"] for r in curves[k][str(rnn)]) for k in ("1", "3")] == [9, 3]
     assert main(["-q", "plot", "by-length", str(rnn), str(rnn) + "/", "--src", str(src), "--ref", str(ref)]) == 2
     assert "given twice" in capsys.readouterr().err
     svg = out.read_text()
     assert svg.count("<path") > 0 and "3 test sentences joined" in svg and "test sentences" in svg
+
+
+def by_length_numbers(runs: list[str]) -> dict:
+    """What ``plot by-length --json`` writes, before it named the models: by join level, then run."""
+    rows = lambda bleu: [{"words": "1-9", "low": 0, "high": 10, "sentences": 30, "bleu": bleu, "chrf": 40.0},  # noqa: E731
+                         {"words": "10-14", "low": 10, "high": 15, "sentences": 25, "bleu": bleu / 2, "chrf": 30.0}]
+    return {"1": {run: rows(10.0 + i) for i, run in enumerate(runs)},
+            "2": {run: rows(5.0 + i) for i, run in enumerate(runs)}}
+
+
+def test_plot_by_length_redraws_from_its_json_with_the_models_named(tmp_path, capsys):
+    from attnkit.plotting import by_length_figure
+
+    old = tmp_path / "old.json"
+    runs = ["runs/a-none", "runs/a-dot", "runs/b"]
+    old.write_text(json.dumps(by_length_numbers(runs)), encoding="utf-8")
+    out, again = tmp_path / "len.svg", tmp_path / "again.json"
+    labels = ["RNN, context none", "RNN, context dot", "Transformer"]
+    assert main(["-q", "plot", "by-length", "--from-json", str(old), "--out", str(out), "--json", str(again),
+                 *[f"--label={name}" for name in labels]]) == 0
+    printed = capsys.readouterr().out
+    assert "| RNN, context dot | 11.00 / 40.0 | 5.50 / 30.0 |" in printed and "runs/a-dot" not in printed
+    svg = out.read_text()
+    assert all(name in svg for name in labels) and "runs/" not in svg
+    numbers = json.loads(again.read_text())
+    assert numbers["labels"] == dict(zip(runs, labels)) and numbers["1"] == by_length_numbers(runs)["1"]
+    assert main(["-q", "plot", "by-length", "--from-json", str(again), "--out", str(tmp_path / "b.png")]) == 0
+    assert "| Transformer | 12.00 / 40.0 | 6.00 / 30.0 |" in capsys.readouterr().out  # the names it recorded
+    fig = by_length_figure({1: {"RNN, context none": by_length_numbers(["x"])["1"]["x"]}}, 1)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["RNN, context none"]
+
+
+def test_the_by_length_legend_covers_no_line_and_keeps_a_colour_per_model():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from attnkit.plotting import by_length_figure
+
+    runs = ["RNN, context none", "RNN, context mean", "RNN, context dot", "Transformer, 60 minutes"]
+    numbers = by_length_numbers(runs)
+    numbers["2"].pop("RNN, context mean")  # a model missing from a panel keeps its colour in the others
+    fig = by_length_figure({int(k): v for k, v in numbers.items()}, 1)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert len(panels) == 2 and not any(box.overlaps(ax.get_window_extent(renderer)) for ax in panels)
+    assert [t.get_text() for t in legend.get_texts()] == runs
+    colours = [{line.get_label(): line.get_color() for line in ax.lines} for ax in panels]
+    assert all(colours[1][name] == colours[0][name] for name in colours[1])
+
+
+def test_by_length_names_models_by_their_config_uniquely(model_dir, tiny_runs, tmp_path, capsys):
+    from attnkit.cli.see import model_labels
+    from attnkit.config import load_config
+
+    transformer, rnn = load_config(model_dir / "config.yaml"), load_config(tiny_runs["rnn"] / "config.yaml")
+    assert model_labels({"runs/t": transformer, "runs/r": rnn}) == {"runs/t": "Transformer",
+                                                                     "runs/r": "RNN, context additive"}
+    assert model_labels({"runs/t-1000": transformer, "x/t-60min": transformer, "runs/r": rnn}) == {
+        "runs/t-1000": "Transformer (t-1000)", "x/t-60min": "Transformer (t-60min)", "runs/r": "RNN, context additive"}
+    numbers = tmp_path / "n.json"
+    numbers.write_text(json.dumps(by_length_numbers(["runs/a", "runs/b"])), encoding="utf-8")
+    base = ["-q", "plot", "by-length", "--from-json", str(numbers), "--out", str(tmp_path / "x.png")]
+    for extra, message in [(["--label", "one"], "--label: 1 given for 2 models"),
+                           (["--label", "same", "--label", "same"], "two models are named 'same'"),
+                           (["runs/a"], "give no RUN_DIR, --src or --ref")]:
+        assert main(base + extra) == 2
+        assert message in capsys.readouterr().err
+    assert main(["-q", "plot", "by-length", str(model_dir), "--out", str(tmp_path / "x.png")]) == 2
+    assert "give RUN_DIRs with --src and --ref, or --from-json FILE" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text('{"1": [1, 2]}', encoding="utf-8")
+    assert main(["-q", "plot", "by-length", "--from-json", str(tmp_path / "bad.json"), "--out", "x.png"]) == 2
+    assert "not the numbers of plot by-length --json" in capsys.readouterr().err

@@ -144,3 +144,41 @@ def test_a_captioner_plots_where_each_word_looked_over_the_image(tiny_runs, tmp_
     titled = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in titled] == words
     assert titled[0].images[1].get_array().shape == (6, 6)  # the attention over the 6x6 grid of cells
+
+
+def test_the_captioner_picture_says_which_image_and_which_word(tiny_runs, tmp_path):
+    Image.new("L", (24, 24), 200).save(tmp_path / "scene-7.png")
+    run = tiny_runs["captioner"]
+    out = tmp_path / "caption.svg"
+    assert main(["-q", "plot", "attention", str(run), "--image", str(tmp_path / "scene-7.png"), "--out", str(out)]) == 0
+    caption = load_inspector(run).inspect_image((tmp_path / "scene-7.png").read_bytes()).result.caption
+    texts = svg_texts(out)
+    assert any("where it looked in scene-7.png for each word" in t for t in texts)
+    assert any(f'"{caption}"' in t for t in texts)
+
+
+def test_caption_attention_pictures_are_renamed_into_place(tmp_path, monkeypatch):
+    """``attnkit caption --attention-dir``: a write that fails leaves the picture that was there, and no
+    half-written file."""
+    import numpy as np
+
+    from attnkit.errors import UserError
+    from attnkit.overlay import save_attention
+
+    pixels, alphas = np.full((8, 8, 1), 100, dtype=np.uint8), np.random.default_rng(0).random((2, 2, 2))
+    written = save_attention(tmp_path, "scene", pixels, ["four", "</s>"], alphas)
+    assert [p.relative_to(tmp_path).as_posix() for p in written] == ["scene/01-four.png", "scene/02-__s_.png",
+                                                                      "scene.png"]
+    before = {p: p.read_bytes() for p in written}
+    real = Image.Image.save
+
+    def half(self, fp, format=None, **params):  # a disk that fills up halfway through the picture
+        real(self, fp, format=format, **params)
+        Path(fp).write_bytes(Path(fp).read_bytes()[:20])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", half)
+    with pytest.raises(UserError, match="01-four.png: could not be written"):
+        save_attention(tmp_path, "scene", pixels, ["four", "</s>"], alphas[::-1])
+    assert {p: p.read_bytes() for p in written} == before
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["01-four.png", "02-__s_.png", "scene.png"]

@@ -96,6 +96,44 @@ def test_plot_contexts(tmp_path, tiny_runs, capsys):
     assert "kl kl [ab]" in svg and "1.00" in svg
 
 
+@pytest.mark.parametrize(("model", "name"), [({"arch": "word2vec"}, "word2vec skip-gram"),
+                                             ({"arch": "word2vec", "algorithm": "cbow"}, "word2vec CBOW"),
+                                             ({"arch": "fasttext", "min_n": 1, "max_n": 2}, "fastText skip-gram")])
+def test_plot_contexts_names_the_static_model_it_was_given(tmp_path, tiny_runs, model, name):
+    from attnkit.cli.see import static_name
+
+    static, _ = fit(tmp_path, "vectors", **model)
+    assert static_name(str(static)) == static_name(str(static / "vectors.txt")) == name
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "alone" / "mine.txt").write_bytes((static / "vectors.txt").read_bytes())
+    assert static_name(str(tmp_path / "alone" / "mine.txt")) == "vectors of mine.txt"  # no run's config beside it
+    text = tmp_path / "s.txt"
+    text.write_text("ab cd ef\nkl kl ab\n", encoding="utf-8")
+    out = tmp_path / "ctx.svg"
+    assert main(["-q", "plot", "contexts", "--static", str(static), "--contextual", str(tiny_runs["bilm"]),
+                 "--word", "ab", "--input", str(text), "--out", str(out)]) == 0
+    svg = out.read_text()
+    assert f"static ({name}):" in svg
+    assert "fastText" not in svg.replace(name, "") and "word2vec" not in svg.replace(name, "")  # no other model
+
+
+@pytest.mark.parametrize(("layer", "said"), [("0", "layer 0 (the character-based word vector"), ("2", "layer 2"),
+                                             ("top", "top layer"), (None, "layers averaged")])
+def test_plot_contexts_names_the_bilm_layer_in_its_title(tmp_path, tiny_runs, capsys, layer, said):
+    from attnkit.plotting import contexts_figure
+
+    static, _ = fit(tmp_path, "w2v")
+    text = tmp_path / "s.txt"
+    text.write_text("ab cd ef\nkl kl ab\n", encoding="utf-8")
+    out = tmp_path / "ctx.svg"
+    assert main(["-q", "plot", "contexts", "--static", str(static), "--contextual", str(tiny_runs["bilm"]),
+                 "--word", "ab", "--input", str(text), "--out", str(out), *(["--layer", layer] if layer else [])]) == 0
+    assert f"the biLM's vectors: {said}" in out.read_text()
+    fig = contexts_figure(["a", "b"], torch.ones(2, 2), torch.eye(2), "ab", "word2vec CBOW", 0)
+    assert "layer 0" in fig.get_suptitle() and "static (word2vec CBOW):" in fig.axes[0].get_title()
+    assert "biLM, layer 0" in fig.axes[1].get_title()
+
+
 def test_too_rare_words_and_spaces_in_words(tmp_path, capsys, caplog):
     from attnkit.tasks.static_vectors import write_vectors
 

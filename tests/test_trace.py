@@ -3,6 +3,8 @@ search returned."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from helpers import random_model, random_src, tiny_rnn, tiny_transformer
@@ -102,3 +104,79 @@ def test_a_hypothesis_finished_by_eos_reads_with_its_end_one_at_the_limit_withou
     assert [[c["text"] for c in step] for step in steps] == [["5", "</s>", "7"], ["5 6"]]
     assert [tokens for tokens, _ in trace.finished(0)] == [[5, 6], []]  # by score, EOS left out
     assert [tokens for tokens, _ in trace.finished(0, beam=1)] == [[]]  # the most probable one
+
+
+class Bigram:
+    """A decoder whose next token depends on the last one only (the decoder contract, no model): from
+    <s>, 4 (p 0.6) or 5 (0.3); after 4, 6 (0.7) or </s> (0.2); after 5 or 6, </s> (0.8); the rest of
+    each row's probability spread over the other tokens a search may produce (not <pad> or <s>)."""
+
+    def __init__(self):
+        table = torch.zeros(8, 8)
+        rules = {2: {4: 0.6, 5: 0.3}, 4: {6: 0.7, EOS: 0.2}, 5: {EOS: 0.8}, 6: {EOS: 0.8}}
+        for row in range(8):
+            given = rules.get(row, {})
+            others = [t for t in range(8) if t not in given and t not in (0, 2)]
+            table[row, others] = (1.0 - sum(given.values())) / len(others)
+            for token, p in given.items():
+                table[row, token] = p
+        self.logits = table.log()
+
+    def step(self, tokens, state):
+        return self.logits[tokens], state
+
+    def reorder(self, state, index):
+        return state
+
+
+def finished_by_text(steps: list[list[dict]]) -> dict[str, tuple[float, float]]:
+    return {c["text"]: (c["log_prob"], c["score"]) for step in steps for c in step if c["fate"] == FINISHED}
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.6, 0.0])
+def test_a_hypothesis_has_the_same_log_prob_and_score_in_a_greedy_and_a_beam_trace(alpha):
+    """The greedy picture showed 'score -3.26' where the beam picture showed -1.63 for the same hypothesis:
+    greedy's score is its raw log P (it ranks nothing), beam search's log P / lp(|Y|). ``normalised``
+    scores both as beam search does."""
+    from attnkit.decoding.search import beam_decode, greedy_decode, length_penalty
+    from attnkit.decoding.trace import normalised, readable
+
+    start, limit = torch.tensor([2]), torch.tensor([5])
+    seen = {}
+    for beam in (1, 3):
+        trace = SearchTrace()
+        if beam == 1:
+            ((hyp,),) = greedy_decode(Bigram(), None, start, limit, trace=trace)
+            assert hyp.score == hyp.log_prob  # what greedy returns is unchanged: its raw log P
+        else:
+            beam_decode(Bigram(), None, start, beam, limit, alpha, nbest=beam, trace=trace)
+        raw = readable(trace, 0, lambda ids: " ".join(map(str, ids)), str)
+        seen[beam] = finished_by_text(normalised(raw, alpha))
+        if beam > 1:  # beam search's own scores are the ones normalised computes
+            assert all(pair == pytest.approx(seen[beam][text]) for text, pair in finished_by_text(raw).items())
+    log_p = math.log(0.6 * 0.7 * 0.8)
+    assert list(seen[1]) == ["4 6 </s>"]
+    assert seen[1]["4 6 </s>"] == pytest.approx((log_p, log_p / length_penalty(3, alpha)), abs=1e-6)
+    assert seen[3]["4 6 </s>"] == pytest.approx(seen[1]["4 6 </s>"], abs=1e-6) and len(seen[3]) >= 2
+
+
+def test_plot_beam_shows_log_p_and_the_score_of_a_finished_hypothesis(model_dir, tmp_path):
+    from attnkit.cli.main import main
+    from attnkit.decoding.search import length_penalty
+    from attnkit.translator import load_model_dir
+
+    translator = load_model_dir(model_dir)
+    alpha = translator.cfg.decoding.length_penalty
+    _, steps = translator.trace("ab cd ef", 1)
+    (last,) = [c for c in steps[-1] if c["fate"] == FINISHED]
+    length = len(steps) + (0 if last["token"] == EOS else 1)  # (this model ends at its limit, without </s>)
+    score = last["log_prob"] / length_penalty(length, alpha)
+    assert alpha > 0 and f"{score:.2f}" != f"{last['log_prob']:.2f}"
+    for beam in (1, 2):
+        out = tmp_path / f"beam{beam}.svg"
+        assert main(["-q", "plot", "beam", str(model_dir), "--text", "ab cd ef", "--beam", str(beam),
+                     "--out", str(out)]) == 0
+        svg = out.read_text()
+        assert "log P" in svg and f"alpha = {alpha:g}" in svg
+    svg = (tmp_path / "beam1.svg").read_text()
+    assert f"log P {last['log_prob']:.2f}" in svg and f"score {score:.2f}" in svg

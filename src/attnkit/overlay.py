@@ -52,16 +52,16 @@ def safe_name(word: str) -> str:
 def save_attention(directory: Path, stem: str, pixels: np.ndarray, words: list[str], alphas: np.ndarray,
                    scale: int = 4) -> list[Path]:
     """``directory/stem/NN-WORD.png`` for each word and ``directory/stem.png`` with all of them in a
-    row; returns the paths written."""
+    row, each written to a temporary file and renamed into place (never half an image); returns the
+    paths written."""
+    from attnkit.checkpoint import atomic_write
+
     folder = Path(directory) / stem
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for t, (word, alpha) in enumerate(zip(words, alphas)):
-        path = folder / f"{t + 1:02d}-{safe_name(word)}.png"
-        attention_overlay(pixels, alpha, scale).save(path)
-        paths.append(path)
+    pictures = [(folder / f"{t + 1:02d}-{safe_name(word)}.png", attention_overlay(pixels, alpha, scale))
+                for t, (word, alpha) in enumerate(zip(words, alphas))]
     if words:
-        path = Path(directory) / f"{stem}.png"
-        caption_strip(pixels, words, alphas, scale).save(path)
-        paths.append(path)
-    return paths
+        pictures.append((Path(directory) / f"{stem}.png", caption_strip(pixels, words, alphas, scale)))
+    for path, picture in pictures:
+        atomic_write(path, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+    return [path for path, _ in pictures]

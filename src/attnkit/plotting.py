@@ -178,40 +178,57 @@ def curves_figure(records: list[dict], title: str | None = None) -> Figure:
 
 def by_length_figure(curves: dict[int, dict[str, list[dict]]], min_inputs: int, title: str | None = None) -> Figure:
     """BLEU by source length (Bahdanau et al. 2015, figure 2): a panel per join level (1: the test
-    sentences themselves; k: k of them joined into one input), a line per model. curves[k][model]
+    sentences themselves; k: k of them joined into one input), a line per model, named in one legend
+    to the right of the panels (so it covers no line) and of one colour in every panel. curves[k][model]
     are ``evaluation.score_by_length`` rows; buckets of fewer than ``min_inputs`` inputs are left out
     (their BLEU is noise)."""
-    fig = Figure(figsize=(4.6 * len(curves) + 0.6, 4.2), layout="constrained")
+    models = list(dict.fromkeys(model for rows in curves.values() for model in rows))
+    colour = {model: f"C{i % 10}" for i, model in enumerate(models)}
+    legend_width = 0.8 + 0.065 * max(len(model) for model in models)  # inches the legend's longest entry takes
+    fig = Figure(figsize=(4.6 * len(curves) + 0.6 + legend_width, 4.2), layout="constrained")
     axes = fig.subplots(1, len(curves), sharey=True, squeeze=False)[0]
-    for ax, (join, models) in zip(axes, curves.items()):
-        labels = sorted({(r["low"], r["words"]) for rows in models.values() for r in rows
+    lines = {}
+    for ax, (join, rows_of) in zip(axes, curves.items()):
+        labels = sorted({(r["low"], r["words"]) for rows in rows_of.values() for r in rows
                          if r["sentences"] >= min_inputs})
         where = {words: i for i, (_, words) in enumerate(labels)}
-        for model, rows in models.items():
+        for model, rows in rows_of.items():
             points = [(where[r["words"]], r["bleu"]) for r in rows if r["words"] in where]
             if points:
-                ax.plot(*zip(*points), marker="o", markersize=4, label=model)
-        counts = {r["words"]: r["sentences"] for rows in models.values() for r in rows}
+                (lines[model],) = ax.plot(*zip(*points), marker="o", markersize=4, color=colour[model], label=model)
+        counts = {r["words"]: r["sentences"] for rows in rows_of.values() for r in rows}
         ax.set_xticks(range(len(labels)), [f"{w}\n({counts[w]})" for _, w in labels], fontsize=8)
         ax.set_xlabel("source length in words (inputs)")
         ax.set_title("test sentences" if join == 1 else f"{join} test sentences joined", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("BLEU")
-    axes[0].legend(fontsize=8)
+    drawn = [model for model in models if model in lines]
+    fig.legend([lines[model] for model in drawn], drawn, loc="outside right upper", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
 
 
-def contexts_figure(snippets: list[str], static: Tensor, contextual: Tensor, word: str) -> Figure:
+LAYER_NAMES = {"average": "layers averaged", "top": "top layer"}
+
+
+def layer_name(layer: str | int) -> str:
+    """A biLM layer as ``--layer`` takes it (average, top or a number), in words."""
+    return LAYER_NAMES.get(layer, f"layer {layer}")
+
+
+def contexts_figure(snippets: list[str], static: Tensor, contextual: Tensor, word: str,
+                    static_name: str = "static vectors", layer: str | int = "average") -> Figure:
     """Two (n, n) cosine-similarity matrices between the occurrences of one word: of its static vectors
-    (one per word, so every cell is 1) and of its contextual vectors (one per occurrence). One colour
-    scale for both, from the lowest similarity drawn (rounded down to 0.05) to 1."""
+    (one per word, so every cell is 1; ``static_name`` says which model made them) and of its contextual
+    vectors (one per occurrence, from the biLM's ``layer``). One colour scale for both, from the lowest
+    similarity drawn (rounded down to 0.05) to 1."""
     n = len(snippets)
     low = math.floor(min(float(static.min()), float(contextual.min())) * 20) / 20
-    fig = Figure(figsize=(6.5 + 0.55 * n, 2.0 + 0.3 * n), layout="constrained")
+    fig = Figure(figsize=(6.5 + 0.55 * n, 2.2 + 0.3 * n), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    titles = ("static (word2vec, fastText):\none vector per word", "contextual (biLM):\none vector per occurrence")
+    titles = (f"static ({static_name}):\none vector per word",
+              f"contextual (biLM, {layer_name(layer)}):\none vector per occurrence")
     for ax, sims, name in zip(axes, (static, contextual), titles):
         image = ax.imshow(sims.numpy(), cmap="viridis", vmin=low, vmax=1.0, interpolation="nearest")
         for i in range(n):
@@ -223,18 +240,30 @@ def contexts_figure(snippets: list[str], static: Tensor, contextual: Tensor, wor
         ax.set_xlabel("occurrence")
     axes[0].set_yticks(range(n), [f"{s}  {i + 1}" for i, s in enumerate(snippets)], fontsize=LABEL_SIZE)
     fig.colorbar(image, ax=axes, label="cosine similarity", shrink=0.8)
-    fig.suptitle(f'"{word}" in {n} sentences: cosine similarity between its occurrences', fontsize=10)
+    seen = layer_name(layer) + (" (the character-based word vector: it sees no context)" if layer == 0 else "")
+    fig.suptitle(f'"{word}" in {n} sentences: cosine similarity between its occurrences\n'
+                 f"the biLM's vectors: {seen}", fontsize=10)
     return fig
 
 
 FATE_COLOURS = {"kept": "tab:blue", "finished": "tab:green", "pruned": "0.7"}
 
 
-def beam_figure(steps: list[list[dict]], beam: int, title: str | None = None) -> Figure:
+def node_label(c: dict) -> str:
+    """What a node of the search tree reads: the token it adds and log P; a finished one also its score."""
+    piece = c["piece"].replace("\u2581", "") or c["piece"]
+    if c["fate"] == "finished":
+        return f"{piece} log P {c['log_prob']:.2f}\nscore {c['score']:.2f}"
+    return f"{piece} {c['log_prob']:.2f}"
+
+
+def beam_figure(steps: list[list[dict]], beam: int, title: str | None = None, alpha: float | None = None) -> Figure:
     """The search tree of one sentence from ``decoding.trace.readable`` steps of a search with ``beam``
     hypotheses: a column per step, a node per candidate (its token and cumulative log-probability), an
     edge from the hypothesis it extends; kept blue, finished green, pruned grey, and in red the path
-    of the hypothesis the search returned (the best by score of the ``beam`` most probable finished)."""
+    of the hypothesis the search returned (the best by score of the ``beam`` most probable finished).
+    A finished node reads its log P and its score (``decoding.trace.normalised`` makes a greedy
+    trace's score the one beam search ranks by; ``alpha``, where given, is named in the axis label)."""
     if not steps:
         raise UserError("nothing to draw: the input is empty")
     rows = max(len(step) for step in steps)
@@ -266,13 +295,13 @@ def beam_figure(steps: list[list[dict]], beam: int, title: str | None = None) ->
         ax.plot([x0, t], [y0, y], color="tab:red" if on_path else FATE_COLOURS[c["fate"]],
                 linewidth=2.0 if on_path else 0.8, linestyle=":" if c["fate"] == "pruned" else "-", zorder=1)
         ax.plot(t, y, "o", color=FATE_COLOURS[c["fate"]], markersize=6 if c["fate"] != "pruned" else 4, zorder=2)
-        piece = c["piece"].replace("\u2581", "") or c["piece"]
-        label = f"{piece} {c['log_prob']:.2f}" + (f"\nscore {c['score']:.2f}" if c["fate"] == "finished" else "")
-        ax.text(t + 0.08, y + 0.12, label, fontsize=6.5, color="black" if c["fate"] != "pruned" else "0.45",
+        ax.text(t + 0.08, y + 0.12, node_label(c), fontsize=6.5, color="black" if c["fate"] != "pruned" else "0.45",
                 fontweight="bold" if (t, y) in path else "normal")
     ax.set_xticks(range(-1, len(steps)), ["start"] + [str(t + 1) for t in range(len(steps))], fontsize=8)
     ax.set_yticks([])
-    ax.set_xlabel("step (output position); nodes: the token added and the hypothesis's log-probability")
+    score = "log P / ((5 + |Y|) / 6)^alpha" + (f", alpha = {alpha:g}" if alpha is not None else "")
+    ax.set_xlabel(f"step (output position); nodes: the token added and log P, the hypothesis's log-probability;\n"
+                  f"finished ones also their score = {score} (|Y|: its tokens and </s>)")
     ax.set_xlim(-1.3, len(steps) - 0.2)
     for fate, colour in FATE_COLOURS.items():
         ax.plot([], [], "o", color=colour, label=fate)

@@ -82,10 +82,18 @@ def add_parsers(sub) -> None:
                                     "(Bahdanau et al. 2015, figure 2: without attention, quality falls on long "
                                     "sentences). With --join 1 2 3, also inputs made of 2 and 3 consecutive test "
                                     "sentences (references joined alike), a panel each. Prints the numbers as "
-                                    "Markdown tables.")
-    b.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="trained translation model directories")
-    b.add_argument("--src", type=input_file, required=True, metavar="FILE", help="source sentences (plain or .gz)")
-    b.add_argument("--ref", type=input_file, required=True, metavar="FILE", help="their reference translations")
+                                    "Markdown tables. --from-json redraws the numbers --json wrote, without the "
+                                    "models.")
+    b.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="trained translation model directories")
+    b.add_argument("--src", type=input_file, metavar="FILE", help="source sentences (plain or .gz)")
+    b.add_argument("--ref", type=input_file, metavar="FILE", help="their reference translations")
+    b.add_argument("--label", action="append", metavar="NAME",
+                   help="the model's name in the legend and the tables (repeatable: one per model, in order; "
+                        "default: what its config says, e.g. 'RNN, context dot', with the run's name where two "
+                        "models are alike)")
+    b.add_argument("--from-json", type=input_file, metavar="FILE",
+                   help="draw the numbers of FILE, written by --json, instead of translating (no RUN_DIR, "
+                        "--src or --ref)")
     add_lengths(b, plot=True)
     b.add_argument("--beam", type=like(DecodingConfig, "beam"), metavar="N",
                    help="beam size (default: each model's config)")
@@ -179,7 +187,8 @@ def cmd_plot_attention(args: argparse.Namespace) -> int:
             m = replace(m, weights=m.weights[args.layer - 1 : args.layer])
         if args.head is not None:
             m = replace(m, weights=m.weights[:, args.head - 1 : args.head])
-        title = f"{Path(args.model_dir).name}: {seen.result.caption}"
+        title = (f"{Path(args.model_dir).name}: where it looked in {Path(args.image).name} for each word of its "
+                 f'caption\n"{seen.result.caption}"')
         return _written(save(image_attention_figure(seen.image, m, title), args.out))
     if args.text is None:
         raise UserError(f"{args.model_dir}: a {inspector.task} model: give --text")
@@ -236,22 +245,44 @@ def by_length_tables(curves: dict[int, dict[str, list[dict]]]) -> str:
 def cmd_plot_by_length(args: argparse.Namespace) -> int:
     import json
 
+    from attnkit.checkpoint import atomic_write_text
+    from attnkit.plotting import by_length_figure, check_path, save
+
+    check_path(args.out)
+    if args.from_json:
+        if args.run_dirs or args.src or args.ref:
+            raise UserError("plot by-length --from-json draws the numbers of its file: give no RUN_DIR, --src or --ref")
+        curves, labels = read_by_length(args.from_json)
+    else:
+        if not args.run_dirs or args.src is None or args.ref is None:
+            raise UserError("plot by-length: give RUN_DIRs with --src and --ref, or --from-json FILE")
+        curves, labels = translate_by_length(args)
+    labels = given_labels(args.label, labels)
+    named = {join: {labels[run]: rows for run, rows in models.items()} for join, models in curves.items()}
+    print(by_length_tables(named))
+    if args.json:
+        numbers = {**{str(k): v for k, v in curves.items()}, "labels": labels}
+        atomic_write_text(Path(args.json), json.dumps(numbers, indent=1) + "\n")
+    return _written(save(by_length_figure(named, args.min_inputs, "BLEU by source length"), args.out))
+
+
+def translate_by_length(args: argparse.Namespace) -> tuple[dict[int, dict[str, list[dict]]], dict[str, str]]:
+    """BLEU by source length of each model of ``args.run_dirs`` at each ``--join`` level (keyed by run
+    directory), and each model's name from its config (:func:`model_labels`)."""
     from attnkit.cli.commands import by_length
     from attnkit.model_dir import open_model_dir
-    from attnkit.plotting import by_length_figure, check_path, save
     from attnkit.tasks import TASKS
     from attnkit.tasks.base import EvaluateRequest
 
-    check_path(args.out)
-    names = [run.rstrip("/") for run in args.run_dirs]  # how the tables and the legend name each model
+    names = [run.rstrip("/") for run in args.run_dirs]  # how the JSON names each model
     if len(set(names)) < len(names):
         raise UserError("plot by-length: a model directory is given twice")
-    tasks = {}
+    tasks, configs = {}, {}
     for name in names:
         path, cfg = open_model_dir(name, files=())
         if not TASKS[cfg.task].lengths:
             raise UserError(f"{name}: holds {TASKS[cfg.task].what}; plot by-length draws translation models")
-        tasks[name] = (path, TASKS[cfg.task])
+        tasks[name], configs[name] = (path, TASKS[cfg.task]), cfg
     curves: dict[int, dict[str, list[dict]]] = {}
     for join in args.join:
         curves[join] = {}
@@ -260,22 +291,66 @@ def cmd_plot_by_length(args: argparse.Namespace) -> int:
             request = EvaluateRequest(args.src, args.ref, args.beam, device=args.device,
                                       by_length=by_length(args), join=join)
             curves[join][name] = task.evaluate(path, request).scores["by_length"]
-    print(by_length_tables(curves))
-    if args.json:
-        Path(args.json).write_text(json.dumps({str(k): v for k, v in curves.items()}, indent=1) + "\n",
-                                   encoding="utf-8")
-    return _written(save(by_length_figure(curves, args.min_inputs, "BLEU by source length"), args.out))
+    return curves, model_labels(configs)
+
+
+def model_name(model) -> str:
+    """What a translation model is, from its config's model section: "RNN, context dot", "Transformer"."""
+    if model.arch == "rnn":
+        return f"RNN, context {model.context}"
+    return {"transformer": "Transformer"}.get(model.arch, model.arch)
+
+
+def model_labels(configs: dict) -> dict[str, str]:
+    """Each run's :func:`model_name`; where two runs are alike, with the run's name after it."""
+    names = {run: model_name(cfg.model) for run, cfg in configs.items()}
+    alike = {name for name in names.values() if list(names.values()).count(name) > 1}
+    return {run: f"{name} ({Path(run).name})" if name in alike else name for run, name in names.items()}
+
+
+def given_labels(given: list[str] | None, labels: dict[str, str]) -> dict[str, str]:
+    """``labels`` (run -> name), or the ``--label`` names in their place, one per model in order; every
+    name its own."""
+    if given is not None:
+        if len(given) != len(labels):
+            raise UserError(f"--label: {len(given)} given for {len(labels)} models; give one per model, in order")
+        labels = dict(zip(labels, given))
+    twice = [name for name in labels.values() if list(labels.values()).count(name) > 1]
+    if twice:
+        raise UserError(f"plot by-length: two models are named {twice[0]!r}; give each its own --label")
+    return labels
+
+
+def read_by_length(path: str) -> tuple[dict[int, dict[str, list[dict]]], dict[str, str]]:
+    """The curves of a ``plot by-length --json`` file (by join level, then run) and the names it gives
+    the models (one written before it gave them: the runs' names)."""
+    import json
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        curves = {int(k): v for k, v in doc.items() if k != "labels"}
+        runs = list(next(iter(curves.values())))
+        if not all(isinstance(models, dict) and list(models) == runs for models in curves.values()):
+            raise ValueError
+        labels = doc.get("labels") or {run: run for run in runs}
+        if sorted(labels) != sorted(runs):
+            raise ValueError
+    except (ValueError, AttributeError, StopIteration, TypeError):
+        raise UserError(f"{path}: not the numbers of plot by-length --json") from None
+    return curves, {run: labels[run] for run in runs}
 
 
 def cmd_plot_beam(args: argparse.Namespace) -> int:
+    from attnkit.decoding.trace import normalised
     from attnkit.plotting import beam_figure, check_path, save
 
     check_path(args.out)
     translator = attnkit.load(args.model_dir, args.device, task="translation")
     beam = args.beam or translator.cfg.decoding.beam
     translations, steps = translator.trace(args.text, beam)
+    alpha = translator.cfg.decoding.length_penalty
     title = f"{'greedy' if beam == 1 else f'beam {beam}'}: {args.text}  ->  {translations[0].text}"
-    return _written(save(beam_figure(steps, beam, title), args.out))
+    return _written(save(beam_figure(normalised(steps, alpha), beam, title, alpha), args.out))
 
 
 def cmd_plot_contexts(args: argparse.Namespace) -> int:
@@ -300,7 +375,29 @@ def cmd_plot_contexts(args: argparse.Namespace) -> int:
     near = nearest_words(*vectors, args.word)
     print(f"static vector of {args.word!r}, the same in every sentence; nearest words: "
           + ", ".join(f"{w} ({s:.2f})" for w, s in near))
-    return _written(save(contexts_figure(snippets, static, contextual, args.word), args.out))
+    figure = contexts_figure(snippets, static, contextual, args.word, static_name(args.static), args.layer)
+    return _written(save(figure, args.out))
+
+
+ALGORITHMS = {"skipgram": "skip-gram", "cbow": "CBOW"}
+
+
+def static_name(path: str) -> str:
+    """What made the static vectors at ``path`` (a static_vectors run directory or its vectors file), from
+    the run's config: "word2vec skip-gram", "fastText CBOW"; a vectors file with no run's config beside
+    it is named by its file name."""
+    from attnkit.config import load_config
+    from attnkit.data.embeddings import vectors_file
+    from attnkit.model_dir import CONFIG
+
+    file = vectors_file(path)
+    if not (file.parent / CONFIG).is_file():
+        return f"vectors of {file.name}"
+    cfg = load_config(file.parent / CONFIG)
+    if cfg.task != "static_vectors":
+        raise UserError(f"{path}: holds a {cfg.task} model, not static vectors")
+    arch = {"word2vec": "word2vec", "fasttext": "fastText"}[cfg.model.arch]
+    return f"{arch} {ALGORITHMS[cfg.model.algorithm]}"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -134,6 +134,23 @@ def readable(trace: SearchTrace, sentence: int, decode, piece) -> list[list[dict
     return steps
 
 
+def normalised(steps: list[list[dict]], alpha: float) -> list[list[dict]]:
+    """``readable`` steps whose finished candidates are scored as beam search scores them, log P /
+    lp(|Y|) with GNMT's length penalty of ``alpha``, whatever search made them: greedy's own score is
+    its raw log-probability (it ranks nothing), so a greedy and a beam trace of the same hypothesis
+    show the same log P and the same score. |Y| counts EOS, or the token that ended it at the limit
+    and one more, as ``search.beam_decode`` counts."""
+    from attnkit.decoding.search import length_penalty  # (search imports this module)
+
+    def rescored(t: int, c: dict) -> dict:
+        if c["fate"] != FINISHED:
+            return c
+        length = t + 1 if c["token"] == EOS else t + 2  # step t (from 0) holds hypotheses of t + 1 tokens
+        return {**c, "score": c["log_prob"] / length_penalty(length, alpha)}
+
+    return [[rescored(t, c) for c in step] for t, step in enumerate(steps)]
+
+
 def describe(steps: list[list[dict]]) -> list[str]:
     """Lines a person reads: per step, each candidate's fate, cumulative log-probability and text."""
     lines = []
