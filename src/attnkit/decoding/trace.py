@@ -6,8 +6,9 @@ sentence and step, the candidates the search looked at (beam search: the best ``
 its ``k`` hypotheses; greedy: the ``width`` most probable next tokens) and what became of each:
 
 - ``kept``: one of the hypotheses the next step extends (``slot`` is its place among them);
-- ``finished``: it ended with EOS within the beam, or at the sentence's length limit, scored
-  log P / lp(|Y|) (``score``);
+- ``finished``: it ended with EOS within the beam, or at the sentence's length limit, with the score
+  the search gives it (``score``: beam search's log P / lp(|Y|); greedy's raw log P, as greedy returns
+  it; :func:`normalised` scores both as beam search does, for pictures that compare them);
 - ``pruned``: dropped, outranked by the kept and finished ones.
 
 ``parent`` is the slot of the hypothesis a candidate extends, among the previous step's kept ones,
@@ -47,7 +48,7 @@ class Candidate:
     log_prob: float  # cumulative log-probability of the hypothesis it makes
     fate: str  # kept, finished or pruned
     slot: int | None = None  # kept: its place among the step's kept hypotheses
-    score: float | None = None  # finished: the length-normalised score the search ranks by
+    score: float | None = None  # finished: the score the search gives it (length-normalised in beam search)
 
 
 @dataclass
