@@ -68,7 +68,7 @@ def execute(nb: nbformat.NotebookNode, lang: str) -> nbformat.NotebookNode:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--execute", action="store_true", help="run each notebook and keep its outputs")
-    parser.add_argument("--smoke", action="store_true", help="with --execute: a few updates per model, outputs not kept")
+    parser.add_argument("--smoke", action="store_true", help="with --execute: a few updates a model; outputs not kept")
     parser.add_argument("--runs", default="runs", help="with --smoke: where the models go")
     parser.add_argument("names", nargs="*", help="only these notebooks (e.g. 06-self-attention)")
     args = parser.parse_args(argv)

@@ -18,8 +18,10 @@ PTB = "Lasagne/Recipes/d616658de38e69f5036b236b6acbaf6e465ec9bd/examples/penntre
 # name -> (where it is under GITHUB, where it goes under the data folder, its SHA-256)
 SOURCES: dict[str, list[tuple[str, str, str]]] = {
     "sst2": [
-        (SST2 + "train_full.tsv", "sst2/glue/train.tsv", "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1"),
-        (SST2 + "dev.tsv", "sst2/glue/dev.tsv", "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"),
+        (SST2 + "train_full.tsv", "sst2/glue/train.tsv",
+         "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1"),
+        (SST2 + "dev.tsv", "sst2/glue/dev.tsv",
+         "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"),
     ],
     "ptb_lm": [
         (PTB + f"ptb.{split}.txt.gz", f"ptb_lm/ptb.{split}.txt.gz", digest) for split, digest in (

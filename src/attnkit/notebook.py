@@ -32,7 +32,8 @@ def start(runs: str | Path = "runs", data: tuple[str, ...] = ()) -> Path:
     for name in data:
         fetch(name, root.parent / "shared" / "data")
     _inline_figures()
-    device = f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+    gpu = torch.cuda.is_available()
+    device = f"cuda ({torch.cuda.get_device_name()})" if gpu else f"cpu, {torch.get_num_threads()} threads"
     print(f"attnkit in {root}; models go to {Path(runs)}; computing on {device}")
     return Path(runs)
 
