@@ -26,7 +26,7 @@ test: setup
 
 # every notebook of the course (notebooks/), English and Russian, run at full budget, outputs kept
 notebooks: setup
-	$(BIN)/python notebooks/build.py --execute
+	$(BIN)/python notebooks/build_notebooks.py --execute
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -111,3 +111,49 @@ def test_every_picture_and_link_of_the_page_is_there(page):
         out = re.search(r"--out (docs/course/img/\S+)", line)
         if out:
             assert f"img/{Path(out.group(1)).name}" in text, f"{page.name}: draws {out.group(1)}, never shown"
+
+
+SOURCES = [ROOT / "docs" / "BENCHMARKS.md", ROOT / "docs" / "EXPERIMENTS.md", *sorted((COURSE / "img").glob("*.json"))]
+# Numbers a page states that are not measurements to look up: each says why.
+NOT_LOOKED_UP = {
+    "6.3": "2 pi, the period of the fastest sinusoid (page 8)",
+    "0.63": "million words in SST-2's train.tsv, counted (page 5)",
+    "0.20": "million words of UD EWT's training part, its README (page 5)",
+    **dict.fromkeys(("3.26", "2.46", "4.92", "2.11", "1.63"), "page 10's trace: log P and scores read off img/beam.png "
+                    "and img/greedy.png, which the page's commands draw; a redraw must read them again"),
+}
+
+
+def prose_numbers(page: Path) -> list[str]:
+    """The decimal numbers of a page's prose and tables (code blocks and indented formulas left out),
+    written the English way (a Russian page's 38,54 is 38.54)."""
+    text, out, block = page.read_text(encoding="utf-8"), [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            block = not block
+            continue
+        if block or line.startswith("    ") or line.startswith("!["):
+            continue
+        line = re.sub(r"`[^`]*`", "", line)  # inline code: config values, file names
+        line = re.sub(r"\([^()]*\.(md|png|json)[^()]*\)", "", line)  # links
+        if page.parent.name == "ru":
+            line = re.sub(r"(?<=\d)[\u202f\u00a0 ](?=\d{3}\b)", "", line).replace("\u2212", "-")
+            line = re.sub(r"(?<=\d),(?=\d)", ".", line)
+        out += re.findall(r"(?<![\w.])\d+\.\d+(?![\w.]*\d)", line)
+    return out
+
+
+def measured(sources: str) -> set[str]:
+    """Every decimal of ``sources``, as written and rounded to 1, 2 and 3 places (a page may round)."""
+    out = set()
+    for number in re.findall(r"\d+\.\d+", sources.replace(",", "")):
+        out.add(number)
+        out.update(f"{float(number):.{places}f}" for places in (1, 2, 3) if places < len(number.split(".")[1]))
+    return out
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(COURSE)))
+def test_every_number_the_page_quotes_is_in_the_measurements(page):
+    found = measured("\n".join(p.read_text(encoding="utf-8") for p in SOURCES))
+    missing = [n for n in prose_numbers(page) if n not in NOT_LOOKED_UP and n not in found]
+    assert not missing, f"{page.relative_to(COURSE)}: not in BENCHMARKS, EXPERIMENTS or the pages' JSON: {missing}"
