@@ -34,7 +34,7 @@ import sys
 
 if "google.colab" in sys.modules:  # Colab: attnkit from its repository (a GPU runtime is used where there is one)
     subprocess.run("test -d attnkit || git clone -q --depth 1 https://github.com/attnkit/attnkit && "
-                   "pip install -q -e attnkit", shell=True, check=True)
+                   "pip install -q -e 'attnkit[notebooks]'", shell=True, check=True)
     sys.path.insert(0, "attnkit/src")
 
 import attnkit
@@ -114,7 +114,7 @@ def by_position(model) -> list[float]:
         for i, letter in enumerate(src.split()):
             seen[i] += 1
             right[i] += i < len(hyp) and hyp[i] == letter
-    return [r / s for r, s in zip(right, seen)]
+    return [r / s if s else float("nan") for r, s in zip(right, seen)]  # nan: no test sequence that long
 
 
 fig, ax = plt.subplots(figsize=(7, 3.5))

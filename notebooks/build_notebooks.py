@@ -2,9 +2,9 @@
 markdown cells in English and in Russian, marked ``lang="en"`` / ``lang="ru"``, its code cells shared)
 becomes ``notebooks/en/NN-*.ipynb`` and ``notebooks/ru/NN-*.ipynb``.
 
-    python notebooks/build_notebooks.py                 # write the .ipynb files from the sources, without outputs
-    python notebooks/build_notebooks.py --execute       # ... and run each at full budget, keeping its outputs (make notebooks)
-    python notebooks/build_notebooks.py --execute --smoke --runs /tmp/nb   # a few updates per model: does every cell run?
+    python notebooks/build_notebooks.py            # the .ipynb files from the sources, without outputs
+    python notebooks/build_notebooks.py --execute  # ... each run at full budget, outputs kept (make notebooks)
+    python notebooks/build_notebooks.py --execute --smoke --runs /tmp/nb  # a few updates a model: do the cells run?
 
 Every notebook has a cell tagged ``parameters`` (``FULL = True``, ``RUNS = "runs"``); a smoke run puts
 ``FULL = False`` and its ``RUNS`` in a cell after it. Run in order, English before Russian, the notebooks
