@@ -129,7 +129,9 @@ def test_what_transformers_cannot_hold_is_a_one_line_error(exported, tmp_path):
     changes = ((("model", "positional", "learned"), "model.positional: learned is not exportable"),
                (("vocab", "level", "word"), "vocab.level: word is not exportable"),
                (("model", "share_src_tgt_embeddings", False), "share_src_tgt_embeddings: false is not exportable"),
-               (("model", None, {"arch": "rnn"}), "only Transformer models can be exported"))
+               (("model", None, {"arch": "rnn"}), "only Transformer models can be exported"),
+               (("model", "residual", False), "model.residual: false is not exportable"),
+               (("model", "norm", "none"), "model.norm: none is not exportable"))
     for i, (change, message) in enumerate(changes):
         if "share_src" in message and cfg["model"]["norm"] == "post":
             continue  # MarianMT has separate tables too

@@ -31,6 +31,9 @@ TRANSFORMER_VARIANTS = [
     pytest.param({"positional": pos, "norm": norm}, id=f"{pos}-{norm}")
     for pos, norm in itertools.product(["sinusoidal", "learned"], ["pre", "post"])
 ]
+ABLATIONS = [pytest.param({"norm": "none"}, id="no-layernorm"),  # (their activations grow: weights may underflow)
+             pytest.param({"norm": "pre", "residual": False}, id="pre-no-residual"),
+             pytest.param({"norm": "post", "residual": False}, id="post-no-residual")]
 
 
 def incremental_logits(model, src, tgt_in):
@@ -58,7 +61,7 @@ def test_rnn_incremental_equals_teacher_forced(kw):
     check_incremental(random_model(tiny_rnn(**kw)))
 
 
-@pytest.mark.parametrize("kw", TRANSFORMER_VARIANTS)
+@pytest.mark.parametrize("kw", TRANSFORMER_VARIANTS + ABLATIONS)
 def test_transformer_incremental_equals_teacher_forced(kw):
     check_incremental(random_model(tiny_transformer(**kw), std=0.3))
 
@@ -227,3 +230,25 @@ def test_transformer_config_defaults_build():
     model = build_model(TransformerConfig(d_model=32, num_heads=4, ff_dim=64, encoder_layers=1, decoder_layers=1),
                         20, 20)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_the_ablations_take_out_what_they_say():
+    """norm: none leaves no LayerNorm in the model; residual: false makes each sublayer's output replace
+    its input (post-norm: x = LayerNorm(Dropout(sublayer(x)))), and nothing else changes."""
+    from attnkit.layers.transformer import Sublayer
+
+    plain = build_model(tiny_transformer(norm="none"), 13, 13)
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in plain.modules())
+    torch.manual_seed(0)
+    cut = build_model(tiny_transformer(norm="post", residual=False), 13, 13).eval()
+    sublayers = [m for m in cut.modules() if isinstance(m, Sublayer)]
+    assert sublayers and not any(m.residual for m in sublayers)
+    x, y = torch.randn(2, 3, 16), torch.randn(2, 3, 16)
+    torch.testing.assert_close(sublayers[0].out(x, y), sublayers[0].norm(y))
+    torch.manual_seed(0)
+    whole = build_model(tiny_transformer(norm="post"), 13, 13).eval()
+    assert whole.state_dict().keys() == cut.state_dict().keys()  # the same weights, other wiring
+    whole.load_state_dict(cut.state_dict())
+    src, tgt_in = random_src(), random_tgt_in()
+    with torch.no_grad():
+        assert not torch.allclose(whole(src, tgt_in).logits, cut(src, tgt_in).logits)

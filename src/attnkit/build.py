@@ -29,6 +29,7 @@ from attnkit.config import (
     TransformerTaggerConfig,
 )
 from attnkit.errors import UserError
+from attnkit.layers.transformer import without_residuals
 from attnkit.limits import require_memory
 from attnkit.models.base import Seq2Seq
 from attnkit.models.bilm import BidirectionalLM
@@ -72,7 +73,12 @@ def build_transformer(cfg: TransformerConfig, src_vocab: int, tgt_vocab: int) ->
     encoder = TransformerEncoder(src_embed, cfg.encoder_layers, *layer_args, cfg.activation)
     decoder = TransformerDecoder(tgt_embed, tgt_vocab, cfg.decoder_layers, *layer_args, cfg.tie_embeddings,
                                  cfg.activation, cfg.output_bias)
-    return Seq2Seq(encoder, decoder, max_positions=cfg.max_positions)
+    return residuals(Seq2Seq(encoder, decoder, max_positions=cfg.max_positions), cfg)
+
+
+def residuals(model: nn.Module, cfg) -> nn.Module:
+    """A Transformer as its config has it: with its residual connections, or without (the ablation)."""
+    return model if cfg.residual else without_residuals(model)
 
 
 BUILDERS = {"rnn": build_rnn, "transformer": build_transformer}
@@ -93,9 +99,9 @@ def build_tagger(cfg: RNNTaggerConfig | TransformerTaggerConfig, num_words: int,
     if cfg.arch == "rnn_tagger":
         return RNNTagger(num_words, num_tags, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.dropout, cfg.cell,
                          *inputs)
-    return TransformerTagger(num_words, num_tags, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers,
-                             cfg.dropout, cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
-                             *inputs)
+    return residuals(TransformerTagger(num_words, num_tags, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers,
+                                       cfg.dropout, cfg.attention_dropout, cfg.positional, cfg.norm,
+                                       cfg.max_positions, *inputs), cfg)
 
 
 @within_memory
@@ -106,9 +112,9 @@ def build_classifier(cfg: BagOfEmbeddingsConfig | RNNClassifierConfig | Transfor
     if cfg.arch == "rnn_classifier":
         return RNNClassifier(num_words, num_labels, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.pooling,
                              cfg.attention_dim, cfg.dropout, cfg.cell, extra_dim)
-    return TransformerClassifier(num_words, num_labels, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers,
-                                 cfg.dropout, cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
-                                 cfg.pooling, cfg.attention_dim, extra_dim)
+    return residuals(TransformerClassifier(num_words, num_labels, cfg.d_model, cfg.num_heads, cfg.ff_dim,
+                                           cfg.num_layers, cfg.dropout, cfg.attention_dropout, cfg.positional,
+                                           cfg.norm, cfg.max_positions, cfg.pooling, cfg.attention_dim, extra_dim), cfg)
 
 
 @within_memory
@@ -116,9 +122,9 @@ def build_language_model(cfg: LSTMLMConfig | TransformerLMConfig, vocab: int) ->
     if cfg.arch == "lstm_lm":
         return LSTMLanguageModel(vocab, cfg.embed_dim, cfg.hidden, cfg.num_layers, cfg.dropout, cfg.tie_embeddings,
                                  cfg.adaptive_softmax or None)
-    return TransformerLanguageModel(vocab, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers, cfg.dropout,
-                                    cfg.attention_dropout, cfg.positional, cfg.norm, cfg.max_positions,
-                                    cfg.tie_embeddings)
+    return residuals(TransformerLanguageModel(vocab, cfg.d_model, cfg.num_heads, cfg.ff_dim, cfg.num_layers,
+                                              cfg.dropout, cfg.attention_dropout, cfg.positional, cfg.norm,
+                                              cfg.max_positions, cfg.tie_embeddings), cfg)
 
 
 @within_memory
@@ -146,4 +152,4 @@ def build_captioner(cfg: ShowAttendTellConfig | CaptionTransformerConfig, image_
     embed = Embeddings(vocab, cfg.d_model, cfg.positional, cfg.max_positions, cfg.dropout)
     decoder = TransformerDecoder(embed, vocab, cfg.decoder_layers, cfg.d_model, cfg.num_heads, cfg.ff_dim,
                                  cfg.dropout, cfg.attention_dropout, cfg.norm, cfg.tie_embeddings)
-    return Seq2Seq(encoder, decoder, max_positions=cfg.max_positions)
+    return residuals(Seq2Seq(encoder, decoder, max_positions=cfg.max_positions), cfg)

@@ -136,6 +136,9 @@ def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str
     if cfg.model.arch != "transformer":
         raise UserError(f"{path}: holds an {cfg.model.arch.upper()} model; CTranslate2 has no RNN decoder, "
                         "only Transformer models can be exported")
+    if cfg.model.norm == "none" or not cfg.model.residual:
+        raise UserError(f"{path}: model.{'norm: none' if cfg.model.norm == 'none' else 'residual: false'} is not "
+                        "exportable (CTranslate2's Transformer has its LayerNorms and residual connections)")
     out = Path(out)
     if out.exists():
         raise UserError(f"{out}: already exists; export writes a new directory")

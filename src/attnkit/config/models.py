@@ -20,7 +20,9 @@ class TransformerBlocks(Section):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     attention_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     positional: Literal["sinusoidal", "learned"] = "sinusoidal"
-    norm: Literal["pre", "post"] = "pre"
+    norm: Literal["pre", "post", "none"] = Field(
+        "pre", description="LayerNorm before each sublayer (pre), after its residual sum (post), or none at all")
+    residual: bool = Field(True, description="false: no residual connections (an ablation: deep stacks stop learning)")
     max_positions: int = Field(512, ge=2, le=MAX_POSITIONS)
 
     @field_validator("num_heads")

@@ -39,6 +39,9 @@ def check_exportable(path: Path, cfg) -> None:
     if m.arch != "transformer":
         raise UserError(f"{path}: holds an {m.arch.upper()} model; transformers has no such encoder-decoder, only "
                         "Transformer models can be exported")
+    if m.norm == "none" or not m.residual:
+        raise UserError(f"{path}: model.{'norm: none' if m.norm == 'none' else 'residual: false'} is not exportable "
+                        "(Marian and Pegasus have their LayerNorms and residual connections)")
     if m.positional != "sinusoidal":
         raise UserError(f"{path}: model.positional: {m.positional} is not exportable (Marian and Pegasus compute a "
                         "sinusoidal table)")

@@ -7,6 +7,10 @@ connection with LayerNorm, either after the sum (``post``, the paper) or before 
     post:  x = LayerNorm(x + Dropout(sublayer(x)))
     pre:   x = x + Dropout(sublayer(LayerNorm(x)))
 
+The two ablations the lecture's claims ask for: ``none``, no LayerNorm at all, and a stack without its
+residual connections (``without_residuals``: each sublayer's output replaces its input, ``x =
+Dropout(sublayer(x))``, then the LayerNorm of ``post``).
+
 The feed-forward sublayer's activation is ReLU in the paper; GELU (BERT, GPT) and SiLU, also called
 swish (Marian, the OPUS-MT translators), are options.
 """
@@ -38,11 +42,12 @@ class FeedForward(nn.Module):
 
 
 class Sublayer(nn.Module):
-    """Residual connection + LayerNorm around one sublayer, pre- or post-norm."""
+    """Residual connection + LayerNorm around one sublayer: pre-norm, post-norm or no norm (``none``)."""
 
     def __init__(self, d_model: int, dropout: float, norm: str):
         super().__init__()
-        self.norm, self.pre, self.dropout = nn.LayerNorm(d_model), norm == "pre", dropout
+        self.norm = nn.LayerNorm(d_model) if norm != "none" else nn.Identity()
+        self.pre, self.dropout, self.residual = norm == "pre", dropout, True
 
     def inp(self, x: Tensor) -> Tensor:
         """What the sublayer reads."""
@@ -50,8 +55,17 @@ class Sublayer(nn.Module):
 
     def out(self, x: Tensor, y: Tensor) -> Tensor:
         """Combine the residual stream ``x`` with the sublayer's output ``y``."""
-        x = x + dropout(y, self.dropout, self.training)
+        y = dropout(y, self.dropout, self.training)
+        x = x + y if self.residual else y
         return x if self.pre else self.norm(x)
+
+
+def without_residuals(model: nn.Module) -> nn.Module:
+    """``model`` with every sublayer's residual connection cut (an ablation: ``model.residual: false``)."""
+    for sublayer in model.modules():
+        if isinstance(sublayer, Sublayer):
+            sublayer.residual = False
+    return model
 
 
 class EncoderLayer(nn.Module):
