@@ -18,6 +18,7 @@
 # %% tags=["parameters"]
 FULL = True  # False: a few updates of each model, only to check that every cell runs (the tests set it)
 RUNS = "runs"  # where the notebook's models go
+PICTURES = "course-img"  # where it saves its pictures
 
 # %%
 import subprocess
@@ -86,7 +87,7 @@ from attnkit.tasks.captioning import read_splits
 
 QUICK = {} if FULL else {"data.train_scenes": 200, "data.valid_scenes": 20, "data.test_scenes": 20}
 captioner = attnkit.fit("configs/digits-captioner.yaml", runs / "course-digits-captioner", QUICK,
-                        max_steps=1000 if FULL else 3, reuse=True)
+                        max_steps=800 if FULL else 3, reuse=True)
 test = read_splits(captioner.cfg, ("test",))["test"]
 for caption, truth in zip(captioner.caption(list(test.images[:5])), test.references[:5]):
     print(f"{caption.text!r:40} the truth: {truth[0]!r}")

@@ -27,6 +27,7 @@
 # %% tags=["parameters"]
 FULL = True  # False: a few updates of each model, only to check that every cell runs (the tests set it)
 RUNS = "runs"  # where the notebook's models go
+PICTURES = "course-img"  # where it saves its pictures
 
 # %%
 import subprocess
@@ -117,7 +118,7 @@ def by_position(model) -> list[float]:
     return [r / s if s else float("nan") for r, s in zip(right, seen)]  # nan: no test sequence that long
 
 
-fig, ax = plt.subplots(figsize=(7, 3.5))
+fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
 for context, model in models.items():
     accuracy = by_position(model)
     ax.plot(range(1, 31), accuracy, marker=".", label=context)
@@ -125,7 +126,7 @@ for context, model in models.items():
           f"26-30: {sum(accuracy[25:]) / 5:.2f}")
 ax.set(xlabel="position in the sequence", ylabel="accuracy", title="copying 3-30 random letters", ylim=(0, 1.02))
 ax.legend(title="model.context")
-plt.show()
+notebook.keep(fig, PICTURES, "copy-by-position.png")
 
 # %% [markdown] lang="en"
 # With `none` the accuracy falls with the position: the decoder forgets as it writes. `mean` gives every

@@ -31,6 +31,7 @@
 # %% tags=["parameters"]
 FULL = True  # False: a few updates of each model, only to check that every cell runs (the tests set it)
 RUNS = "runs"  # where the notebook's models go
+PICTURES = "course-img"  # where it saves its pictures
 
 # %%
 import subprocess
@@ -130,4 +131,5 @@ wide = train_rnn("reverse-general-2x256-384", reverse, "general", 1000, encoder_
 for name, p in wide.model.named_parameters():
     if "attention" in name:
         print(name, tuple(p.shape))
-display(plotting.attention_figure(wide.attention(X), f"general, encoder 2x256, decoder 384: {X}"))
+notebook.keep(plotting.attention_figure(wide.attention(X), f"general, encoder 2x256, decoder 384: {X}"), PICTURES,
+              "general-2x256-384.png")

@@ -25,6 +25,7 @@
 # %% tags=["parameters"]
 FULL = True  # False: a few updates of each model, only to check that every cell runs (the tests set it)
 RUNS = "runs"  # where the notebook's models go
+PICTURES = "course-img"  # where it saves its pictures
 
 # %%
 import subprocess
@@ -86,7 +87,8 @@ for name, run in (("word2vec skip-gram", "course-word2vec"), ("fastText skip-gra
     for word, layer in (("play", "average"), ("bank", "average"), ("play", 0)):
         occ = occurrences(word, sentences, read_vectors(runs / run), runs / "course-bilm", layer)
         snippets = [occ.snippet(i) for i in range(len(occ.positions))]
-        display(plotting.contexts_figure(snippets, cosines(occ.static), cosines(occ.contextual), word, name, layer))
+        figure = plotting.contexts_figure(snippets, cosines(occ.static), cosines(occ.contextual), word, name, layer)
+        display(notebook.keep(figure, PICTURES, f"contexts-{run[7:]}-{word}-layer-{layer}.png"))
 
 # %% [markdown] lang="en"
 # Layer 0 is the biLM's character-based word vector, before any LSTM: it sees no context, so its

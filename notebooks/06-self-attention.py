@@ -25,6 +25,7 @@
 # %% tags=["parameters"]
 FULL = True  # False: a few updates of each model, only to check that every cell runs (the tests set it)
 RUNS = "runs"  # where the notebook's models go
+PICTURES = "course-img"  # where it saves its pictures
 MODEL = None  # or a translation model to look at instead, e.g. an imported OPUS-MT (see the README)
 
 # %%
@@ -92,3 +93,29 @@ plotting.attention_figure(encoder, f"encoder self-attention: {S}", layer=1)
 a = encoder[0]
 print(a.weights.shape, "rows sum to", a.weights.sum(-1).min().item(), "...", a.weights.sum(-1).max().item())
 print(a.rows)
+
+# %% [markdown] lang="en"
+# ## Why divide by sqrt(d_k)
+#
+# For a query and a key of `d_k` independent numbers of variance 1, `q . k` has variance `d_k`: the
+# larger the heads, the further apart the scores, and the softmax puts nearly all its weight on one
+# key, where its gradient vanishes. Divided by `sqrt(d_k)` the scores keep variance 1. The mean entropy
+# of the weights over 20 random keys, with and without the scale
+# (`attnkit plot entropy --out course-img/softmax-entropy.png`):
+
+# %% [markdown] lang="ru"
+# ## Зачем делить на sqrt(d_k)
+#
+# Если в запросе и ключе по `d_k` независимых чисел с дисперсией 1, то у `q . k` дисперсия `d_k`: чем
+# больше головы, тем сильнее разбегаются оценки, и софтмакс отдаёт почти весь вес одному ключу, где
+# его градиент исчезает. После деления на `sqrt(d_k)` дисперсия оценок остаётся равной 1. Средняя
+# энтропия весов по 20 случайным ключам с делением и без
+# (`attnkit plot entropy --out course-img/softmax-entropy.png`):
+
+# %%
+from attnkit.diagnostics import softmax_entropy
+
+d_ks = [1, 4, 16, 64, 256, 1024]
+scaled = [softmax_entropy(d, keys=20) for d in d_ks]
+unscaled = [softmax_entropy(d, keys=20, scaled=False) for d in d_ks]
+notebook.keep(plotting.entropy_figure(d_ks, scaled, unscaled, keys=20), PICTURES, "softmax-entropy.png")

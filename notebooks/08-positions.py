@@ -29,6 +29,7 @@
 # %% tags=["parameters"]
 FULL = True  # False: a few updates of each model, only to check that every cell runs (the tests set it)
 RUNS = "runs"  # where the notebook's models go
+PICTURES = "course-img"  # where it saves its pictures
 
 # %%
 import subprocess

@@ -16,6 +16,7 @@
 # %% tags=["parameters"]
 FULL = True  # False: a few updates of each model, only to check that every cell runs (the tests set it)
 RUNS = "runs"  # where the notebook's models go
+PICTURES = "course-img"  # where it saves its pictures
 MODEL = None  # or a translation model to look at instead, e.g. an imported OPUS-MT (see the README)
 
 # %%
@@ -75,3 +76,39 @@ plotting.attention_figure(self_attention, f"decoder self-attention (masked): {S}
 w = self_attention[0].weights  # (layers, heads, rows, cols)
 above = w.triu(diagonal=1)
 print("largest weight above the diagonal, any layer and head:", float(above.max()))
+
+# %% [markdown] lang="en"
+# ## What the skip connections and LayerNorm are for
+#
+# Three Transformers of 6 + 6 layers (d_model 128), the same but for one thing: the usual pre-norm
+# stack, one without its residual connections (`model.residual: false`: each sublayer's output
+# replaces its input) and one without LayerNorm (`model.norm: none`). 300 updates each; the training
+# loss along the way.
+
+# %% [markdown] lang="ru"
+# ## Зачем нужны остаточные связи и LayerNorm
+#
+# Три Трансформера по 6 + 6 слоёв (d_model 128), одинаковые во всём, кроме одного: обычный стек с
+# нормализацией перед подслоем, стек без остаточных связей (`model.residual: false`: выход подслоя
+# заменяет его вход) и стек без LayerNorm (`model.norm: none`). По 300 шагов; функция потерь на
+# обучении по ходу дела.
+
+# %%
+import matplotlib.pyplot as plt
+
+from attnkit.training.metrics import read_metrics
+
+DEEP = {"model.d_model": 128, "model.ff_dim": 512, "model.encoder_layers": 6, "model.decoder_layers": 6,
+        "training.batch_tokens": 2048, "training.log_every": 10, "training.valid_every": 300, "data.test": None,
+        **QUICK}
+fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
+for name, change in (("pre-norm, residual", {}), ("no residual", {"model.residual": False}),
+                     ("no LayerNorm", {"model.norm": "none"})):
+    run = runs / f"course-ablation-{name.replace(' ', '-').replace(',', '')}"
+    attnkit.fit("attnkit:demo.yaml", run, {**DEEP, **change}, max_steps=300 if FULL else 3, reuse=True)
+    losses = [(r["step"], r["loss"]) for r in read_metrics(run) if "loss" in r]
+    if losses:  # (a smoke run's few updates log none)
+        ax.plot([step for step, _ in losses], [loss for _, loss in losses], label=name)
+ax.set(xlabel="update", ylabel="training loss (nats per token)", title="6 + 6 layers, d_model 128")
+ax.legend()
+notebook.keep(fig, PICTURES, "ablation-curves.png")

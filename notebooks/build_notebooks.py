@@ -6,10 +6,10 @@ becomes ``notebooks/en/NN-*.ipynb`` and ``notebooks/ru/NN-*.ipynb``.
     python notebooks/build_notebooks.py --execute  # ... each run at full budget, outputs kept (make notebooks)
     python notebooks/build_notebooks.py --execute --smoke --runs /tmp/nb  # a few updates a model: do the cells run?
 
-Every notebook has a cell tagged ``parameters`` (``FULL = True``, ``RUNS = "runs"``); a smoke run puts
-``FULL = False`` and its ``RUNS`` in a cell after it. Run in order, English before Russian, the notebooks
-share their ``RUNS``: a model one notebook trained, the next that asks for it loads (``attnkit.fit``'s
-``reuse``)."""
+Every notebook has a cell tagged ``parameters`` (``FULL = True``, ``RUNS = "runs"``, ``PICTURES =
+"course-img"``); a smoke run puts ``FULL = False``, its ``RUNS`` and ``PICTURES`` in a cell after it.
+Run in order, English before Russian, the notebooks share their ``RUNS``: a model one notebook trained,
+the next that asks for it loads (``attnkit.fit``'s ``reuse``)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ def smoke(nb: nbformat.NotebookNode, runs: Path) -> nbformat.NotebookNode:
     """``nb`` with ``FULL = False`` and ``RUNS`` set in a cell after its parameters cell."""
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb = copy.deepcopy(nb)
-    cell = nbformat.v4.new_code_cell(f"FULL = False\nRUNS = {str(runs)!r}", metadata={"tags": ["injected-parameters"]},
-                                     id="smoke")
+    source = f"FULL = False\nRUNS = {str(runs)!r}\nPICTURES = {str(runs / 'pictures')!r}"
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}, id="smoke")
     nb.cells.insert(at + 1, cell)
     return nb
 

@@ -59,3 +59,16 @@ def exposure_bias(model: torch.nn.Module, src: list[list[int]], tgt: list[list[i
     out["nll_gap"] = round(out["self_fed"]["mean_nll"] - out["teacher_forced"]["mean_nll"], 4)
     out["accuracy_gap"] = round(out["teacher_forced"]["mean_accuracy"] - out["self_fed"]["mean_accuracy"], 2)
     return out
+
+
+def softmax_entropy(d_k: int, keys: int = 20, scaled: bool = True, samples: int = 2000, seed: int = 0) -> float:
+    """The mean entropy (nats) of softmax(q . k_j) over ``keys`` keys, for query and keys of ``d_k``
+    independent N(0, 1) numbers: the dot product's variance is d_k, so unscaled scores spread as d_k
+    grows and the softmax saturates towards one key (entropy 0); divided by sqrt(d_k) they keep
+    variance 1 and the entropy stays where it was. log(keys) is the uniform distribution's."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(samples, 1, d_k, generator=g)
+    k = torch.randn(samples, keys, d_k, generator=g)
+    scores = (q * k).sum(-1) / (d_k**0.5 if scaled else 1.0)  # (samples, keys)
+    p = scores.softmax(-1)
+    return float(-(p * p.clamp_min(1e-30).log()).sum(-1).mean())

@@ -49,3 +49,14 @@ def _inline_figures() -> None:
     shell = get_ipython()
     if shell is not None:
         select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
+def keep(figure, folder: str | Path, name: str):
+    """Save ``figure`` as ``folder/name`` (a notebook's ``PICTURES``, ``course-img`` by default: the
+    student's own folder; docs/course/img is redrawn by bench/course.sh) and return it, so that the
+    cell shows it too."""
+    from attnkit.plotting import save
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    save(figure, Path(folder) / name)
+    return figure

@@ -130,6 +130,22 @@ def positions_figure(tokens: list[str], table: Tensor) -> Figure:
     return fig
 
 
+def entropy_figure(d_ks: list[int], scaled: list[float], unscaled: list[float], keys: int) -> Figure:
+    """The softmax's mean entropy against d_k, with and without the 1/sqrt(d_k) scale, and the
+    uniform distribution's log(keys) above both."""
+    fig = Figure(figsize=(6.4, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(d_ks, scaled, marker="o", label="softmax(q . k / sqrt(d_k))")
+    ax.plot(d_ks, unscaled, marker="o", label="softmax(q . k)")
+    ax.axhline(math.log(keys), color="grey", linestyle="--", linewidth=1, label=f"uniform over {keys} keys")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(d_ks, [str(d) for d in d_ks])
+    ax.set(xlabel="d_k (query and key size)", ylabel="entropy of the weights (nats)", ylim=(0, None),
+           title="why divide by sqrt(d_k): random q, k ~ N(0, 1)")
+    ax.legend(fontsize=8)
+    return fig
+
+
 SCORE_NAMES = {"bleu": "BLEU", "chrf": "chrF", "accuracy": "accuracy (%)", "perplexity": "perplexity"}
 
 

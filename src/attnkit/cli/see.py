@@ -7,7 +7,9 @@ when one of these commands runs, so the rest of the CLI starts as fast as before
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,6 +70,7 @@ def add_parsers(sub) -> None:
                    help="embedding size (default: 64)")
     q.add_argument("--out", default="positions.png", metavar="FILE", help="image file (default: positions.png)")
     q.set_defaults(func=cmd_plot_positions)
+    add_entropy_parser(psub)
 
     c = psub.add_parser("curves", help="training curves of a run: loss, BLEU or accuracy, learning rate",
                         description="Draw a run directory's metrics.jsonl: training and validation loss, each "
@@ -214,6 +217,41 @@ def cmd_plot_positions(args: argparse.Namespace) -> int:
     if not tokens:
         raise UserError("--text: give at least one word")
     return _written(save(positions_figure(tokens, sinusoidal_table(len(tokens), args.d_model)), args.out))
+
+
+def add_entropy_parser(psub) -> None:
+    from attnkit.cli.options import Count, Dimension, checked
+
+    e = psub.add_parser("entropy", help="why attention divides by sqrt(d_k): the softmax's entropy against d_k",
+                        description="For random queries and keys of d_k numbers each, the mean entropy of "
+                                    "softmax(q . k) with and without the division by sqrt(d_k): unscaled, the "
+                                    "softmax saturates as d_k grows.")
+    e.add_argument("--d-k", type=checked(Dimension, "size"), nargs="+", default=[1, 4, 16, 64, 256, 1024],
+                   metavar="N", help="the sizes to draw (default: 1 4 16 64 256 1024)")
+    e.add_argument("--keys", type=checked(Count, "count"), default=20, metavar="N",
+                   help="keys the softmax spreads over (default: 20)")
+    e.add_argument("--out", default="entropy.png", metavar="FILE", help="image file (default: entropy.png)")
+    e.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
+    e.set_defaults(func=cmd_plot_entropy)
+
+
+def cmd_plot_entropy(args: argparse.Namespace) -> int:
+    from attnkit.diagnostics import softmax_entropy
+    from attnkit.plotting import check_path, entropy_figure, save
+
+    check_path(args.out)
+    d_ks = sorted(set(args.d_k))
+    scaled = [softmax_entropy(d, args.keys, scaled=True) for d in d_ks]
+    unscaled = [softmax_entropy(d, args.keys, scaled=False) for d in d_ks]
+    print(f"mean entropy of the softmax over {args.keys} keys (nats; uniform: {math.log(args.keys):.2f})")
+    for d, s, u in zip(d_ks, scaled, unscaled):
+        print(f"  d_k {d:5d}: scaled {s:.2f}, unscaled {u:.2f}")
+    if args.json:
+        from attnkit.checkpoint import atomic_write_text
+
+        rows = [{"d_k": d, "scaled": round(s, 4), "unscaled": round(u, 4)} for d, s, u in zip(d_ks, scaled, unscaled)]
+        atomic_write_text(Path(args.json), json.dumps({"keys": args.keys, "entropy": rows}, indent=1) + "\n")
+    return _written(save(entropy_figure(d_ks, scaled, unscaled, args.keys), args.out))
 
 
 def cmd_plot_curves(args: argparse.Namespace) -> int:
