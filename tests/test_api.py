@@ -98,3 +98,26 @@ def test_load_says_what_it_cannot_open(tiny_runs, tmp_path):
         attnkit.load(tiny_runs["tagger"], engine="ctranslate2")
     with pytest.raises(UserError, match="model directory not found"):
         attnkit.load(tmp_path / "nothing")
+
+
+def test_fit_trains_into_a_run_directory_and_returns_the_model(tmp_path, capsys):
+    """attnkit.fit: the run ``attnkit train`` makes (config.yaml, summary.json), --set as a dict, the
+    model returned as attnkit.load returns it; reuse=True loads a finished run instead of training."""
+    from helpers import write_yaml
+    from tiny_runs import translation
+
+    config = tmp_path / "tiny.yaml"
+    write_yaml(config, translation(tmp_path / "data", "transformer"))
+    out = tmp_path / "run"
+    m = attnkit.fit(config, out, {"training.lr": 0.005, "model.dropout": 0.0}, max_steps=3)
+    assert type(m).__name__ == "Translator" and m.cfg.training.lr == 0.005
+    assert (out / "summary.json").is_file() and "stopped: max_steps after 3 steps" in capsys.readouterr().out
+    assert len(m.translate(["ab cd"], beam=2, nbest=2)[0]) == 2
+    made = (out / "summary.json").stat().st_mtime_ns
+    again = attnkit.fit(config, out, max_steps=3, reuse=True)
+    assert (out / "summary.json").stat().st_mtime_ns == made and again.cfg.training.lr == 0.005
+    with pytest.raises(UserError, match="already holds a run"):
+        attnkit.fit(config, out, max_steps=3)
+    with pytest.raises(UserError, match="unknown key 'trainin'"):
+        attnkit.fit(config, tmp_path / "other", {"trainin.lr": 1.0})
+    assert not (tmp_path / "other").exists()
