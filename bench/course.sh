@@ -5,6 +5,8 @@
 # bench/by_length_train.sh, the hour-long Transformer from bench/multi30k.sh; where they are missing,
 # by-length.png is redrawn from the numbers in docs/course/img/by-length.json, the pictures of the
 # other models that are missing are left as they are, and the script names them and fails at the end.
+# The pictures of the notebooks (pages 2, 3, 5, 9) are copied from course-img/, where `make notebooks`
+# leaves them.
 #   sh bench/course.sh
 set -eu
 k=.venv/bin/attnkit
@@ -75,6 +77,7 @@ $k -q plot contexts --static runs/static-word2vec --contextual runs/course-bilm 
     --out $img/contexts-play-layer0.png
 # pages 6 to 10
 $k -q plot positions --text "I am a robot" --d-model 64 --out $img/positions.png
+$k -q plot entropy --out $img/softmax-entropy.png --json $img/softmax-entropy.json
 if have $T; then
     $k -q plot attention $T --text "$S" --kind encoder --layer 1 --out $img/self-attention.png
     $k -q plot attention $T --text "$S" --kind cross --layer 3 --out $img/multi-head.png
@@ -83,6 +86,14 @@ if have $T; then
     $k -q plot beam $T --text "A man cutting branches of trees." --beam 3 --out $img/beam.png
     $k -q plot beam $T --text "A man cutting branches of trees." --beam 1 --out $img/greedy.png
 fi
+# pages 2, 3, 5 and 9: the pictures the notebooks draw (make notebooks saves them in course-img/)
+for picture in copy-by-position general-2x256-384 contexts-fasttext-play ablation-curves; do
+    if [ -f course-img/$picture.png ]; then
+        cp course-img/$picture.png $img/$picture.png
+    else
+        missing="$missing course-img/$picture.png"
+    fi
+done
 if [ -n "$missing" ]; then
     echo "missing:$missing (see docs/course/README.md): their pictures were not redrawn" >&2
     exit 1

@@ -38,20 +38,20 @@ runs = notebook.start(RUNS, data=("sst2",))  # SST-2: fetched where ../shared/da
 # ## Many to one: what the classifier reads
 #
 # A BiLSTM reads the sentence; the classifier then needs one vector. *Attention pooling* learns a
-# weight per word, `alpha = softmax(v . tanh(W h_j))`, and sums `sum_j alpha_j h_j`. 800 updates
-# (a few minutes; SST-2's labels: 1 positive, 0 negative):
+# weight per word, `alpha = softmax(v . tanh(W h_j))`, and sums `sum_j alpha_j h_j`. 600 updates
+# (two minutes; SST-2's labels: 1 positive, 0 negative):
 
 # %% [markdown] lang="ru"
 # ## Многие к одному: что читает классификатор
 #
 # BiLSTM читает предложение, а классификатору нужен один вектор. *Пулинг вниманием* учит вес для каждого
-# слова, `alpha = softmax(v . tanh(W h_j))`, и складывает `sum_j alpha_j h_j`. 800 шагов (несколько минут;
+# слова, `alpha = softmax(v . tanh(W h_j))`, и складывает `sum_j alpha_j h_j`. 600 шагов (пара минут;
 # метки SST-2: 1 — положительный отзыв, 0 — отрицательный):
 
 # %%
 QUICK = {} if FULL else {"data.train": "../shared/data/sst2/glue/dev.tsv"}  # a smoke run trains on less
-sst2 = attnkit.fit("configs/sst2-bilstm-attention.yaml", runs / "course-sst2-attention", QUICK,
-                   max_steps=800 if FULL else 3, reuse=True)
+sst2 = attnkit.fit("configs/sst2-bilstm-attention.yaml", runs / "nb-sst2-attention", QUICK,
+                   max_steps=600 if FULL else 3, reuse=True)
 for text, (label, p) in zip(["a gorgeous , witty , seductive movie .", "a dull , tedious mess ."],
                             sst2.classify(["a gorgeous , witty , seductive movie .", "a dull , tedious mess ."])):
     print(f"{label} ({p:.2f})  {text}")
@@ -71,14 +71,16 @@ plotting.attention_figure(sst2.attention(text), f"attention pooling: {text}")
 #
 # The captioner's decoder attends over the cells of the image grid while it writes, one word at a
 # time (Show, Attend and Tell). Scenes of one to four handwritten digits (UCI digits, in the package);
-# the caption names them left to right.
+# the caption names them left to right. 1,500 updates (about six minutes; the model of the benchmarks
+# trains 25 minutes and names 96.8% of the test scenes exactly).
 
 # %% [markdown] lang="ru"
 # ## Один ко многим: на входе картинка, на выходе слова
 #
 # Декодер модели подписей, пока пишет слово за словом, смотрит на клетки сетки изображения (Show, Attend
 # and Tell). Сцены из одной–четырёх рукописных цифр (UCI digits, есть в пакете); подпись называет их
-# слева направо.
+# слева направо. 1500 шагов (около шести минут; модель из бенчмарков учится 25 минут и безошибочно
+# подписывает 96,8 % тестовых сцен).
 
 # %%
 from PIL import Image
@@ -86,8 +88,8 @@ from PIL import Image
 from attnkit.tasks.captioning import read_splits
 
 QUICK = {} if FULL else {"data.train_scenes": 200, "data.valid_scenes": 20, "data.test_scenes": 20}
-captioner = attnkit.fit("configs/digits-captioner.yaml", runs / "course-digits-captioner", QUICK,
-                        max_steps=800 if FULL else 3, reuse=True)
+captioner = attnkit.fit("configs/digits-captioner.yaml", runs / "nb-digits-captioner", QUICK,
+                        max_steps=1500 if FULL else 3, reuse=True)
 test = read_splits(captioner.cfg, ("test",))["test"]
 for caption, truth in zip(captioner.caption(list(test.images[:5])), test.references[:5]):
     print(f"{caption.text!r:40} the truth: {truth[0]!r}")

@@ -129,13 +129,19 @@ ax.legend(title="model.context")
 notebook.keep(fig, PICTURES, "copy-by-position.png")
 
 # %% [markdown] lang="en"
-# With `none` the accuracy falls with the position: the decoder forgets as it writes. `mean` gives every
-# step the same average of the encoder, which says which letters occur but not where. `dot` looks up
-# each position and copies. On real sentences the same picture is BLEU by source length (the page's
-# table, from `attnkit evaluate DIR --by-length` on Multi30k).
+# With `none` every letter is right at first and fewer and fewer as the output goes on: the decoder
+# forgets what the one vector held as it writes. The first letters are not the ones lost here, because
+# the encoder is a BiLSTM: its backward half ends on the first letter, so the vector remembers the start
+# (with a one-directional encoder the start is what the final state read longest ago). `mean` is barely
+# better: the average of the encoder says which letters occur, not where. `dot` looks up each position
+# and copies. On real sentences the same picture is BLEU by source length (the page's table, from
+# `attnkit evaluate DIR --by-length` on Multi30k).
 
 # %% [markdown] lang="ru"
-# С `none` точность падает с номером позиции: декодер забывает по мере того, как пишет. `mean` даёт
-# каждому шагу одно и то же среднее кодировщика: в нём видно, какие буквы есть, но не где они стоят.
-# `dot` находит каждую позицию и копирует. На настоящих предложениях та же картина — BLEU по длине
-# источника (таблица на странице, `attnkit evaluate DIR --by-length` на Multi30k).
+# С `none` сначала верна каждая буква, а дальше по ходу выхода всё меньше: декодер, пока пишет, забывает
+# то, что держал единственный вектор. Первые буквы здесь не теряются, потому что кодировщик — BiLSTM:
+# его обратная половина заканчивается на первой букве, и вектор помнит начало (у однонаправленного
+# кодировщика начало — то, что последнее состояние прочло раньше всего). `mean` почти не лучше: среднее
+# по кодировщику говорит, какие буквы есть, но не где они стоят. `dot` находит каждую позицию и
+# копирует. На настоящих предложениях та же картина — BLEU по длине источника (таблица на странице,
+# `attnkit evaluate DIR --by-length` на Multi30k).

@@ -50,7 +50,7 @@ word2vec = attnkit.fit("configs/static-word2vec.yaml", runs / "course-word2vec",
 fasttext = attnkit.fit("configs/static-word2vec.yaml", runs / "course-fasttext", {**TEXT, "model.arch": "fasttext"},
                        reuse=True)
 QUICK = {} if FULL else {"training.precision": "fp32"}
-bilm = attnkit.fit("configs/bilm-elmo.yaml", runs / "course-bilm", {**TEXT, **QUICK}, max_steps=600 if FULL else 3,
+bilm = attnkit.fit("configs/bilm-elmo.yaml", runs / "nb-bilm", {**TEXT, **QUICK}, max_steps=600 if FULL else 3,
                    reuse=True)
 
 # %% [markdown] lang="en"
@@ -85,10 +85,11 @@ from attnkit.tasks.static_vectors import read_vectors
 sentences = read_unlabelled(str(resolve_path("attnkit:contexts/senses.en.txt")))
 for name, run in (("word2vec skip-gram", "course-word2vec"), ("fastText skip-gram", "course-fasttext")):
     for word, layer in (("play", "average"), ("bank", "average"), ("play", 0)):
-        occ = occurrences(word, sentences, read_vectors(runs / run), runs / "course-bilm", layer)
+        occ = occurrences(word, sentences, read_vectors(runs / run), runs / "nb-bilm", layer)
         snippets = [occ.snippet(i) for i in range(len(occ.positions))]
         figure = plotting.contexts_figure(snippets, cosines(occ.static), cosines(occ.contextual), word, name, layer)
-        display(notebook.keep(figure, PICTURES, f"contexts-{run[7:]}-{word}-layer-{layer}.png"))
+        picture = f"contexts-{run[7:]}-{word}" + ("" if layer == "average" else f"-layer{layer}")
+        display(notebook.keep(figure, PICTURES, f"{picture}.png"))
 
 # %% [markdown] lang="en"
 # Layer 0 is the biLM's character-based word vector, before any LSTM: it sees no context, so its

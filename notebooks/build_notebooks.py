@@ -2,7 +2,7 @@
 markdown cells in English and in Russian, marked ``lang="en"`` / ``lang="ru"``, its code cells shared)
 becomes ``notebooks/en/NN-*.ipynb`` and ``notebooks/ru/NN-*.ipynb``.
 
-    python notebooks/build_notebooks.py            # the .ipynb files from the sources, without outputs
+    python notebooks/build_notebooks.py            # the .ipynb files from the sources (outputs of unchanged code kept)
     python notebooks/build_notebooks.py --execute  # ... each run at full budget, outputs kept (make notebooks)
     python notebooks/build_notebooks.py --execute --smoke --runs /tmp/nb  # a few updates a model: do the cells run?
 
@@ -48,6 +48,19 @@ def target(source: Path, lang: str) -> Path:
     return HERE / lang / f"{source.stem}.ipynb"
 
 
+def carry_outputs(nb: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
+    """``nb`` with the outputs that the notebook at ``path`` has for the same code, cell for cell in
+    order (a text cell edited keeps every output; a code cell edited loses its own and those after it)."""
+    if not path.is_file():
+        return nb
+    old = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    for cell, was in zip((c for c in nb.cells if c.cell_type == "code"), old):
+        if cell.source != was.source:
+            break
+        cell.outputs, cell.execution_count = was.outputs, was.execution_count
+    return nb
+
+
 def smoke(nb: nbformat.NotebookNode, runs: Path) -> nbformat.NotebookNode:
     """``nb`` with ``FULL = False`` and ``RUNS`` set in a cell after its parameters cell."""
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
@@ -83,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.smoke:
                     continue
                 nb = ran
+            else:
+                nb = carry_outputs(nb, target(source, lang))
             target(source, lang).parent.mkdir(exist_ok=True)
             nbformat.write(nb, target(source, lang))
     return 0

@@ -66,8 +66,7 @@ def fit(config: str | Path, out: str | Path, overrides: dict[str, Any] | None = 
     "dot"}``); ``max_steps`` and ``max_minutes`` are ``--max-steps`` and ``--max-minutes``. ``reuse=True``:
     where ``out`` already holds a finished run (its ``summary.json``), load it instead of training again,
     as a notebook run a second time wants. ``progress``: a progress bar (the log says how training goes
-    either way). Every error is an :class:`attnkit.errors.UserError` with the
-    CLI's one-line message."""
+    either way). Every error is an :class:`attnkit.errors.UserError` with the CLI's one-line message."""
     import json
     import logging
     import sys
@@ -82,7 +81,7 @@ def fit(config: str | Path, out: str | Path, overrides: dict[str, Any] | None = 
             sets.append(f"training.device={device}")
         said = logging.getLogger("attnkit")
         console = None
-        if not said.handlers and not logging.getLogger().handlers:  # a notebook: say the progress there
+        if not said.handlers and not logging.getLogger().handlers:  # nobody set up logging (a notebook): say it here
             console = logging.StreamHandler(sys.stdout)
             console.setFormatter(logging.Formatter("attnkit: %(message)s"))
             said.addHandler(console)

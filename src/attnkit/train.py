@@ -153,7 +153,6 @@ def run(config: str | Path | None, out: Path, overrides: list[str] | None = None
 
 def summary_lines(summary: dict, out: Path) -> list[str]:
     """What a finished run says: why it stopped, its best validation, its test scores."""
-    scores = lambda d: "  ".join(f"{k} {v}" for k, v in d.items() if not k.endswith(("signature", "detail")))  # noqa: E731
     line = f"run: {out}  stopped: {summary['stopped']}"
     if "steps" in summary:
         line += (f" after {summary['steps']} steps ({summary['train_seconds']:.0f} s training, "
@@ -161,18 +160,23 @@ def summary_lines(summary: dict, out: Path) -> list[str]:
     lines = [line]
     if summary.get("valid"):
         best = f", best at step {summary['best_step']}" if "best_step" in summary else ""
-        lines.append(f"valid{best}: {scores(summary['valid'])}")
+        lines.append(f"valid{best}: {_scores(summary['valid'])}")
     if "test" in summary:
         t = summary["test"]
-        lines.append(f"test: {scores(t)}" + (f"  [{t['bleu_signature']}]" if "bleu_signature" in t else ""))
+        lines.append(f"test: {_scores(t)}" + (f"  [{t['bleu_signature']}]" if "bleu_signature" in t else ""))
     elif "test_skipped" in summary:
         lines.append(f"test: not scored ({summary['test_skipped']})")
     return lines
 
 
+def _scores(scores: dict) -> str:
+    return "  ".join(f"{k} {v}" for k, v in scores.items() if not k.endswith(("signature", "detail")))
+
+
 def _follow(config, out: Path, overrides, resume: bool, max_steps, max_minutes, rank: int) -> dict:
     """Another rank's share of a torchrun job: it trains and says only what went wrong."""
-    logging.getLogger().handlers[0].setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
     try:
         return train(config, out, overrides, resume, max_steps, max_minutes, False)
     except RuntimeError as err:  # rank 0 stopped (a bad config, a run directory in use): it says why
