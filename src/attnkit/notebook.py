@@ -5,6 +5,7 @@ are missing (a Colab runtime), and say where it computes."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,6 +30,8 @@ def start(runs: str | Path = "runs", data: tuple[str, ...] = ()) -> Path:
     where they are not), and return the folder the notebook's models go to."""
     root = repository()
     os.chdir(root)
+    # a library that imports tqdm.auto in Jupyter without ipywidgets says so in every notebook's output
+    warnings.filterwarnings("ignore", message="IProgress not found")
     for name in data:
         fetch(name, root.parent / "shared" / "data")
     _inline_figures()
