@@ -13,9 +13,15 @@ IMG = ROOT / "docs" / "course" / "img"
 
 
 def drawn() -> list[re.Pattern]:
-    """The pictures course.sh writes (--out $img/NAME), a $variable in a name matching any word."""
-    outs = re.findall(r"--out \$img/(\S+)", SCRIPT.read_text(encoding="utf-8"))
-    return [re.compile("[^/]+".join(map(re.escape, re.split(r"\$\w+", out))) + "$") for out in outs]
+    """The pictures course.sh writes (--out $img/NAME), a $variable in a name matching any word, and
+    those it copies from the notebooks' folder (``for picture in NAME...; ... cp ... $img/$picture.png``)."""
+    script = SCRIPT.read_text(encoding="utf-8")
+    outs = re.findall(r"--out \$img/(\S+)", script)
+    patterns = [re.compile("[^/]+".join(map(re.escape, re.split(r"\$\w+", out))) + "$") for out in outs]
+    for names, body in re.findall(r"for picture in ([^;]+); do(.*?)\ndone", script, re.S):
+        if "cp course-img/$picture.png $img/$picture.png" in body:
+            patterns += [re.compile(re.escape(f"{name}.png") + "$") for name in names.split()]
+    return patterns
 
 
 def test_course_sh_draws_every_picture_of_the_course():
