@@ -26,7 +26,7 @@ import sys
 if "google.colab" in sys.modules:  # Colab: attnkit from its repository (a GPU runtime is used where there is one)
     subprocess.run("test -d attnkit || git clone -q --depth 1 https://github.com/attnkit/attnkit && "
                    "pip install -q -e 'attnkit[notebooks]'", shell=True, check=True)
-    sys.path.insert(0, "attnkit/src")
+    sys.path.insert(0, "/content/attnkit/src")  # the running kernel does not see an editable install
 
 import attnkit
 from attnkit import notebook, plotting

@@ -49,15 +49,15 @@ def target(source: Path, lang: str) -> Path:
 
 
 def carry_outputs(nb: nbformat.NotebookNode, path: Path) -> nbformat.NotebookNode:
-    """``nb`` with the outputs that the notebook at ``path`` has for the same code, cell for cell in
-    order (a text cell edited keeps every output; a code cell edited loses its own and those after it)."""
+    """``nb`` with the outputs that the notebook at ``path`` has for the same code, code cell for code
+    cell: an edited cell loses its outputs, the others keep theirs (after an edit that changes what later
+    cells print, run the notebook again: make notebooks)."""
     if not path.is_file():
         return nb
     old = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
     for cell, was in zip((c for c in nb.cells if c.cell_type == "code"), old):
-        if cell.source != was.source:
-            break
-        cell.outputs, cell.execution_count = was.outputs, was.execution_count
+        if cell.source == was.source:
+            cell.outputs, cell.execution_count = was.outputs, was.execution_count
     return nb
 
 
