@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "notebooks"))
-build = pytest.importorskip("build_notebooks", reason="notebooks/build_notebooks.py needs jupytext and nbclient (the test extra)")
+build = pytest.importorskip("build_notebooks", reason="notebooks/build_notebooks.py needs jupytext and nbclient")
 SHARED = ROOT.parent / "shared" / "data"
 COURSE = ROOT / "docs" / "course"
 
@@ -49,7 +49,8 @@ def test_each_language_has_the_same_text_cells_and_a_parameters_cell(source):
     params = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and "FULL = True" in params[0].source and "RUNS = " in params[0].source, source.name
     en, ru = (build.notebook(source, lang) for lang in build.LANGS)
-    assert [c.source for c in en.cells if c.cell_type == "code"] == [c.source for c in ru.cells if c.cell_type == "code"]
+    code = [[c.source for c in nb.cells if c.cell_type == "code"] for nb in (en, ru)]
+    assert code[0] == code[1], f"{source.name}: the languages' code differs"
 
 
 def needs(source: Path) -> list[str]:

@@ -100,7 +100,7 @@ def test_plot_contexts(tmp_path, tiny_runs, capsys):
                                              ({"arch": "word2vec", "algorithm": "cbow"}, "word2vec CBOW"),
                                              ({"arch": "fasttext", "min_n": 1, "max_n": 2}, "fastText skip-gram")])
 def test_plot_contexts_names_the_static_model_it_was_given(tmp_path, tiny_runs, model, name):
-    from attnkit.cli.see import static_name
+    from attnkit.tasks.static_vectors import vectors_name as static_name
 
     static, _ = fit(tmp_path, "vectors", **model)
     assert static_name(str(static)) == static_name(str(static / "vectors.txt")) == name

@@ -395,7 +395,7 @@ def cmd_plot_contexts(args: argparse.Namespace) -> int:
     from attnkit.contexts import cosines, occurrences
     from attnkit.plotting import check_path, contexts_figure, save
     from attnkit.tasks.bilm import read_unlabelled
-    from attnkit.tasks.static_vectors import nearest_words, read_vectors
+    from attnkit.tasks.static_vectors import nearest_words, read_vectors, vectors_name
 
     check_path(args.out)
     if args.layer == "all":
@@ -413,29 +413,8 @@ def cmd_plot_contexts(args: argparse.Namespace) -> int:
     near = nearest_words(*vectors, args.word)
     print(f"static vector of {args.word!r}, the same in every sentence; nearest words: "
           + ", ".join(f"{w} ({s:.2f})" for w, s in near))
-    figure = contexts_figure(snippets, static, contextual, args.word, static_name(args.static), args.layer)
+    figure = contexts_figure(snippets, static, contextual, args.word, vectors_name(args.static), args.layer)
     return _written(save(figure, args.out))
-
-
-ALGORITHMS = {"skipgram": "skip-gram", "cbow": "CBOW"}
-
-
-def static_name(path: str) -> str:
-    """What made the static vectors at ``path`` (a static_vectors run directory or its vectors file), from
-    the run's config: "word2vec skip-gram", "fastText CBOW"; a vectors file with no run's config beside
-    it is named by its file name."""
-    from attnkit.config import load_config
-    from attnkit.data.embeddings import vectors_file
-    from attnkit.model_dir import CONFIG
-
-    file = vectors_file(path)
-    if not (file.parent / CONFIG).is_file():
-        return f"vectors of {file.name}"
-    cfg = load_config(file.parent / CONFIG)
-    if cfg.task != "static_vectors":
-        raise UserError(f"{path}: holds a {cfg.task} model, not static vectors")
-    arch = {"word2vec": "word2vec", "fasttext": "fastText"}[cfg.model.arch]
-    return f"{arch} {ALGORITHMS[cfg.model.algorithm]}"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -153,3 +153,23 @@ class StaticVectorsTask(Task):
 
 
 TASK = StaticVectorsTask()
+
+
+ALGORITHMS = {"skipgram": "skip-gram", "cbow": "CBOW"}
+
+
+def vectors_name(path: str | Path) -> str:
+    """What made the static vectors at ``path`` (a static_vectors run directory or its vectors file), from
+    the run's config: "word2vec skip-gram", "fastText CBOW"; a vectors file with no run's config beside
+    it is named by its file name."""
+    from attnkit.config import load_config
+    from attnkit.model_dir import CONFIG
+
+    file = vectors_file(path)
+    if not (file.parent / CONFIG).is_file():
+        return f"vectors of {file.name}"
+    cfg = load_config(file.parent / CONFIG)
+    if cfg.task != "static_vectors":
+        raise UserError(f"{path}: holds a {cfg.task} model, not static vectors")
+    arch = {"word2vec": "word2vec", "fasttext": "fastText"}[cfg.model.arch]
+    return f"{arch} {ALGORITHMS[cfg.model.algorithm]}"
