@@ -8,8 +8,10 @@ connection with LayerNorm, either after the sum (``post``, the paper) or before 
     pre:   x = x + Dropout(sublayer(LayerNorm(x)))
 
 The two ablations the lecture's claims ask for: ``none``, no LayerNorm at all, and a stack without its
-residual connections (``without_residuals``: each sublayer's output replaces its input, ``x =
-Dropout(sublayer(x))``, then the LayerNorm of ``post``).
+residual connections (``without_residuals``), where each sublayer's output replaces its input:
+
+    post, no residual:  x = LayerNorm(Dropout(sublayer(x)))
+    pre, no residual:   x = Dropout(sublayer(LayerNorm(x)))
 
 The feed-forward sublayer's activation is ReLU in the paper; GELU (BERT, GPT) and SiLU, also called
 swish (Marian, the OPUS-MT translators), are options.
