@@ -78,6 +78,7 @@ $k -q plot contexts --static runs/static-word2vec --contextual runs/course-bilm 
 # pages 6 to 10
 $k -q plot positions --text "I am a robot" --d-model 64 --out $img/positions.png
 $k -q plot entropy --out $img/softmax-entropy.png --json $img/softmax-entropy.json
+.venv/bin/python bench/strategies_report.py --plot $img/strategies.png > /dev/null  # page 10, from bench/results
 if have $T; then
     $k -q plot attention $T --text "$S" --kind encoder --layer 1 --out $img/self-attention.png
     $k -q plot attention $T --text "$S" --kind cross --layer 3 --out $img/multi-head.png

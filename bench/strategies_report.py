@@ -5,13 +5,14 @@ beam 5) and of the exposure-bias gaps, and the training seconds per run; then th
 output.
 
     python3 bench/strategies_report.py
+    python3 bench/strategies_report.py --plot docs/course/img/strategies.png   # and that gap drawn
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -38,11 +39,40 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def main(root: str = "bench/results/strategies") -> None:
+def read_runs(root: str) -> dict[tuple[str, str], list[dict]]:
     runs = defaultdict(list)
     for path in sorted(Path(root).glob("*.json")):
         row = json.loads(path.read_text())
         runs[(Path(row["config"]).stem, row["strategy"])].append(row)
+    return runs
+
+
+def plot(runs: dict[tuple[str, str], list[dict]], out: str) -> None:
+    """The accuracy gap by output position, a panel per model and a line per strategy (mean over seeds)."""
+    from matplotlib.figure import Figure
+
+    models = sorted({m for m, _ in runs})
+    labels = [f"{lo + 1}-{hi}" if hi else f"{lo + 1}+" for lo, hi in BUCKETS]
+    fig = Figure(figsize=(5.2 * len(models), 3.6), layout="constrained")
+    for ax, model in zip(fig.subplots(1, len(models), squeeze=False)[0], models):
+        for strategy in ORDER:
+            rows = runs.get((model, strategy))
+            if rows:
+                gaps = [statistics.mean(c) for c in zip(*(bucket_gaps(r["greedy"]["exposure"]) for r in rows))]
+                ax.plot(labels, gaps, marker="o", label=strategy.replace("_", " "))
+        ax.set(title=model, xlabel="output position (tokens)", ylabel="accuracy gap (points)")
+    ax.legend(fontsize=8)
+    fig.suptitle("exposure bias along the output: teacher-forced minus self-fed accuracy, test2016", fontsize=10)
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The strategies' tables of docs/EXPERIMENTS.md.")
+    parser.add_argument("root", nargs="?", default="bench/results/strategies", help="the runs' JSON files")
+    parser.add_argument("--plot", metavar="FILE", help="also draw the accuracy gap by output position")
+    args = parser.parse_args()
+    runs = read_runs(args.root)
     print("| model | strategy | seeds | BLEU greedy | BLEU beam 5 | NLL gap | accuracy gap | train s/run |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for model in sorted({m for m, _ in runs}):
@@ -72,7 +102,9 @@ def main(root: str = "bench/results/strategies") -> None:
             per_run = [bucket_gaps(r["greedy"]["exposure"]) for r in rows]
             cells = [f"{statistics.mean(column):.1f}" for column in zip(*per_run)]
             print(f"| {model} | {strategy} | " + " | ".join(cells) + " |")
+    if args.plot:
+        plot(runs, args.plot)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()

@@ -16,7 +16,7 @@ def drawn() -> list[re.Pattern]:
     """The pictures course.sh writes (--out $img/NAME), a $variable in a name matching any word, and
     those it copies from the notebooks' folder (``for picture in NAME...; ... cp ... $img/$picture.png``)."""
     script = SCRIPT.read_text(encoding="utf-8")
-    outs = re.findall(r"--out \$img/(\S+)", script)
+    outs = re.findall(r"--(?:out|plot) \$img/(\S+)", script)
     patterns = [re.compile("[^/]+".join(map(re.escape, re.split(r"\$\w+", out))) + "$") for out in outs]
     for names, body in re.findall(r"for picture in ([^;]+); do(.*?)\ndone", script, re.S):
         if "cp course-img/$picture.png $img/$picture.png" in body:
