@@ -30,7 +30,7 @@ def test_fetch_lays_the_files_out_as_shared_data_does(tmp_path, name):
     for path, (_, target, _) in zip(paths, SOURCES[name]):
         assert path == tmp_path / "data" / target
         assert path.read_bytes() == (SHARED / target).read_bytes()
-    assert not list((tmp_path / "data").rglob(".*.part"))
+    assert not list((tmp_path / "data").rglob(".*"))  # no half-written file left
 
 
 def test_a_file_that_is_there_is_not_fetched_again(tmp_path):
@@ -46,7 +46,7 @@ def test_a_wrong_file_is_refused_and_leaves_nothing(tmp_path):
     with pytest.raises(UserError, match="not the expected file"):
         fetch("ptb_lm", tmp_path / "data", base=base)
     assert not (tmp_path / "data" / SOURCES["ptb_lm"][0][1]).exists()
-    assert not list((tmp_path / "data").rglob(".*.part"))
+    assert not list((tmp_path / "data").rglob(".*"))  # no half-written file left
 
 
 def test_what_cannot_be_fetched_is_one_line(tmp_path):

@@ -5,10 +5,10 @@ is moved into place, so a file is either whole and right or absent."""
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.request
 from pathlib import Path
 
+from attnkit.checkpoint import atomic_write
 from attnkit.errors import UserError
 
 GITHUB = "https://raw.githubusercontent.com/"
@@ -49,7 +49,6 @@ def fetch(name: str, root: str | Path, base: str = GITHUB) -> list[Path]:
 
 def _download(url: str, path: Path, digest: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
     try:
         with urllib.request.urlopen(url, timeout=60) as answer:
             data = answer.read(MAX_BYTES + 1)
@@ -57,5 +56,4 @@ def _download(url: str, path: Path, digest: str) -> None:
         raise UserError(f"{url}: cannot download ({err})") from None
     if hashlib.sha256(data).hexdigest() != digest:
         raise UserError(f"{url}: not the expected file (its SHA-256 differs from {digest[:12]}...)")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))

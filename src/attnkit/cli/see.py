@@ -281,8 +281,6 @@ def by_length_tables(curves: dict[int, dict[str, list[dict]]]) -> str:
 
 
 def cmd_plot_by_length(args: argparse.Namespace) -> int:
-    import json
-
     from attnkit.checkpoint import atomic_write_text
     from attnkit.plotting import by_length_figure, check_path, save
 
@@ -362,8 +360,6 @@ def given_labels(given: list[str] | None, labels: dict[str, str]) -> dict[str, s
 def read_by_length(path: str) -> tuple[dict[int, dict[str, list[dict]]], dict[str, str]]:
     """The curves of a ``plot by-length --json`` file (by join level, then run) and the names it gives
     the models (one written before it gave them: the runs' names)."""
-    import json
-
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         curves = {int(k): v for k, v in doc.items() if k != "labels"}
